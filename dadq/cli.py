@@ -1,0 +1,213 @@
+"""``python -m dadq <command>``: profile, allocate, sample, fid, sweep.
+
+Every command prints one clear line and exits 2 on bad input, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _bits(text: str) -> list[int]:
+    """'2-8' or '2,4,8' -> list of ints."""
+    try:
+        if "-" in text:
+            lo, hi = text.split("-")
+            return list(range(int(lo), int(hi) + 1))
+        return [int(b) for b in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bits {text!r}: write a range like 2-8 or a list like 2,4,8") from None
+
+
+def _model_args(p):
+    p.add_argument("--model", default="default", help="'default', a diffusers folder, a UNet config .json, or a hub id")
+    p.add_argument("--device", default=None, help="cpu (default) or cuda")
+
+
+def _quant_args(p):
+    p.add_argument("--profile", default=None, help="profile .safetensors (default: the shipped one for --model default)")
+    p.add_argument("--alloc", default=None, help="allocation .json from `dadq allocate --out`")
+    p.add_argument("--budget", type=float, default=None, help="average bits (if no --alloc)")
+    p.add_argument("--target", default="wa", choices=["wa", "w", "a"])
+    p.add_argument("--method", default="lagrangian", choices=["lagrangian", "exact", "greedy", "uniform"])
+    p.add_argument("--weight-mode", default="per-group", choices=["per-group", "shared"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m dadq", description="Distribution-aware mixed-precision PTQ of diffusion models.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("profile", help="measure RD curves per timestep group -> profile .safetensors")
+    _model_args(p)
+    p.add_argument("--groups", type=int, default=10, help="timestep groups G (default 10)")
+    p.add_argument("--bits", type=_bits, default=list(range(2, 9)), help="candidate bit widths, e.g. 2-8 (default) or 1-10")
+    p.add_argument("--calib", type=int, default=16, help="calibration samples per group (default 16)")
+    p.add_argument("--mode", default="exact", choices=["exact", "naive", "fast"])
+    p.add_argument("--layers", action="append", default=None, help="glob of layer names to profile ('re:' for regex); repeatable")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output .safetensors")
+
+    p = sub.add_parser("allocate", help="bit allocation from a profile, by budget or slope")
+    p.add_argument("--profile", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--budget", type=float, help="average bits per element of the target")
+    g.add_argument("--lam", type=float, help="slope λ (distortion per average bit)")
+    g.add_argument("--wa-budgets", nargs=2, type=float, metavar=("W", "A"), help="separate W and A average bits")
+    p.add_argument("--target", default="wa", choices=["wa", "w", "a"])
+    p.add_argument("--method", default="lagrangian", choices=["lagrangian", "exact", "greedy", "uniform"])
+    p.add_argument("--weight-mode", default="per-group", choices=["per-group", "shared"])
+    p.add_argument("--measure", action="store_true", help="also measure the real distortion (additivity check); needs --model")
+    p.add_argument("--model", default=None)
+    p.add_argument("--out", default=None, help="write the allocation JSON here")
+
+    p = sub.add_parser("sample", help="FP and quantized samples from identical noise -> PNG grids")
+    _model_args(p)
+    _quant_args(p)
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (or DDPM steps with --sampler ddpm; 0 = all T)")
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="samples", help="output folder (fp.png, quantized.png)")
+
+    p = sub.add_parser("fid", help="FID of FP and quantized samples (MNIST-classifier features by default)")
+    _model_args(p)
+    _quant_args(p)
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--feature", default="mnist", choices=["mnist", "inception"])
+
+    p = sub.add_parser("sweep", help="predicted distortion of every method over a list of budgets")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--budgets", default="3,4,5,6,8", help="comma-separated average bits")
+    p.add_argument("--target", default="wa", choices=["wa", "w", "a"])
+    p.add_argument("--out", default=None, help="write JSON here")
+    return ap
+
+
+def _profile_for(args, model):
+    import dadq
+
+    path = args.profile
+    if path is None:
+        if args.model != "default":
+            raise ValueError("--profile is needed for a model other than the default; make one with `python -m dadq profile`.")
+        path = dadq.models.DEFAULT_MODEL_DIR / "profile.safetensors"
+    prof = dadq.Profile.load(path)
+    prof.check_model(model)
+    return prof
+
+
+def _quantized(args, model):
+    import dadq
+
+    prof = _profile_for(args, model)
+    if args.alloc:
+        alloc = dadq.Allocation.load(args.alloc)
+    elif args.budget is not None:
+        alloc = dadq.allocate(prof, budget=args.budget, target=args.target, method=args.method, weight_mode=args.weight_mode)
+    else:
+        raise ValueError("give --alloc FILE or --budget BITS to say how to quantize.")
+    return dadq.quantize(model, prof, alloc), alloc
+
+
+def _print_alloc(alloc, profile) -> None:
+    s = alloc.summary()
+    print(f"method {s['method']}, target {s['target']}, weights {s['weight_mode']}; "
+          f"mean W+A size per step {s['mean_group_avg_bits']:.3f} avg bits; stored weights "
+          f"{s['stored_weight_MB']:.3f} MB vs FP32 {s['fp32_weight_MB']:.3f} MB ({s['compression_x']:.2f}x)")
+    labels = profile.groups.labels()
+    print(f"{'group':>12} {'avg bits':>9} {'predicted D':>12}")
+    for g in range(profile.num_groups):
+        print(f"{labels[g]:>12} {alloc.group_avg_bits[g]:9.3f} {alloc.predicted[g]:12.5g}")
+
+
+def run(args) -> int:
+    import torch
+
+    import dadq
+
+    if args.cmd == "profile":
+        model = dadq.load_model(args.model, device=args.device)
+        prof = dadq.profile(model, groups=args.groups, bits=args.bits, calib_per_group=args.calib, mode=args.mode,
+                            layers=args.layers, seed=args.seed)
+        prof.save(args.out)
+        print(f"profile of {len(prof.layer_names)} layers x {prof.num_groups} groups x bits {prof.bits.tolist()} "
+              f"({prof.meta['seconds']:.1f} s, mode {args.mode}) -> {args.out}")
+    elif args.cmd == "allocate":
+        prof = dadq.Profile.load(args.profile)
+        kw = dict(target=args.target, method=args.method, weight_mode=args.weight_mode)
+        if args.lam is not None:
+            alloc = dadq.allocate(prof, lam=args.lam, **kw)
+        elif args.wa_budgets:
+            alloc = dadq.allocate(prof, budget=tuple(args.wa_budgets), **kw)
+        else:
+            alloc = dadq.allocate(prof, budget=args.budget, **kw)
+        _print_alloc(alloc, prof)
+        if args.measure:
+            if not args.model:
+                raise ValueError("--measure needs --model (the model the profile was made from).")
+            model = dadq.load_model(args.model)
+            prof.check_model(model)
+            r = dadq.additivity(model, prof, alloc)
+            print("additivity: measured / predicted per group: " + " ".join(f"{x:.3f}" for x in r["ratio"])
+                  + f"; correlation {r['correlation']:.3f}")
+        if args.out:
+            alloc.save(args.out)
+            print(f"allocation -> {args.out}")
+    elif args.cmd == "sample":
+        model = dadq.load_model(args.model, device=args.device)
+        qmodel, alloc = _quantized(args, model)
+        fp, q = dadq.sample_pair(model, qmodel, n=args.n, steps=args.steps, seed=args.seed, sampler=args.sampler)
+        out = Path(args.out)
+        dadq.images.save_grid(fp, out / "fp.png")
+        dadq.images.save_grid(q, out / "quantized.png")
+        psnr, ssim = dadq.paired_psnr_ssim(fp, q)
+        print(f"{args.n} pairs, {args.sampler.upper()}-{args.steps}, seed {args.seed}: paired PSNR {np.mean(psnr):.2f} dB, "
+              f"SSIM {np.mean(ssim):.4f} -> {out}/fp.png, {out}/quantized.png")
+    elif args.cmd == "fid":
+        from dadq.metrics import FID_LABEL
+
+        model = dadq.load_model(args.model, device=args.device)
+        qmodel, alloc = _quantized(args, model)
+        fp, q = dadq.sample_pair(model, qmodel, n=args.n, steps=args.steps, seed=args.seed, sampler=args.sampler)
+        f_fp = dadq.fid(fp, feature=args.feature)
+        f_q = dadq.fid(q, feature=args.feature)
+        label = FID_LABEL if args.feature == "mnist" else "Inception FID"
+        print(json.dumps({"metric": label, "n": args.n, "sampler": f"{args.sampler.upper()}-{args.steps}",
+                          "seed": args.seed, "fid_fp": round(f_fp, 4), "fid_quantized": round(f_q, 4),
+                          "allocation": alloc.summary()}, indent=2))
+    elif args.cmd == "sweep":
+        prof = dadq.Profile.load(args.profile)
+        budgets = [float(b) for b in args.budgets.split(",")]
+        rows = []
+        for b in budgets:
+            row = {"budget": b}
+            for meth in ("lagrangian", "exact", "greedy", "uniform"):
+                try:
+                    row[meth] = float(np.mean(dadq.allocate(prof, budget=b, target=args.target, method=meth).predicted))
+                except ValueError:
+                    row[meth] = None
+            rows.append(row)
+            print("  ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if args.out:
+            dadq.io.write_json(args.out, rows)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        msg = str(e).strip("'\"") or type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return 130

@@ -1,0 +1,368 @@
+"""Rate-distortion profiling: ``profile(model, ...) -> Profile``.
+
+For every timestep group g, quantizer (one layer's weights W, or its input activations A) and bit
+width b, with everything else at full precision, D[g, l, b] is the output distortion
+(1 - SSIM) + MSE of eps on the group's calibration inputs (``dadq.distortion``).
+
+Modes:
+- ``naive``: one full forward pass per (group, quantizer, bits) point; the reference.
+- ``exact`` (default): the same numbers, faster. Quantizing layer l changes nothing computed
+  before l, so the FP outputs of every leaf module are cached per group and the leaves that run
+  before l return their cached output instead of computing.
+- ``fast``: ``exact`` on a few bit widths (lowest, middle, highest); the others are filled from
+  the quantization-noise model D ∝ 2^(-2b), i.e. log D linear in b, interpolated between the
+  measured points and extrapolated with slope -2 ln 2 per bit.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import fnmatch
+import json
+import re
+import time
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .calibrate import HIST_BINS, calibration_inputs, histogram
+from .distortion import SSIM_PARAMS, distortion
+from .groups import TimestepGroups
+from .io import atomic_path
+from .models import DiffusionModel
+from .quant import (ACT_CLIP_GRID, FP_BITS, WEIGHT_CLIP_GRID, QuantizedUNet, activation_range, is_fp)
+
+FORMAT = "dadq-profile/1"
+KINDS = ("w", "a")
+MODES = ("exact", "naive", "fast")
+
+
+@dataclass
+class Profile:
+    """RD curves and activation statistics of one model.
+
+    Shapes: G groups, L layers (execution order), M candidate bit widths, N calibration samples.
+      d_w, d_a     float64 [G, L, M]  distortion of quantizing layer l's weights / input at bits[m]
+      w_numel      int64 [L]          weight elements; weight size at b bits = w_numel * b bits
+      a_numel      int64 [L]          input elements for one sample; activation size = a_numel * b bits
+      act_range    float32 [G, L, M, 2]  activation (lo, hi) per group and bit width
+      act_minmax   float32 [G, L, 2]  calibration min/max of each layer's input
+      act_hist     float32 [G, L, B]  density histogram over [min, max] of that group
+      calib_x      float32 [G, N, C, H, W], calib_t int64 [G, N]
+      measured     bool [M]           bit widths measured (all, except in fast mode)
+    """
+
+    layer_names: list[str]
+    layer_types: list[str]
+    bits: np.ndarray
+    num_timesteps: int
+    num_groups: int
+    w_numel: np.ndarray
+    a_numel: np.ndarray
+    d_w: np.ndarray
+    d_a: np.ndarray
+    act_range: np.ndarray
+    act_minmax: np.ndarray
+    act_hist: np.ndarray
+    calib_x: np.ndarray
+    calib_t: np.ndarray
+    measured: np.ndarray
+    fingerprint: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def groups(self) -> TimestepGroups:
+        return TimestepGroups(self.num_timesteps, self.num_groups)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_names)
+
+    def curves(self, kind: str) -> np.ndarray:
+        """D [G, L, M] of kind 'w' or 'a'."""
+        if kind not in KINDS:
+            raise ValueError(f"kind={kind!r}: choose 'w' (weights) or 'a' (activations).")
+        return self.d_w if kind == "w" else self.d_a
+
+    def sizes(self, kind: str) -> np.ndarray:
+        """Size in bits [L, M] of each quantizer at each candidate bit width."""
+        numel = self.w_numel if kind == "w" else self.a_numel
+        return numel[:, None].astype(np.float64) * self.bits[None, :].astype(np.float64)
+
+    def check_model(self, model: DiffusionModel) -> None:
+        fp = model.fingerprint()
+        if fp != self.fingerprint:
+            raise ValueError(
+                f"this profile was made for another model (fingerprint {self.fingerprint}, model {fp} "
+                f"from {model.source}); profile this model with dadq.profile / `python -m dadq profile`, "
+                "or load the profile that belongs to it."
+            )
+
+    def activation_ranges_for(self, a_bits: np.ndarray) -> np.ndarray:
+        """(lo, hi) [G, L, 2] for activation bits [G, L]; FP entries get the calibration min/max."""
+        out = self.act_minmax.astype(np.float64).copy()
+        lookup = {int(b): m for m, b in enumerate(self.bits)}
+        for g in range(a_bits.shape[0]):
+            for l in range(a_bits.shape[1]):
+                b = int(a_bits[g, l])
+                if is_fp(b):
+                    continue
+                if b not in lookup:
+                    raise ValueError(f"activation bits {b} were not profiled (profiled: {self.bits.tolist()}).")
+                out[g, l] = self.act_range[g, l, lookup[b]]
+        return out
+
+    # --- persistence: one safetensors file, JSON metadata in its header -------------------------
+    _ARRAYS = ("bits", "w_numel", "a_numel", "d_w", "d_a", "act_range", "act_minmax", "act_hist",
+               "calib_x", "calib_t", "measured")
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically to ``path`` (.safetensors); returns the path."""
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        header = {"format": FORMAT, "layer_names": self.layer_names, "layer_types": self.layer_types,
+                  "num_timesteps": self.num_timesteps, "num_groups": self.num_groups,
+                  "fingerprint": self.fingerprint, "meta": self.meta}
+        arrays = {k: np.ascontiguousarray(getattr(self, k)) for k in self._ARRAYS}
+        arrays["measured"] = arrays["measured"].astype(np.uint8)
+        with atomic_path(path) as tmp:
+            save_file(arrays, str(tmp), metadata={"dadq": json.dumps(header)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Profile":
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"no profile file at {path}; make one with `python -m dadq profile`.")
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                header = json.loads((f.metadata() or {})["dadq"])
+                arrays = {k: f.get_tensor(k) for k in cls._ARRAYS}
+        except Exception as e:
+            raise ValueError(
+                f"{path} is not a readable dadq profile: it is corrupt or truncated ({type(e).__name__}). "
+                "Re-create it with `python -m dadq profile` or copy it again."
+            ) from None
+        if header.get("format") != FORMAT:
+            raise ValueError(f"{path} has format {header.get('format')!r}, expected {FORMAT!r}.")
+        arrays["measured"] = arrays["measured"].astype(bool)
+        return cls(layer_names=header["layer_names"], layer_types=header["layer_types"],
+                   num_timesteps=header["num_timesteps"], num_groups=header["num_groups"],
+                   fingerprint=header["fingerprint"], meta=header["meta"], **arrays)
+
+
+# --- the profiler ------------------------------------------------------------------------------
+
+def select_layers(names: list[str], layers) -> list[str]:
+    """Filter layer names by glob pattern(s); a pattern starting with 're:' is a regex."""
+    if layers is None:
+        return list(names)
+    pats = [layers] if isinstance(layers, str) else list(layers)
+    keep = []
+    for n in names:
+        for p in pats:
+            if (p.startswith("re:") and re.search(p[3:], n)) or (not p.startswith("re:") and fnmatch.fnmatchcase(n, p)):
+                keep.append(n)
+                break
+    if not keep:
+        raise ValueError(f"layers={layers!r} matches no Conv2d/Linear layer; e.g. {names[:3]} (glob, or 're:' + regex).")
+    return keep
+
+
+class PrefixRunner:
+    """Runs a QuantizedUNet with the FP outputs of the unchanged prefix served from a cache.
+
+    Every leaf module gets a patched ``forward`` that counts its call position in the pass. In
+    ``record`` the FP outputs are stored by position; in ``run(skip_until=p)`` calls at positions
+    < p return the stored output. Calls past p compute as usual. Non-module ops (adds, concats,
+    attention softmax) still run; they are cheap next to the convolutions.
+    """
+
+    def __init__(self, qunet: QuantizedUNet):
+        self.qunet = qunet
+        self.leaves = [m for m in qunet.inner.modules() if not any(True for _ in m.children())]
+        self.layer_of = {id(ql): name for name, ql in qunet.layers.items()}
+        self.pos = 0
+        self.skip_until = 0
+        self.recording = False
+        self.cache: list = []
+        self.first_pos: dict[str, int] = {}
+        self.inputs: dict[str, torch.Tensor] = {}
+
+    def __enter__(self):
+        for m in self.leaves:
+            m.forward = self._wrap(m, m.forward)
+        return self
+
+    def __exit__(self, *exc):
+        for m in self.leaves:
+            del m.forward
+        self.cache, self.inputs = [], {}
+
+    def _wrap(self, module: nn.Module, orig):
+        name = self.layer_of.get(id(module))
+
+        def forward(*args, **kwargs):
+            pos = self.pos
+            self.pos += 1
+            if self.recording:
+                if name is not None and name not in self.first_pos:
+                    self.first_pos[name] = pos
+                    self.inputs[name] = args[0]
+                out = orig(*args, **kwargs)
+                self.cache.append(out)
+                return out
+            if pos < self.skip_until:
+                return self.cache[pos]
+            return orig(*args, **kwargs)
+
+        return forward
+
+    @torch.no_grad()
+    def record(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.cache, self.inputs, self.first_pos = [], {}, {}
+        self.recording, self.pos = True, 0
+        try:
+            return self.qunet(x, t).sample
+        finally:
+            self.recording = False
+
+    @torch.no_grad()
+    def run(self, x: torch.Tensor, t: torch.Tensor, skip_until: int = 0) -> torch.Tensor:
+        self.pos, self.skip_until = 0, skip_until
+        return self.qunet(x, t).sample
+
+
+def fill_noise_model(d: np.ndarray, bits: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Fill unmeasured bit widths of curves d [..., M] from measured ones (bool [M]).
+
+    log D is interpolated linearly in b between measured points (the noise model D ∝ 2^(-2b) with
+    its exponent corrected by the measurements) and extrapolated with slope -2 ln 2 per bit.
+    """
+    out = d.copy()
+    mb = bits[measured].astype(np.float64)
+    logd = np.log(np.maximum(d[..., measured], 1e-12))
+    slope = -2.0 * np.log(2.0)
+    for m in np.flatnonzero(~measured):
+        b = float(bits[m])
+        if b < mb[0]:
+            val = logd[..., 0] + slope * (b - mb[0])
+        elif b > mb[-1]:
+            val = logd[..., -1] + slope * (b - mb[-1])
+        else:
+            j = int(np.searchsorted(mb, b)) - 1
+            w = (b - mb[j]) / (mb[j + 1] - mb[j])
+            val = (1 - w) * logd[..., j] + w * logd[..., j + 1]
+        out[..., m] = np.exp(val)
+    return out
+
+
+def fast_bits(bits: np.ndarray) -> np.ndarray:
+    """bool [M]: the bit widths fast mode measures (lowest, middle, highest)."""
+    m = np.zeros(len(bits), dtype=bool)
+    m[[0, len(bits) // 2, len(bits) - 1]] = True
+    return m
+
+
+def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range(2, 9), calib_per_group: int = 16,
+            mode: str = "exact", layers=None, seed: int = 0, calib_steps: int | None = None,
+            device: str | torch.device | None = None, progress=None) -> Profile:
+    """Measure RD curves of every quantizer in every timestep group.
+
+    groups: G (equal split of T) or a TimestepGroups. bits: candidate bit widths (1..16).
+    calib_per_group: N calibration samples per group. mode: 'exact' | 'naive' | 'fast'.
+    layers: glob pattern(s) ('re:' prefix for regex) restricting the profiled layers.
+    progress: optional callable(fraction, text), called after each measured point; it may raise
+    to cancel (nothing is written then).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}: choose one of {MODES}.")
+    bits = np.array(sorted(set(int(b) for b in bits)), dtype=np.int64)
+    if len(bits) == 0 or bits[0] < 1 or bits[-1] > 16:
+        raise ValueError(f"bits={bits.tolist()}: candidate bit widths must lie in 1..16.")
+    if not isinstance(groups, TimestepGroups):
+        groups = TimestepGroups(model.num_timesteps, int(groups))
+    if device is not None:
+        model.unet.to(device)
+    dev = model.device
+    t_start = time.perf_counter()
+    calib_x, calib_t = calibration_inputs(model, groups, calib_per_group, seed=seed, steps=calib_steps)
+
+    from .models import quantizable_layers
+
+    names = select_layers([n for n, _ in quantizable_layers(model.unet)], layers)
+    qunet = QuantizedUNet(model.unet, groups, names).eval()
+    measured = fast_bits(bits) if mode == "fast" and len(bits) > 3 else np.ones(len(bits), dtype=bool)
+    G, M = groups.num_groups, len(bits)
+    d = {k: np.full((G, len(names), M), np.nan) for k in KINDS}
+    act_range = np.zeros((G, len(names), M, 2), dtype=np.float32)
+    act_minmax = np.zeros((G, len(names), 2), dtype=np.float32)
+    act_hist = np.zeros((G, len(names), HIST_BINS), dtype=np.float32)
+    a_numel = np.zeros(len(names), dtype=np.int64)
+    total = G * len(names) * 2 * int(measured.sum())
+    bar = tqdm(total=total, desc=f"profile ({mode})", unit="pt")
+    done = 0
+    order = None
+    with PrefixRunner(qunet) as runner:
+        for g in range(G):
+            qunet.state.group = g
+            x, t = calib_x[g].to(dev), calib_t[g].to(dev)
+            eps_fp = runner.record(x, t)
+            if order is None:  # execution order, the order layers are shown and stored in
+                order = sorted(range(len(names)), key=lambda i: runner.first_pos[names[i]])
+            for li, name in enumerate(names):
+                a = runner.inputs[name]
+                a_numel[li] = a[0].numel()
+                act_hist[g, li], lo, hi = histogram(a)
+                act_minmax[g, li] = (lo, hi)
+                for m, b in enumerate(bits):
+                    act_range[g, li, m] = activation_range(a, int(b))
+            for li, name in enumerate(names):
+                ql = qunet.layers[name]
+                skip = runner.first_pos[name] if mode != "naive" else 0
+                for kind in KINDS:
+                    for m in np.flatnonzero(measured):
+                        b = int(bits[m])
+                        if kind == "w":
+                            ql.w_bits[g] = b
+                        else:
+                            ql.a_bits[g] = b
+                            ql.a_range[g] = tuple(act_range[g, li, m])
+                        d[kind][g, li, m] = distortion(eps_fp, runner.run(x, t, skip))
+                        ql.w_bits[g] = ql.a_bits[g] = FP_BITS
+                        done += 1
+                        bar.update(1)
+                        if progress is not None:
+                            progress(done / total, f"profile: group {g + 1}/{G}, {name} {kind.upper()}{b}")
+    bar.close()
+    if mode == "fast" and not measured.all():
+        for k in KINDS:
+            d[k] = fill_noise_model(d[k], bits, measured)
+    w_numel = np.array([qunet.layers[n].weight.numel() for n in names], dtype=np.int64)
+    types = ["Conv2d" if qunet.layers[n].is_conv else "Linear" for n in names]
+    o = np.array(order)
+    meta = {
+        "source": model.source, "mode": mode, "calib_per_group": calib_per_group, "seed": seed,
+        "calib_steps": calib_steps or min(model.num_timesteps, max(100, 2 * G)), "calib_sampler": "DDIM, eta=0",
+        "seconds": round(time.perf_counter() - t_start, 2), "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "distortion": "(1 - SSIM) + MSE on eps", "ssim": SSIM_PARAMS,
+        "weight_quantizer": f"symmetric per-output-channel, narrow range, MSE clip search over {len(WEIGHT_CLIP_GRID)} ratios "
+                            f"{WEIGHT_CLIP_GRID[0]:.2f}-1.00; 1 bit = sign x mean|w|",
+        "activation_quantizer": f"asymmetric per-tensor, range per (layer, group, bits): min/max shrunk by the MSE-best of "
+                                f"{len(ACT_CLIP_GRID)} ratios {ACT_CLIP_GRID[0]:.2f}-1.00",
+        "layers_filter": layers if layers is None or isinstance(layers, str) else list(layers),
+        "device": str(dev),
+    }
+    return Profile(
+        layer_names=[names[i] for i in o], layer_types=[types[i] for i in o], bits=bits,
+        num_timesteps=groups.num_timesteps, num_groups=G, w_numel=w_numel[o], a_numel=a_numel[o],
+        d_w=d["w"][:, o], d_a=d["a"][:, o], act_range=act_range[:, o], act_minmax=act_minmax[:, o],
+        act_hist=act_hist[:, o], calib_x=calib_x.numpy(), calib_t=calib_t.numpy(), measured=measured,
+        fingerprint=model.fingerprint(), meta=meta,
+    )

@@ -1,0 +1,76 @@
+"""The CLI end to end on a tiny model, as a user runs it (subprocesses)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import TINY
+
+
+def dadq_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "dadq", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    import dadq
+    from diffusers import DDPMPipeline
+
+    folder = tmp_path_factory.mktemp("cli") / "tiny"
+    m = dadq.load_model(dict(TINY), seed=0)
+    DDPMPipeline(unet=m.unet, scheduler=m.scheduler).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def test_cli_end_to_end(tiny_folder, tmp_path):
+    prof = tmp_path / "p.safetensors"
+    r = dadq_cli("profile", "--model", str(tiny_folder), "--groups", "2", "--bits", "2,4,8", "--calib", "2",
+                 "--layers", "conv_*", "--layers", "*resnets.0.conv1", "--out", str(prof))
+    assert r.returncode == 0, r.stderr
+    assert "profile of 7 layers x 2 groups" in r.stdout and prof.exists()
+
+    alloc = tmp_path / "a.json"
+    r = dadq_cli("allocate", "--profile", str(prof), "--budget", "4", "--method", "exact", "--out", str(alloc),
+                 "--measure", "--model", str(tiny_folder))
+    assert r.returncode == 0, r.stderr
+    assert "additivity: measured / predicted" in r.stdout
+    saved = json.loads(alloc.read_text())
+    assert saved["format"] == "dadq-allocation/1" and len(saved["w_bits"]) == 2
+    assert max(saved["group_avg_bits"]) <= 4.0 + 1e-9
+
+    out = tmp_path / "samples"
+    r = dadq_cli("sample", "--model", str(tiny_folder), "--profile", str(prof), "--alloc", str(alloc),
+                 "--n", "4", "--steps", "5", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "fp.png").exists() and (out / "quantized.png").exists()
+    assert "paired PSNR" in r.stdout
+
+    r = dadq_cli("sweep", "--profile", str(prof), "--budgets", "3,6", "--out", str(tmp_path / "sw.json"))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "sw.json").read_text())
+    assert [row["budget"] for row in rows] == [3.0, 6.0]
+    assert rows[0]["exact"] <= rows[0]["lagrangian"] + 1e-12 and rows[1]["exact"] <= rows[1]["uniform"] + 1e-12
+
+
+def test_cli_errors_are_one_line(tiny_folder, tmp_path):
+    r = dadq_cli("sample", "--model", str(tmp_path / "nope"))
+    assert r.returncode == 2 and r.stderr.startswith("error: no model at") and "Traceback" not in r.stderr
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 10)
+    r = dadq_cli("allocate", "--profile", str(tmp_path / "bad.safetensors"), "--budget", "4")
+    assert r.returncode == 2 and "corrupt or truncated" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_infeasible_budget(tiny_folder, tmp_path):
+    prof = tmp_path / "p.safetensors"
+    assert dadq_cli("profile", "--model", str(tiny_folder), "--groups", "1", "--bits", "2,4", "--calib", "1",
+                    "--layers", "conv_in", "--out", str(prof)).returncode == 0
+    r = dadq_cli("allocate", "--profile", str(prof), "--budget", "1")
+    assert r.returncode == 2 and "smallest feasible budget is 2" in r.stderr
+
+
+def test_help_lists_commands():
+    r = dadq_cli("--help")
+    assert r.returncode == 0
+    for cmd in ("profile", "allocate", "sample", "fid", "sweep"):
+        assert cmd in r.stdout

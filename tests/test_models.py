@@ -1,0 +1,78 @@
+"""Model loading: config, local diffusers folder, hub-id code path (offline cache), CIFAR-10 DDPM architecture."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import dadq
+from dadq.models import quantizable_layers
+
+from .conftest import TINY
+
+CIFAR10_DDPM = dict(  # google/ddpm-cifar10-32's unet/config.json
+    sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
+    block_out_channels=(128, 256, 256, 256),
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    act_fn="silu", attention_head_dim=None, norm_eps=1e-6, norm_num_groups=32, center_input_sample=False,
+    downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, mid_block_scale_factor=1, time_embedding_type="positional",
+)
+
+
+def _save_pipeline(model, folder):
+    from diffusers import DDPMPipeline
+
+    DDPMPipeline(unet=model.unet, scheduler=model.scheduler).save_pretrained(folder, safe_serialization=True)
+
+
+def test_local_folder_roundtrip(tiny_model, tmp_path):
+    _save_pipeline(tiny_model, tmp_path / "m")
+    m = dadq.load_model(str(tmp_path / "m"))
+    assert m.fingerprint() == tiny_model.fingerprint()
+    assert m.num_timesteps == 1000 and m.sample_shape == (1, 16, 16)
+
+
+def test_config_json_file(tmp_path):
+    (tmp_path / "cfg.json").write_text(json.dumps(TINY))
+    a = dadq.load_model(str(tmp_path / "cfg.json"), seed=0)
+    b = dadq.load_model(dict(TINY), seed=0)
+    c = dadq.load_model(dict(TINY), seed=1)
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_hub_id_from_local_cache(tiny_model, tmp_path):
+    # the real huggingface_hub code path, fed from a cache folder in the hub's own layout
+    commit = "0" * 40
+    snap = tmp_path / "cache" / "models--dadq-test--tiny-ddpm" / "snapshots" / commit
+    _save_pipeline(tiny_model, snap)
+    refs = tmp_path / "cache" / "models--dadq-test--tiny-ddpm" / "refs"
+    refs.mkdir(parents=True)
+    (refs / "main").write_text(commit)
+    m = dadq.load_model("dadq-test/tiny-ddpm", cache_dir=str(tmp_path / "cache"), local_files_only=True)
+    assert m.fingerprint() == tiny_model.fingerprint() and m.source == "dadq-test/tiny-ddpm"
+    with pytest.raises(ValueError, match="could not fetch hub model"):
+        dadq.load_model("dadq-test/absent", cache_dir=str(tmp_path / "cache"), local_files_only=True)
+
+
+def test_bad_sources():
+    with pytest.raises(ValueError, match="no model at"):
+        dadq.load_model("/no/such/folder")
+    with pytest.raises(ValueError, match="invalid UNet2DModel config"):
+        dadq.load_model({"not_a_key": 1})
+
+
+def test_cifar10_ddpm_architecture_profiles_on_a_subset():
+    torch.manual_seed(0)
+    model = dadq.load_model(dict(CIFAR10_DDPM), seed=0)
+    n_params = sum(p.numel() for p in model.unet.parameters())
+    assert abs(n_params - 35.7e6) < 0.1e6
+    assert len(quantizable_layers(model.unet)) == 113
+    prof = dadq.profile(model, groups=2, bits=[4, 8], calib_per_group=1, calib_steps=4,
+                        layers=["conv_in", "conv_out", "re:^mid_block.attentions.0.to_q$"])
+    assert prof.layer_names == ["conv_in", "mid_block.attentions.0.to_q", "conv_out"]
+    assert np.isfinite(prof.d_w).all() and np.all(prof.d_w[..., 0] > prof.d_w[..., 1])
+    alloc = dadq.allocate(prof, budget=6, method="exact")
+    q = dadq.quantize(model, prof, alloc)
+    x = torch.randn(1, 3, 32, 32)
+    assert q.eps(x, torch.tensor([10])).shape == (1, 3, 32, 32)
