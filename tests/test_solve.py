@@ -42,16 +42,28 @@ def test_exact_equals_brute_force(integer):
         assert d[rows, ch].sum() == pytest.approx(brute_force(d, s, b), abs=1e-9)
 
 
-def test_exact_milp_path_equals_dp_path():
-    # large integer sizes push the DP table past its cell limit, so the MILP answers
+def test_exact_paths_equal_brute_force():
+    # Coprime-ish large sizes defeat both DP tables, so dadq.solve falls back to the MILP; the MILP
+    # and the reduced-cost-fixing DP are also checked on their own.
+    from dadq.allocate import _dp, _milp, _reduced_cost_keep
+
     rng = np.random.default_rng(3)
+    rows, fallbacks = None, 0
     for _ in range(20):
         d, s, b = random_instance(rng)
-        big = s * 1_000_003
-        ch_dp = dadq.solve(d, s, b, "exact")
-        ch_milp = dadq.solve(d, big, b * 1_000_003, "exact")
+        big = s * 1_000_003 + rng.integers(0, 1000, s.shape)
+        bb = b * 1_000_003
+        if bb < smallest_budget(big):
+            continue
         rows = np.arange(len(d))
-        assert d[rows, ch_milp].sum() == pytest.approx(d[rows, ch_dp].sum(), abs=1e-9)
+        want = brute_force(d, big, bb)
+        fallbacks += _dp(d, big, bb) is None  # too large a table: the fall-back is really exercised
+        for ch in (dadq.solve(d, big, bb, "exact"), _milp(d, big, bb)):
+            assert big[rows, ch].sum() <= bb + 1e-6
+            assert d[rows, ch].sum() == pytest.approx(want, abs=1e-9)
+        ch = _dp(d, s, b, _reduced_cost_keep(d, s, b))
+        assert d[rows, ch].sum() == pytest.approx(brute_force(d, s, b), abs=1e-9)
+    assert fallbacks >= 5
 
 
 def test_lagrangian_feasible_and_exact_on_hull():
