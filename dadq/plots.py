@@ -1,0 +1,552 @@
+"""Plotly figures and display tables for the analysis app (and notebooks).
+
+Pure functions: a Profile / Allocation / arrays in, a ``plotly.graph_objects.Figure`` (or a
+``(headers, rows)`` table) out. No gradio here. Every trace carries plain Python lists, not numpy
+arrays, so the figure JSON holds readable numbers (plotly >= 6 would otherwise base64-encode them)
+and a browser or a test can read ``graphDiv.data`` directly.
+
+Units: distortion D is dadq's (1 - SSIM) + MSE of eps (unitless); sizes are bits unless a label
+says kB/MB (1 kB = 1000 bytes, 1 MB = 10^6 bytes).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative, sample_colorscale
+from plotly.subplots import make_subplots
+
+FP_BITS = 32  # dadq.quant.FP_BITS; repeated so that plotting needs no torch import
+# Layers that deployment recipes (e.g. NVIDIA ModelOpt) keep in high precision: made easy to find.
+KEY_LAYER_PATTERNS = ("conv_in", "conv_out", "time_embedding", "conv_shortcut")
+KEY_MARK = "★"
+TEMPLATE = "plotly_white"
+LAYER_COLOURS = qualitative.Dark24 + qualitative.Light24
+
+
+# --- names and colours -------------------------------------------------------------------------
+
+def is_key_layer(name: str) -> bool:
+    return any(p in name for p in KEY_LAYER_PATTERNS)
+
+
+_ABBREV = [
+    (r"down_blocks\.(\d+)", r"down\1"), (r"up_blocks\.(\d+)", r"up\1"), (r"mid_block", "mid"),
+    (r"resnets\.(\d+)", r"res\1"), (r"attentions\.(\d+)", r"attn\1"), (r"downsamplers\.(\d+)", r"downsample\1"),
+    (r"upsamplers\.(\d+)", r"upsample\1"), (r"time_embedding", "time_emb"), (r"to_out\.0", "to_out"),
+]
+
+
+def short_name(name: str) -> str:
+    """A readable short form of a diffusers module path: down_blocks.1.resnets.0.conv1 -> down1.res0.conv1."""
+    for pat, rep in _ABBREV:
+        name = re.sub(pat, rep, name)
+    return name
+
+
+def layer_labels(names: list[str]) -> list[str]:
+    """Row labels in network order: '07 down0.res0.conv1', key layers marked with ★ (unique)."""
+    width = len(str(max(len(names) - 1, 0)))
+    return [f"{i:0{width}d} {short_name(n)}{' ' + KEY_MARK if is_key_layer(n) else ''}" for i, n in enumerate(names)]
+
+
+def layer_choices(profile) -> list[tuple[str, str]]:
+    """(label, layer name) pairs for a dropdown, in network order."""
+    return list(zip(layer_labels(profile.layer_names), profile.layer_names))
+
+
+def group_labels(profile) -> list[str]:
+    return [f"g{g}: {lab}" for g, lab in enumerate(profile.groups.labels())]
+
+
+def group_colours(n: int) -> list[str]:
+    """One colour per timestep group, ordered (viridis): low t dark, high t light."""
+    if n == 1:
+        return sample_colorscale("Viridis", [0.0])
+    return sample_colorscale("Viridis", [0.9 * g / (n - 1) for g in range(n)])
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    """'rgb(r, g, b)' or '#rrggbb' -> 'rgba(r, g, b, alpha)'."""
+    if colour.startswith("#"):
+        r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    else:
+        r, g, b = (float(v) for v in re.findall(r"[\d.]+", colour)[:3])
+    return f"rgba({r:.0f}, {g:.0f}, {b:.0f}, {alpha})"
+
+
+def _layer_index(profile, layer) -> int:
+    if isinstance(layer, (int, np.integer)):
+        if not 0 <= int(layer) < profile.num_layers:
+            raise ValueError(f"layer index {layer} is out of range 0..{profile.num_layers - 1}.")
+        return int(layer)
+    try:
+        return profile.layer_names.index(layer)
+    except ValueError:
+        raise ValueError(f"unknown layer {layer!r}: this profile's layers are e.g. {profile.layer_names[:3]}; "
+                         "pick one from the list.") from None
+
+
+def _fmt_bits(bits: float) -> str:
+    """A size in bits as a readable string (bits, kB, MB)."""
+    b = bits / 8
+    if b >= 1e6:
+        return f"{b / 1e6:.3g} MB"
+    if b >= 1e3:
+        return f"{b / 1e3:.3g} kB"
+    return f"{b:.3g} B"
+
+
+def _positive(d: np.ndarray) -> np.ndarray:
+    """Distortions for a log axis: non-positive values (exact zeros) move to a floor under the data."""
+    d = np.asarray(d, dtype=np.float64)
+    pos = d[d > 0]
+    floor = pos.min() / 10 if pos.size else 1e-12
+    return np.where(d > 0, d, floor)
+
+
+def _lst(a) -> list:
+    return np.asarray(a, dtype=np.float64).tolist()
+
+
+# --- view 1: layer sensitivity ----------------------------------------------------------------
+
+def _group_curves(profile, kind: str, group: int | None) -> np.ndarray:
+    d = profile.curves(kind)
+    if group is None or group < 0:
+        return d.mean(axis=0)
+    if not 0 <= group < profile.num_groups:
+        raise ValueError(f"group {group} is out of range 0..{profile.num_groups - 1}.")
+    return d[group]
+
+
+def rd_curves(profile, group: int | None = None, x: str = "bits", layers=None) -> go.Figure:
+    """Per-layer RD curves, W and A side by side: D (log) against bits or size, one line per layer.
+
+    group: a timestep group index, or None / -1 for the mean over groups. x: 'bits' or 'size'.
+    layers: optional subset of layer names to draw (default all). Hover: layer, bits, D, size.
+    """
+    if x not in ("bits", "size"):
+        raise ValueError(f"x={x!r}: choose 'bits' or 'size'.")
+    names = profile.layer_names
+    keep = range(len(names)) if layers is None else [_layer_index(profile, l) for l in layers]
+    labels = layer_labels(names)
+    bits = profile.bits.astype(int)
+    gtitle = "mean over groups" if group is None or group < 0 else group_labels(profile)[group]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=("Weights (W)", "Input activations (A)"))
+    for col, kind in enumerate(("w", "a"), start=1):
+        d = _positive(_group_curves(profile, kind, group))
+        sizes = profile.sizes(kind)
+        for k, li in enumerate(keep):
+            xs = bits.tolist() if x == "bits" else (sizes[li] / 8e3).tolist()
+            custom = [[labels[li], int(b), _fmt_bits(sizes[li, m])] for m, b in enumerate(bits)]
+            fig.add_trace(go.Scatter(
+                x=xs, y=_lst(d[li]), mode="lines+markers", name=labels[li], legendgroup=names[li],
+                showlegend=col == 1, line=dict(color=LAYER_COLOURS[li % len(LAYER_COLOURS)], width=1.5),
+                marker=dict(size=4), customdata=custom,
+                hovertemplate=(f"<b>%{{customdata[0]}}</b> ({kind.upper()})<br>bits %{{customdata[1]}}"
+                               "<br>D %{y:.3g}<br>size %{customdata[2]}<extra></extra>"),
+            ), row=1, col=col)
+    xtitle = "bits" if x == "bits" else "size (kB; W: the weights, A: one sample's input)"
+    fig.update_xaxes(title_text=xtitle, dtick=1 if x == "bits" else None)
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_yaxes(title_text="distortion D = (1 − SSIM) + MSE of ε", row=1, col=1)
+    fig.update_layout(template=TEMPLATE, height=560, margin=dict(l=60, r=10, t=60, b=50),
+                      title=dict(text=f"Per-layer RD curves, {gtitle} (click a legend entry to hide a layer)",
+                                 font=dict(size=14)),
+                      legend=dict(font=dict(size=9), itemsizing="constant"), hovermode="closest")
+    return fig
+
+
+def rd_curves_groups(profile, layer, x: str = "bits") -> go.Figure:
+    """One layer's RD curves across all timestep groups, W and A side by side."""
+    li = _layer_index(profile, layer)
+    label = layer_labels(profile.layer_names)[li]
+    bits = profile.bits.astype(int)
+    glabels = group_labels(profile)
+    colours = group_colours(profile.num_groups)
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=("Weights (W)", "Input activations (A)"))
+    for col, kind in enumerate(("w", "a"), start=1):
+        d = _positive(profile.curves(kind)[:, li])
+        sizes = profile.sizes(kind)[li]
+        xs = bits.tolist() if x == "bits" else (sizes / 8e3).tolist()
+        for g in range(profile.num_groups):
+            custom = [[glabels[g], int(b), _fmt_bits(sizes[m])] for m, b in enumerate(bits)]
+            fig.add_trace(go.Scatter(
+                x=xs, y=_lst(d[g]), mode="lines+markers", name=glabels[g], legendgroup=f"g{g}",
+                showlegend=col == 1, line=dict(color=colours[g]), customdata=custom,
+                hovertemplate=(f"<b>{label}</b> ({kind.upper()})<br>%{{customdata[0]}}<br>bits %{{customdata[1]}}"
+                               "<br>D %{y:.3g}<br>size %{customdata[2]}<extra></extra>"),
+            ), row=1, col=col)
+    fig.update_xaxes(title_text="bits" if x == "bits" else "size (kB)", dtick=1 if x == "bits" else None)
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_yaxes(title_text="distortion D", row=1, col=1)
+    fig.update_layout(template=TEMPLATE, height=520, margin=dict(l=60, r=10, t=60, b=50),
+                      title=dict(text=f"{label}: RD curves in every timestep group", font=dict(size=14)),
+                      hovermode="closest")
+    return fig
+
+
+def sensitivity_table(profile, group: int | None = None, bits: int | None = None):
+    """Layers ranked by D_W + D_A at ``bits`` (default: the lowest profiled width), most sensitive
+    first, for one group or the mean over groups. Returns (headers, rows)."""
+    pbits = profile.bits.astype(int).tolist()
+    b = pbits[0] if bits is None else int(bits)
+    if b not in pbits:
+        raise ValueError(f"{b} bits were not profiled; choose one of {pbits}.")
+    m = pbits.index(b)
+    dw = _group_curves(profile, "w", group)[:, m]
+    da = _group_curves(profile, "a", group)[:, m]
+    order = np.argsort(-(dw + da), kind="stable")
+    labels = layer_labels(profile.layer_names)
+    headers = ["rank", "layer", "type", f"D_W @{b}b", f"D_A @{b}b", "D_W + D_A", "weights", "input elems"]
+    rows = [[r + 1, labels[i], profile.layer_types[i], float(f"{dw[i]:.4g}"), float(f"{da[i]:.4g}"),
+             float(f"{dw[i] + da[i]:.4g}"), int(profile.w_numel[i]), int(profile.a_numel[i])]
+            for r, i in enumerate(order)]
+    return headers, rows
+
+
+def most_sensitive_layer(profile) -> str:
+    """The layer with the largest D_W + D_A at the lowest bit width, mean over groups."""
+    d = profile.d_w.mean(0)[:, 0] + profile.d_a.mean(0)[:, 0]
+    return profile.layer_names[int(np.argmax(d))]
+
+
+# --- view 2: activation distributions ---------------------------------------------------------
+
+def most_group_dependent_layer(profile) -> str:
+    """The layer whose calibrated input range varies most across groups (largest max/min width ratio)."""
+    width = (profile.act_minmax[..., 1] - profile.act_minmax[..., 0]).astype(np.float64)  # [G, L]
+    ratio = width.max(0) / np.maximum(width.min(0), 1e-12)
+    return profile.layer_names[int(np.argmax(ratio))]
+
+
+def _bit_index(profile, bits) -> int | None:
+    if bits is None:
+        return None
+    pbits = profile.bits.astype(int).tolist()
+    if int(bits) not in pbits:
+        raise ValueError(f"{bits} bits were not profiled; choose one of {pbits}.")
+    return pbits.index(int(bits))
+
+
+def activation_hist(profile, layer, style: str = "overlay", bits: int | None = None, log_y: bool = True) -> go.Figure:
+    """A layer's input distribution in every timestep group over one shared value axis.
+
+    style: 'overlay' (densities on top of each other) or 'ridge' (one row per group, each scaled
+    to its own peak). Each group's histogram covers its own [min, max] (64 bins). bits: also mark
+    the clipped quantization range [lo, hi] each group uses at that width (dashed).
+    """
+    if style not in ("overlay", "ridge"):
+        raise ValueError(f"style={style!r}: choose 'overlay' or 'ridge'.")
+    li = _layer_index(profile, layer)
+    m = _bit_index(profile, bits)
+    G = profile.num_groups
+    glabels = group_labels(profile)
+    colours = group_colours(G)
+    label = layer_labels(profile.layer_names)[li]
+    fig = go.Figure()
+    nb = profile.act_hist.shape[-1]
+    for g in range(G):
+        lo, hi = (float(v) for v in profile.act_minmax[g, li])
+        edges = np.linspace(lo, hi, nb + 1)
+        centres = 0.5 * (edges[:-1] + edges[1:])
+        dens = profile.act_hist[g, li].astype(np.float64)
+        hover = f"{glabels[g]}<br>x %{{x:.3g}}<br>density %{{customdata:.3g}}<extra></extra>"
+        if style == "overlay":
+            y = np.where(dens > 0, dens, np.nan) if log_y else dens
+            fig.add_trace(go.Scatter(x=_lst(centres), y=[None if not np.isfinite(v) else v for v in y.tolist()],
+                                     customdata=_lst(dens), mode="lines", line=dict(color=colours[g], width=1.5,
+                                     shape="hvh"), fill=None if log_y else "tozeroy",
+                                     fillcolor=_rgba(colours[g], 0.12), name=glabels[g], legendgroup=f"g{g}",
+                                     hovertemplate=hover, connectgaps=False))
+        else:
+            peak = dens.max() if dens.max() > 0 else 1.0
+            h = np.log1p(dens / peak * 50) / np.log1p(50) if log_y else dens / peak
+            base = float(g)
+            xs = np.concatenate([[edges[0]], centres, [edges[-1]]])
+            ys = np.concatenate([[0.0], h * 0.9, [0.0]]) + base
+            fig.add_trace(go.Scatter(x=_lst(xs), y=_lst(ys), customdata=_lst(np.concatenate([[0], dens, [0]])),
+                                     mode="lines", line=dict(color=colours[g], width=1.2, shape="hvh"),
+                                     fill="toself", fillcolor=_rgba(colours[g], 0.35), name=glabels[g],
+                                     legendgroup=f"g{g}", hovertemplate=hover))
+        if m is not None:
+            clo, chi = (float(v) for v in profile.act_range[g, li, m])
+            y0, y1 = (g, g + 0.95) if style == "ridge" else (0, 1)
+            yref = "y" if style == "ridge" else "paper"
+            for xv in (clo, chi):
+                fig.add_shape(type="line", x0=xv, x1=xv, y0=y0, y1=y1, yref=yref,
+                              line=dict(color=colours[g], width=1, dash="dash"))
+    clip_note = f"; dashed: clipped {int(profile.bits[m])}-bit range per group" if m is not None else ""
+    fig.update_xaxes(title_text="input activation value (shared axis)")
+    if style == "overlay":
+        fig.update_yaxes(type="log" if log_y else "linear", exponentformat="power", title_text="density")
+    else:
+        fig.update_yaxes(tickmode="array", tickvals=list(range(G)), ticktext=glabels,
+                         title_text="" if not log_y else "density (log-compressed, per-group peak = 1)")
+    fig.update_layout(template=TEMPLATE, height=max(420, 60 + 42 * G) if style == "ridge" else 460,
+                      margin=dict(l=60, r=10, t=60, b=50), hovermode="closest",
+                      showlegend=style == "overlay",
+                      title=dict(text=f"{label}: input distribution per timestep group{clip_note}", font=dict(size=14)))
+    return fig
+
+
+def activation_table(profile, layer, bits: int | None = None):
+    """Each group's calibrated range of a layer's input: (headers, rows) with min, max, and the
+    clipped range (lo, hi) the quantizer uses at ``bits`` (default: the lowest profiled width)."""
+    li = _layer_index(profile, layer)
+    m = _bit_index(profile, bits if bits is not None else int(profile.bits[0]))
+    b = int(profile.bits[m])
+    glabels = group_labels(profile)
+    headers = ["group", "min", "max", f"clip lo @{b}b", f"clip hi @{b}b", "clip / full width", "step @b"]
+    rows = []
+    for g in range(profile.num_groups):
+        lo, hi = (float(v) for v in profile.act_minmax[g, li])
+        clo, chi = (float(v) for v in profile.act_range[g, li, m])
+        ratio = (chi - clo) / max(hi - lo, 1e-12)
+        step = (chi - clo) / (2 ** b - 1)
+        rows.append([glabels[g], float(f"{lo:.4g}"), float(f"{hi:.4g}"), float(f"{clo:.4g}"), float(f"{chi:.4g}"),
+                     float(f"{ratio:.3f}"), float(f"{step:.3g}")])
+    return headers, rows
+
+
+# --- views 3 and 4: allocation ------------------------------------------------------------------
+
+def _bits_display(bits: np.ndarray, pbits: np.ndarray) -> np.ndarray:
+    """Bits for the colour scale: full precision drawn one step above the top profiled width."""
+    top = int(pbits.max())
+    return np.where(bits >= FP_BITS, top + 1, bits)
+
+
+def _chosen_d(profile, alloc, kind: str) -> np.ndarray:
+    """D [G, L] of each chosen (group, layer) option; 0 where full precision."""
+    bits = alloc.w_bits if kind == "w" else alloc.a_bits
+    lookup = {int(b): m for m, b in enumerate(profile.bits)}
+    idx = np.vectorize(lambda b: lookup.get(int(b), -1))(bits)
+    d = profile.curves(kind)
+    g = np.arange(bits.shape[0])[:, None]
+    l = np.arange(bits.shape[1])[None, :]
+    return np.where(idx >= 0, d[g, l, np.maximum(idx, 0)], 0.0)
+
+
+def allocation_heatmap(profile, alloc) -> go.Figure:
+    """Bits per layer (rows, network order) and timestep group (columns), W and A side by side.
+    Colour is bits (FP above the top width); hover shows the layer's D at that choice and its size."""
+    labels = layer_labels(profile.layer_names)
+    glabels = [f"g{g}" for g in range(profile.num_groups)]
+    gfull = profile.groups.labels()
+    pbits = profile.bits.astype(int)
+    has_fp = bool((alloc.w_bits >= FP_BITS).any() or (alloc.a_bits >= FP_BITS).any())
+    zmin, zmax = int(pbits.min()), int(pbits.max()) + (1 if has_fp else 0)
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.02,
+                        subplot_titles=("Weight bits (W)", "Activation bits (A)"))
+    for col, kind in enumerate(("w", "a"), start=1):
+        bits = (alloc.w_bits if kind == "w" else alloc.a_bits).astype(int)  # [G, L]
+        d = _chosen_d(profile, alloc, kind)
+        numel = profile.w_numel if kind == "w" else profile.a_numel
+        text = [["FP" if bits[g, l] >= FP_BITS else str(bits[g, l]) for g in range(bits.shape[0])]
+                for l in range(bits.shape[1])]
+        custom = [[[float(f"{d[g, l]:.4g}"), _fmt_bits(numel[l] * bits[g, l]), gfull[g]]
+                   for g in range(bits.shape[0])] for l in range(bits.shape[1])]
+        fig.add_trace(go.Heatmap(
+            z=_bits_display(bits, pbits).T.tolist(), x=glabels, y=labels, text=text, texttemplate="%{text}",
+            textfont=dict(size=9), customdata=custom, coloraxis="coloraxis", xgap=1, ygap=1,
+            name="W" if kind == "w" else "A",
+            hovertemplate=(f"<b>%{{y}}</b> ({kind.upper()})<br>%{{x}} (%{{customdata[2]}})<br>bits %{{text}}"
+                           "<br>D %{customdata[0]:.3g}<br>size %{customdata[1]}<extra></extra>"),
+        ), row=1, col=col)
+    ticks = list(range(zmin, zmax + 1))
+    ticktext = [str(t) for t in ticks[:-1]] + (["FP"] if has_fp else [str(ticks[-1])])
+    fig.update_layout(
+        template=TEMPLATE, height=max(420, 15 * profile.num_layers + 140), margin=dict(l=10, r=10, t=60, b=40),
+        coloraxis=dict(colorscale="Viridis", cmin=zmin - 0.5, cmax=zmax + 0.5,
+                       colorbar=dict(title="bits", tickvals=ticks, ticktext=ticktext, len=0.5, y=0.75)),
+        title=dict(text=f"Bit allocation ({alloc.method}, target {alloc.target}, {alloc.weight_mode} weights); "
+                        f"{KEY_MARK} = layers often kept in high precision", font=dict(size=13)),
+    )
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=9), row=1, col=1)
+    fig.update_xaxes(side="bottom", tickfont=dict(size=10))
+    return fig
+
+
+def _target_numel(profile, target: str) -> float:
+    w, a = float(profile.w_numel.sum()), float(profile.a_numel.sum())
+    return {"wa": w + a, "w": w, "a": a}[target]
+
+
+def uniform_points(profile, target: str = "wa"):
+    """Uniform allocations: every targeted quantizer at bits[m]. Returns (bits [M], avg_bits [M],
+    distortion [M]), the distortion being the mean over groups of the summed per-quantizer D."""
+    kinds = ["w", "a"] if target == "wa" else [target]
+    d = sum(profile.curves(k).sum(axis=1) for k in kinds)  # [G, M]
+    return profile.bits.astype(int), profile.bits.astype(np.float64), d.mean(axis=0)
+
+
+def thin_curve(xs, ys, max_points: int = 400):
+    """At most ~max_points points of a curve with increasing xs, spread evenly in x (ends kept)."""
+    xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    if len(xs) <= max_points:
+        return xs, ys
+    idx = np.searchsorted(xs, np.linspace(xs[0], xs[-1], max_points)).clip(0, len(xs) - 1)
+    idx = np.unique(np.concatenate([[0], idx, [len(xs) - 1]]))
+    return xs[idx], ys[idx]
+
+
+def tradeoff(profile, sweep, alloc=None, target: str = "wa", max_points: int = 400) -> go.Figure:
+    """The whole model's predicted distortion against size over the λ sweep (Lagrangian hull,
+    per-group weights), with the uniform-bits points and the current allocation's point.
+
+    sweep: (avg_bits [K], distortion [K]) from dadq.rd_sweep(profile, target); drawn with at most
+    ``max_points`` points (evenly spaced in size), which keeps the figure small.
+    """
+    xs, ys = thin_curve(*sweep, max_points=max_points)
+    numel = _target_numel(profile, target)
+    mb = lambda avg: avg * numel / 8e6  # noqa: E731  per-step size of the target in MB
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=_lst(xs), y=_lst(_positive(ys)), mode="lines", name="λ sweep (Lagrangian hull)",
+                             line=dict(color="#1f77b4", width=2), customdata=_lst(mb(xs)),
+                             hovertemplate="avg bits %{x:.3f}<br>%{customdata:.3g} MB per step<br>D %{y:.3g}"
+                                           "<extra>λ sweep</extra>"))
+    ub, ux, uy = uniform_points(profile, target)
+    fig.add_trace(go.Scatter(x=_lst(ux), y=_lst(_positive(uy)), mode="markers+text", name="uniform bits",
+                             text=[f"{b}b" for b in ub.tolist()], textposition="top center",
+                             marker=dict(symbol="square", size=9, color="#7f7f7f"), customdata=_lst(mb(ux)),
+                             hovertemplate="uniform %{text}<br>%{customdata:.3g} MB per step<br>D %{y:.3g}"
+                                           "<extra></extra>"))
+    if alloc is not None:
+        ax = float(np.mean(alloc.group_avg_bits))
+        ay = float(np.mean(alloc.predicted))
+        fig.add_trace(go.Scatter(x=[ax], y=_lst(_positive(np.array([ay]))), mode="markers", name="current allocation",
+                                 marker=dict(symbol="star", size=16, color="#d62728", line=dict(width=1, color="black")),
+                                 customdata=[mb(ax)],
+                                 hovertemplate=(f"current ({alloc.method}, {alloc.weight_mode})<br>avg bits %{{x:.3f}}"
+                                                "<br>%{customdata:.3g} MB per step<br>D %{y:.3g}<extra></extra>")))
+    tname = {"wa": "W+A", "w": "weights", "a": "activations"}[target]
+    fig.update_xaxes(title_text=f"average bits per {tname} element (per denoising step, mean over groups)")
+    fig.update_yaxes(type="log", exponentformat="power", title_text="predicted D (sum over quantizers, mean over groups)")
+    fig.update_layout(template=TEMPLATE, height=420, margin=dict(l=60, r=10, t=50, b=50),
+                      title=dict(text="Total RD trade-off", font=dict(size=14)), hovermode="closest",
+                      legend=dict(x=0.99, xanchor="right", y=0.99))
+    return fig
+
+
+def sweep_slopes(sweep) -> np.ndarray:
+    """Positive slopes −ΔD/Δavg_bits between consecutive hull points: the λ values of the sweep."""
+    xs, ys = (np.asarray(v, dtype=np.float64) for v in sweep)
+    dx, dy = np.diff(xs), -np.diff(ys)
+    ok = (dx > 0) & (dy > 0)
+    return dy[ok] / dx[ok]
+
+
+def lambda_range(sweeps) -> tuple[float, float, float]:
+    """(lo, hi, mid) of log10 λ for a slider spanning every slope of the given sweeps, with half a
+    decade of margin on each side: below lo every quantizer takes its top width, above hi its lowest."""
+    slopes = np.concatenate([sweep_slopes(s) for s in sweeps] or [np.array([1.0])])
+    slopes = slopes[np.isfinite(slopes) & (slopes > 0)]
+    if slopes.size == 0:
+        return -1.0, 1.0, 0.0
+    lo = math.floor(2 * math.log10(slopes.min())) / 2 - 0.5
+    hi = math.ceil(2 * math.log10(slopes.max())) / 2 + 0.5
+    return lo, hi, float(np.round(np.log10(np.median(slopes)), 2))
+
+
+def allocation_sizes(profile, alloc) -> dict:
+    """Sizes of an allocation, in MB, each with its meaning.
+
+    step_w_MB / step_a_MB: weights read / activations (one sample's layer inputs) quantized in one
+    denoising step, mean over groups; fp32_w_MB / fp32_a_MB the same at FP32; stored_w_MB: weights as
+    stored (every distinct copy per layer); compression_x: fp32 weights / stored weights."""
+    wb = (alloc.w_bits * profile.w_numel[None, :]).sum(1).astype(float)
+    ab = (alloc.a_bits * profile.a_numel[None, :]).sum(1).astype(float)
+    return {
+        "step_w_MB": float(wb.mean()) / 8e6, "step_a_MB": float(ab.mean()) / 8e6,
+        "fp32_w_MB": float(profile.w_numel.sum()) * FP_BITS / 8e6,
+        "fp32_a_MB": float(profile.a_numel.sum()) * FP_BITS / 8e6,
+        "stored_w_MB": alloc.stored_weight_bits / 8e6, "compression_x": alloc.compression,
+        "avg_bits": float(np.mean(alloc.group_avg_bits)),
+    }
+
+
+def allocation_summary(profile, alloc, requested=None) -> str:
+    """Markdown: what was solved, the sizes with their meanings, and the predicted distortion.
+    requested: the budget the user asked for (average bits), to show the Lagrangian's unused gap."""
+    s = allocation_sizes(profile, alloc)
+    tname = {"wa": "W+A (joint)", "w": "weights only (A stays FP)", "a": "activations only (W stays FP)"}[alloc.target]
+    if isinstance(alloc.budget, (tuple, list)):
+        tname = "W and A, separate budgets"
+        asked = f"W {alloc.budget[0]:.3g} + A {alloc.budget[1]:.3g} avg bits"
+    elif alloc.lam is not None:
+        asked = f"λ = {alloc.lam:.3g} (distortion per average bit)"
+    else:
+        asked = f"{alloc.budget:.3g} avg bits"
+    store = ("one weight copy shared by all groups" if alloc.weight_mode == "shared"
+             else "per-group weights: every distinct bit width of a layer is a stored copy")
+    lines = [
+        f"**{alloc.method}** solver · target **{tname}** · asked **{asked}** · weights **{alloc.weight_mode}**",
+        "",
+        f"- **Weights stored: {s['stored_w_MB']:.4g} MB** vs FP32 {s['fp32_w_MB']:.4g} MB → "
+        f"**{s['compression_x']:.2f}× compression** ({store})",
+        f"- Per denoising step (mean over groups): weights read {s['step_w_MB']:.4g} MB (FP32 {s['fp32_w_MB']:.4g} MB); "
+        f"activations of one sample {s['step_a_MB']:.4g} MB (FP32 {s['fp32_a_MB']:.4g} MB)",
+        f"- Average bits per targeted element: **{s['avg_bits']:.3f}** (groups {np.min(alloc.group_avg_bits):.3f}–"
+        f"{np.max(alloc.group_avg_bits):.3f})",
+        f"- Predicted D (sum over quantizers, mean over groups): **{float(np.mean(alloc.predicted)):.4g}**",
+    ]
+    if requested is not None and alloc.method == "lagrangian" and alloc.lam is None and np.isscalar(requested):
+        gap = float(requested) - s["avg_bits"]
+        if gap > 1e-3:
+            lines.append(f"\nThe Lagrangian reaches only hull points: it uses {s['avg_bits']:.3f} of the "
+                         f"{float(requested):.3g} bits asked ({gap:.3f} unused). Pick **exact** to spend the rest.")
+    for n in alloc.notes:
+        lines.append(f"\nNote: {n}.")
+    return "\n".join(lines)
+
+
+def solver_table(results):
+    """results: list of (method, Allocation | error str, seconds). Returns (headers, rows) with the
+    gap of each method's predicted D to the exact solver's."""
+    ok = {m: a for m, a, _ in results if not isinstance(a, str)}
+    ref = float(np.mean(ok["exact"].predicted)) if "exact" in ok else None
+    headers = ["method", "avg bits used", "predicted D", "vs exact", "time (ms)"]
+    rows = []
+    for m, a, sec in results:
+        if isinstance(a, str):
+            rows.append([m, "", "", a, round(sec * 1e3, 1)])
+            continue
+        d = float(np.mean(a.predicted))
+        gap = "" if ref is None else (f"{(d / ref - 1) * 100:+.2f} %" if ref > 0 else "")
+        rows.append([m, round(float(np.mean(a.group_avg_bits)), 4), float(f"{d:.5g}"), gap, round(sec * 1e3, 1)])
+    return headers, rows
+
+
+def additivity_plot(result: dict, labels: list[str]) -> go.Figure:
+    """Measured distortion of the whole allocation against the predicted sum, per group."""
+    pred, meas = np.asarray(result["predicted"], float), np.asarray(result["measured"], float)
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=labels, y=_lst(pred), name="predicted (sum of per-quantizer D)",
+                         marker_color="#1f77b4"))
+    fig.add_trace(go.Bar(x=labels, y=_lst(meas), name="measured (all quantizers at once)",
+                         marker_color="#ff7f0e", customdata=_lst(result["ratio"]),
+                         hovertemplate="%{x}<br>measured %{y:.3g}<br>measured / predicted %{customdata:.2f}"
+                                       "<extra></extra>"))
+    corr = result.get("correlation", float("nan"))
+    fig.update_yaxes(title_text="distortion D", rangemode="tozero")
+    fig.update_layout(template=TEMPLATE, height=360, barmode="group", margin=dict(l=60, r=10, t=50, b=50),
+                      title=dict(text=f"Additivity: measured vs predicted (correlation "
+                                      f"{'n/a' if not math.isfinite(corr) else f'{corr:.3f}'})", font=dict(size=14)),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def empty_figure(message: str) -> go.Figure:
+    """A blank figure carrying a message (e.g. 'press the button')."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font=dict(size=14))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(template=TEMPLATE, height=260, margin=dict(l=10, r=10, t=10, b=10))
+    return fig
