@@ -102,6 +102,13 @@ def card_with_quality(card: Path, res: dict) -> str:
         lines += ["", f"Classifier check on the 1k DDIM-100 samples: {c['frac_conf_gt_0.9'] * 100:.1f}% have confidence "
                   f"> 0.9; class shares range {c['min_class_frac'] * 100:.1f}%–{c['max_class_frac'] * 100:.1f}% "
                   f"({', '.join(f'{i}: {p * 100:.1f}%' for i, p in enumerate(c['class_fractions']))})."]
+        conf_ok = c["frac_conf_gt_0.9"] >= 0.9
+        share_ok = 0.05 <= c["min_class_frac"] and c["max_class_frac"] <= 0.15
+        lines += ["", f"Targets: ≥ 90% with confidence > 0.9: **{'met' if conf_ok else 'NOT met'}**; every class "
+                  f"5–15%: **{'met' if share_ok else 'NOT met'}**."]
+    missing = [names[k] + f" ({k.rsplit('_', 1)[-1]})" for k in ("ddim50_5k", "ddpm1000_256") if k not in res]
+    if missing:
+        lines += ["", "Not run in this measurement (`--quick`): " + "; ".join(missing) + "."]
     return text + "\n".join(lines) + "\n"
 
 

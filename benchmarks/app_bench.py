@@ -1,0 +1,170 @@
+"""Benchmark the Gradio app through gradio_client on a running server (a subprocess).
+
+    python benchmarks/app_bench.py [--model default] [--profile FILE] [--out benchmarks/results/app.json]
+
+Measures, in one run on one machine (absolute times on the 2-core box vary ~3x between runs, so the
+ratios are the numbers to compare):
+  start_to_ready   `python app.py` launched -> the server answers its config (page usable), and ->
+                   a gradio_client connected
+  allocate         the slider-release round trip: /allocate through gradio_client (budget changes
+                   every call), median and p90 of --reps calls; target <= 300 ms
+  generate         /generate n + n at DDIM-steps (FP and quantized from identical noise, PNGs,
+                   PSNR/SSIM), against one FP-only dadq.sample of the same size in this process;
+                   target <= 2.3x (the quantized half <= 1.3x FP). The server's own FP/quantized
+                   split (from its timing line) is reported too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc, log: str, timeout: float = 120.0) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited with {proc.returncode}:\n{Path(log).read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url + "config", timeout=2) as r:
+                if r.status == 200:
+                    return time.perf_counter()
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"the app did not answer within {timeout} s")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--reps", type=int, default=10, help="allocation round trips")
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--gen-reps", type=int, default=3, help="timed Generate calls (after one warm-up)")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "app.json"))
+    args = ap.parse_args(argv)
+
+    os.environ["TQDM_DISABLE"] = "1"  # progress bars off here and in the server (its log goes to a file)
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, str(REPO / "app.py"), "--model", args.model, "--port", str(port)]
+    if args.profile:
+        cmd += ["--profile", args.profile]
+    log = tempfile.NamedTemporaryFile(prefix="dadq-app-bench-", suffix=".log", delete=False)
+    t_start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        t_ready = wait_ready(url, proc, log.name)
+        from gradio_client import Client
+
+        client = Client(url, verbose=False)
+        t_client = time.perf_counter()
+        res = {"start_to_ready_s": round(t_ready - t_start, 2), "start_to_client_connected_s": round(t_client - t_start, 2),
+               "start_target_s": 15.0}
+        print(f"start to ready {res['start_to_ready_s']} s (client connected {res['start_to_client_connected_s']} s)")
+
+        # slider release -> new heatmap: the /allocate round trip
+        def allocate(b):
+            return client.predict("budget", b, 0.0, b, b, "wa", "lagrangian", "per-group", api_name="/allocate")
+
+        for b in (3.0, 5.0):  # warm-up: the trade-off sweep is computed once per target and cached
+            allocate(b)
+        times, zs = [], []
+        budgets = [3.0 + 0.25 * (i % 12) for i in range(args.reps)]
+        for b in budgets:
+            t0 = time.perf_counter()
+            out = allocate(b)
+            times.append(time.perf_counter() - t0)
+            zs.append(json.loads(out[0]["plot"])["data"][0]["z"])
+        changed = sum(zs[i] != zs[i - 1] for i in range(1, len(zs)))
+        res["allocate_roundtrip_ms"] = {
+            "median": round(1e3 * statistics.median(times), 1),
+            "p90": round(1e3 * sorted(times)[int(0.9 * (len(times) - 1))], 1),
+            "min": round(1e3 * min(times), 1), "calls": len(times), "heatmap_changed_calls": int(changed),
+            "target_ms": 300,
+        }
+        print("allocate round trip", res["allocate_roundtrip_ms"])
+
+        # Generate n + n, DDIM steps, vs one FP-only run of the same size
+        allocate(4.0)
+        t0 = time.perf_counter()
+        client.predict(0, args.n, "ddim", args.steps, api_name="/generate")  # warm-up: quantized weights cached
+        first = time.perf_counter() - t0
+        gen, split = [], []
+        for r in range(args.gen_reps):
+            t0 = time.perf_counter()
+            out = client.predict(r, args.n, "ddim", args.steps, api_name="/generate")
+            gen.append(time.perf_counter() - t0)
+            assert len(out[0]) == len(out[1]) == args.n
+            m = re.search(r"FP ([\d.]+) s, quantized ([\d.]+) s", out[4])
+            if m:
+                split.append((float(m.group(1)), float(m.group(2))))
+        sys.path.insert(0, str(REPO))
+        import dadq
+        import torch
+
+        model = dadq.load_model(args.model)
+        dadq.sample(model, n=args.n, steps=args.steps, seed=0)  # warm-up
+        fp_only = []
+        for r in range(args.gen_reps):
+            t0 = time.perf_counter()
+            dadq.sample(model, n=args.n, steps=args.steps, seed=r)
+            fp_only.append(time.perf_counter() - t0)
+        g, f = statistics.median(gen), statistics.median(fp_only)
+        res["generate"] = {
+            "n": args.n, "sampler": f"DDIM-{args.steps}", "generate_first_call_s": round(first, 3),
+            "generate_s_median": round(g, 3),
+            "generate_s_all": [round(v, 3) for v in gen], "fp_only_s_median": round(f, 3),
+            "fp_only_s_all": [round(v, 3) for v in fp_only], "generate_over_fp_only": round(g / f, 3),
+            "target_generate_over_fp_only": 2.3,
+            "server_fp_s": [s[0] for s in split], "server_quantized_s": [s[1] for s in split],
+            "server_quantized_over_fp": round(statistics.median(q / p for p, q in split), 3) if split else None,
+            "target_quantized_over_fp": 1.3,
+            "fp_only_where": "dadq.sample in the benchmark process, same torch thread count as the server",
+        }
+        print("generate", res["generate"])
+        res["meta"] = {
+            "model": args.model, "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "torch": torch.__version__, "gradio": __import__("gradio").__version__,
+            "note": "absolute times on this 2-core machine vary ~3x between runs; compare ratios within one run",
+        }
+        client.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(res, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,488 @@
+"""The evidence sweep: allocation methods x budgets on the default model, with distortion, additivity,
+paired image quality, a timestep-groups ablation and (a few) FIDs.
+
+    python -m benchmarks.sweep --quick     # <= 10 min on the 2-core CPU -> benchmarks/results/sweep_quick.json
+    python -m benchmarks.sweep             # full: 128 paired samples at DDIM-50, 1k-sample FIDs -> sweep.json
+
+Main grid (the shipped profile, G=10, bits 2-8): methods lagrangian, exact, greedy, uniform x budgets
+weights-only (A stays FP) 2, 3, 4, 6, 8 and joint W+A 4, 6, 8 average bits, per-group weights. Per cell:
+  predicted D   mean over groups of the summed per-quantizer distortions (Allocation.predicted)
+  measured D    dadq.measure_distortion: all quantizers at once, on the profile's calibration x_t
+  paired SSIM/PSNR  FP vs quantized images from identical noise (what dadq.sample_pair does; the FP
+                half is sampled once, with the same seed, and shared by all cells), quick: 32 samples
+                at DDIM-25; full: 128 at DDIM-50. dadq.metrics.paired_psnr_ssim.
+Cells whose allocations are identical (e.g. every method at W8) are evaluated once and reused.
+Additivity: Pearson correlation of predicted vs measured over all cells (linear and log-log), and
+the mean / median ratio measured / predicted.
+
+Groups ablation: profiles with G = 1, 2, 10 built here with one cheaper recipe for all three
+(quick: calib_per_group=8, mode='fast'; full: 16, 'exact'); at W+A 4 and 6 bits, methods exact and
+uniform: paired SSIM. 'uniform, G=10' is uniform bits with per-group activation ranges; 'uniform,
+G=1' is uniform bits with one activation range for all timesteps.
+
+FID (labelled dadq.metrics.FID_LABEL: MNIST-classifier features, not Inception): quick: W+A 4-bit
+exact vs uniform vs FP at 256 samples, DDIM-25; full: headline rows at 1k samples, DDIM-50, FP of the
+same sampler and seeds beside them.
+
+Plots (PNG through kaleido where a browser is available, always HTML): paired SSIM vs average bits
+per method; predicted vs measured distortion; groups-ablation bars; the 4-bit allocation heatmap.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import numpy as np
+
+from benchmarks.common import (add_common_args, command_line, get_profile, jsonable, load_model, loadavg,
+                               machine_facts, print_table, result_path, save_figure, setup_threads, write_result)
+
+METHODS = ("lagrangian", "exact", "greedy", "uniform")
+# (target, budget): "w" weights only, "wa" joint W+A, "w4a" separate budgets: W at 4 bits, A at `budget`
+GRID = [("w", 2.0), ("w", 3.0), ("w", 4.0), ("w", 5.0), ("w", 6.0), ("w", 8.0), ("wa", 4.0), ("wa", 5.0), ("wa", 6.0),
+        ("wa", 8.0), ("w4a", 6.0), ("w4a", 8.0)]
+# weight_mode "shared" (one weight copy for all groups) at these cells; the grid above is per-group
+SHARED_CELLS = [("wa", 4.0, "exact"), ("wa", 6.0, "exact"), ("w", 4.0, "exact"), ("wa", 4.0, "lagrangian")]
+ABLATION_G = (1, 2, 7, 10)  # 7 does not divide T=1000: uneven groups
+ABLATION_BUDGETS = (4.0, 6.0)
+ABLATION_METHODS = ("exact", "uniform")
+QUICK_LIMIT_S = 600.0
+
+
+class Sweep:
+    def __init__(self, args, model, prof):
+        import dadq
+
+        self.dadq = dadq
+        self.args = args
+        self.model = model
+        self.prof = prof
+        self._fp = {}
+
+    def fp_images(self, n, steps, seed=0):
+        key = (n, steps, seed)
+        if key not in self._fp:
+            self._fp[key] = self.dadq.sample(self.model, n=n, steps=steps, seed=seed, desc="FP sampling")
+        return self._fp[key]
+
+    def paired(self, qmodel, n, steps, seed=0) -> dict:
+        """FP vs quantized from identical noise (dadq.sample with one seed, as dadq.sample_pair does)."""
+        from dadq.metrics import paired_psnr_ssim
+
+        fp = self.fp_images(n, steps, seed)
+        q = self.dadq.sample(qmodel, n=n, steps=steps, seed=seed, desc="quantized sampling")
+        psnr, ssim = paired_psnr_ssim(fp, q)
+        fin = psnr[np.isfinite(psnr)]
+        return {"paired_ssim_mean": float(ssim.mean()), "paired_ssim_std": float(ssim.std()),
+                "paired_ssim_min": float(ssim.min()),
+                "paired_psnr_mean_finite": float(fin.mean()) if fin.size else float("inf"),
+                "paired_psnr_median": float(np.median(psnr)), "identical_images": int((~np.isfinite(psnr)).sum())}
+
+
+def allocate_cell(dadq, prof, target, budget, method, weight_mode="per-group"):
+    if target == "w4a":
+        return dadq.allocate(prof, w_budget=4.0, a_budget=budget, target="wa", method=method, weight_mode=weight_mode)
+    return dadq.allocate(prof, budget=budget, target=target, method=method, weight_mode=weight_mode)
+
+
+def alloc_key(a) -> bytes:
+    return a.w_bits.tobytes() + b"|" + a.a_bits.tobytes()
+
+
+def pearson(x, y) -> float:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 2 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def main_grid(sw: Sweep, n, steps, log) -> list[dict]:
+    dadq, prof, model = sw.dadq, sw.prof, sw.model
+    cache: dict[bytes, dict] = {}
+    rows = []
+    cells = [(t, b, m, "per-group") for t, b in GRID for m in METHODS] + [(t, b, m, "shared") for t, b, m in SHARED_CELLS]
+    for target, budget, method, weight_mode in cells:
+        if True:
+            row = {"target": target, "budget": budget, "method": method, "weight_mode": weight_mode}
+            t0 = time.perf_counter()
+            try:
+                a = allocate_cell(dadq, prof, target, budget, method, weight_mode)
+            except ValueError as e:
+                row["error"] = str(e)
+                rows.append(row)
+                log(f"{target} {budget:g} {method}: {e}")
+                continue
+            row["allocate_s"] = time.perf_counter() - t0
+            s = a.summary()
+            row.update({"avg_bits_used": s["mean_group_avg_bits"], "predicted_D": s["predicted_distortion_mean"],
+                        "predicted_D_per_group": a.predicted.tolist(), "stored_weight_MB": s["stored_weight_MB"],
+                        "compression_x": s["compression_x"]})
+            key = alloc_key(a) + weight_mode.encode()
+            if key in cache:
+                row.update(cache[key])
+                row["reused_from"] = cache[key]["_from"]
+            else:
+                t1 = time.perf_counter()
+                q = dadq.quantize(model, prof, a)
+                meas = dadq.measure_distortion(model, prof, a, qmodel=q)
+                ev = {"measured_D": float(meas.mean()), "measured_D_per_group": meas.tolist()}
+                ev.update(sw.paired(q, n, steps))
+                ev["eval_s"] = time.perf_counter() - t1
+                ev["_from"] = f"{target} {budget:g} {method}"
+                cache[key] = ev
+                row.update(ev)
+            row.pop("_from", None)
+            rows.append(row)
+            log(f"{target.upper():>3} {budget:g} {method:<10} {weight_mode:<9} bits {row['avg_bits_used']:.3f}  pred {row['predicted_D']:.4g}"
+                f"  meas {row['measured_D']:.4g}  SSIM {row['paired_ssim_mean']:.4f}"
+                + ("  (reused)" if "reused_from" in row else f"  [{row.get('eval_s', 0):.1f} s]"))
+    return rows
+
+
+def additivity_summary(rows) -> dict:
+    ok = [r for r in rows if "measured_D" in r and "reused_from" not in r]
+    out = {}
+    # predicted and measured are sums over the same quantizers only within one target
+    for name, sel in (("all", ok), ("w", [r for r in ok if r["target"] == "w"]),
+                      ("wa", [r for r in ok if r["target"] == "wa"])):
+        p = np.array([r["predicted_D"] for r in sel])
+        m = np.array([r["measured_D"] for r in sel])
+        pg = np.concatenate([r["predicted_D_per_group"] for r in sel]) if sel else np.zeros(0)
+        mg = np.concatenate([r["measured_D_per_group"] for r in sel]) if sel else np.zeros(0)
+        pos = (p > 0) & (m > 0)
+        ratio = m[p > 0] / p[p > 0]
+        out[name] = {
+            "cells": len(sel), "pearson": pearson(p, m), "pearson_log": pearson(np.log(p[pos]), np.log(m[pos])),
+            "pearson_per_group_points": pearson(pg, mg),
+            "mean_ratio_measured_over_predicted": float(ratio.mean()) if ratio.size else None,
+            "median_ratio_measured_over_predicted": float(np.median(ratio)) if ratio.size else None,
+            "min_ratio": float(ratio.min()) if ratio.size else None, "max_ratio": float(ratio.max()) if ratio.size else None,
+        }
+    out["note"] = ("over distinct allocations (cells with identical bits counted once); predicted and measured are "
+                   "means over the 10 groups; per_group_points pairs every group of every cell")
+    return out
+
+
+def groups_ablation(sw: Sweep, n, steps, calib, mode, log) -> dict:
+    dadq, model = sw.dadq, sw.model
+    profiles, prof_s, rows = {}, {}, []
+    for G in ABLATION_G:
+        t0 = time.perf_counter()
+        profiles[G] = dadq.profile(model, groups=G, bits=range(2, 9), calib_per_group=calib, mode=mode, seed=0)
+        prof_s[G] = time.perf_counter() - t0
+        log(f"ablation profile G={G} ({mode}, calib {calib}): {prof_s[G]:.0f} s")
+    for G in ABLATION_G:
+        pg = profiles[G]
+        for b in ABLATION_BUDGETS:
+            for method in ABLATION_METHODS:
+                a = dadq.allocate(pg, budget=b, target="wa", method=method)
+                q = dadq.quantize(model, pg, a)
+                row = {"G": G, "budget": b, "target": "wa", "method": method,
+                       "avg_bits_used": float(np.mean(a.group_avg_bits)), "predicted_D": float(np.mean(a.predicted)),
+                       "label": (f"uniform bits, {'per-group' if G > 1 else 'one'} activation range"
+                                 f"{'s' if G > 1 else ''} (G={G})" if method == "uniform" else f"{method}, G={G}")}
+                row.update(sw.paired(q, n, steps))
+                rows.append(row)
+                log(f"ablation G={G:>2} WA{b:g} {method:<8} SSIM {row['paired_ssim_mean']:.4f}")
+    return {"profiles": {str(G): {"mode": mode, "calib_per_group": calib, "seconds": prof_s[G],
+                                  "fingerprint": profiles[G].fingerprint} for G in ABLATION_G},
+            "rows": rows, "_profiles": profiles}
+
+
+def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log) -> list[dict]:
+    """FID of FP and of each (target, budget, method) allocation, same sampler and seeds; one row per seed."""
+    from dadq.metrics import FID_LABEL
+
+    dadq = sw.dadq
+    out = []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        fp = dadq.sample(sw.model, n=n, steps=steps, seed=seed, desc=f"FID: FP sampling (seed {seed})")
+        fp_fid = dadq.fid(fp, reference=reference)
+        out.append({"row": "FP", "fid": fp_fid, "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}", "seed": seed,
+                    "avg_bits_used": 32.0, "seconds": time.perf_counter() - t0})
+        log(f"{FID_LABEL}: FP {fp_fid:.3f} (n={n}, DDIM-{steps}, seed {seed})")
+        for target, budget, method, prof in configs:
+            t0 = time.perf_counter()
+            a = allocate_cell(dadq, prof, target, budget, method)
+            q = dadq.sample(dadq.quantize(sw.model, prof, a), n=n, steps=steps, seed=seed, desc="FID: quantized")
+            f = dadq.fid(q, reference=reference)
+            G = prof.num_groups
+            out.append({"row": f"{target.upper()} {budget:g} {method} G={G}", "target": target, "budget": budget,
+                        "method": method, "G": G, "fid": f, "fp_fid_same_sampler_and_seeds": fp_fid,
+                        "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}", "seed": seed,
+                        "avg_bits_used": float(np.mean(a.group_avg_bits)), "seconds": time.perf_counter() - t0})
+            log(f"{FID_LABEL}: {target.upper()} {budget:g} {method} G={G} {f:.3f} (FP {fp_fid:.3f}, seed {seed})")
+    return out
+
+
+def fid_summary(rows) -> list[dict]:
+    """Mean and spread (min..max, std) over seeds per row label."""
+    out = []
+    for label in dict.fromkeys(r["row"] for r in rows):
+        sel = [r for r in rows if r["row"] == label]
+        f = np.array([r["fid"] for r in sel])
+        fp = np.array([r.get("fp_fid_same_sampler_and_seeds", r["fid"]) for r in sel])
+        out.append({"row": label, "seeds": [r["seed"] for r in sel], "fid_mean": float(f.mean()),
+                    "fid_std": float(f.std(ddof=1)) if len(f) > 1 else 0.0, "fid_min": float(f.min()),
+                    "fid_max": float(f.max()), "fp_fid_mean": float(fp.mean()),
+                    "fid_over_fp": float(f.mean() / fp.mean()), "n": sel[0]["n"], "sampler": sel[0]["sampler"],
+                    "avg_bits_used": sel[0]["avg_bits_used"]})
+    return out
+
+
+# --- plots ----------------------------------------------------------------------------------------
+
+COLOURS = {"lagrangian": "#1f77b4", "exact": "#d62728", "greedy": "#2ca02c", "uniform": "#7f7f7f"}
+
+
+def plot_ssim_vs_bits(rows, title):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("weights only (A full precision)", "joint W+A"),
+                        shared_yaxes=True)
+    for col, target in enumerate(("w", "wa"), start=1):
+        for m in METHODS:
+            sel = sorted([r for r in rows if r["target"] == target and r["method"] == m and "paired_ssim_mean" in r
+                          and r["weight_mode"] == "per-group"],
+                         key=lambda r: r["avg_bits_used"])
+            fig.add_trace(go.Scatter(x=[r["avg_bits_used"] for r in sel], y=[r["paired_ssim_mean"] for r in sel],
+                                     mode="lines+markers", name=m, legendgroup=m, showlegend=col == 1,
+                                     line=dict(color=COLOURS[m]), marker=dict(size=8),
+                                     text=[f"budget {r['budget']:g}" for r in sel]), row=1, col=col)
+        fig.update_xaxes(title_text="average bits used (per element of the target)", row=1, col=col)
+    fig.update_yaxes(title_text="paired SSIM (FP vs quantized, same noise)", row=1, col=1)
+    fig.update_layout(template="plotly_white", height=450, title=title)
+    return fig
+
+
+def plot_additivity(rows, summary):
+    import plotly.graph_objects as go
+
+    ok = [r for r in rows if "measured_D" in r and "reused_from" not in r]
+    fig = go.Figure()
+    for m in METHODS:
+        for target, sym in (("w", "circle"), ("wa", "diamond")):
+            sel = [r for r in ok if r["method"] == m and r["target"] == target]
+            if not sel:
+                continue
+            fig.add_trace(go.Scatter(x=[r["predicted_D"] for r in sel], y=[r["measured_D"] for r in sel],
+                                     mode="markers", name=f"{m}, {'W only' if target == 'w' else 'W+A'}",
+                                     marker=dict(color=COLOURS[m], symbol=sym, size=10),
+                                     text=[f"{target.upper()} {r['budget']:g}" for r in sel]))
+    vals = [v for r in ok for v in (r["predicted_D"], r["measured_D"]) if v > 0]
+    if vals:
+        lo, hi = min(vals) / 2, max(vals) * 2
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="measured = predicted",
+                                 line=dict(color="black", dash="dash")))
+    a = summary["all"]
+    fig.update_xaxes(type="log", title_text="predicted D (sum of per-quantizer D, mean over groups)")
+    fig.update_yaxes(type="log", title_text="measured D (all quantizers at once, mean over groups)")
+    fig.update_layout(template="plotly_white", height=520,
+                      title=f"Additivity: Pearson {a['pearson']:.3f} (log-log {a['pearson_log']:.3f}), "
+                            f"measured/predicted mean {a['mean_ratio_measured_over_predicted']:.2f}, "
+                            f"median {a['median_ratio_measured_over_predicted']:.2f}")
+    return fig
+
+
+def plot_fid_vs_bits(summary, title):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fp = [r for r in summary if r["row"] == "FP"]
+    for target, dash in (("W", "dot"), ("WA", "solid")):
+        for m in METHODS:
+            sel = sorted([r for r in summary if r["row"].startswith(f"{target} ") and f" {m} G=" in r["row"]
+                          and r["row"].endswith("G=10")], key=lambda r: r["avg_bits_used"])
+            if sel:
+                fig.add_trace(go.Scatter(x=[r["avg_bits_used"] for r in sel], y=[r["fid_mean"] for r in sel],
+                                         error_y=dict(type="data", array=[r["fid_std"] for r in sel]),
+                                         mode="lines+markers", name=f"{m}, {'W only' if target == 'W' else 'W+A'}",
+                                         line=dict(color=COLOURS[m], dash=dash), marker=dict(size=9)))
+    if fp:
+        fig.add_hline(y=fp[0]["fid_mean"], line_dash="dash", line_color="black",
+                      annotation_text=f"FP {fp[0]['fid_mean']:.2f}")
+    fig.update_xaxes(title_text="average bits used")
+    fig.update_yaxes(title_text="FID (MNIST-classifier features)", type="log")
+    fig.update_layout(template="plotly_white", height=450, title=title)
+    return fig
+
+
+def plot_ablation(rows, title):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for method in ABLATION_METHODS:
+        for b, shade in zip(ABLATION_BUDGETS, (1.0, 0.55)):
+            sel = [r for r in rows if r["method"] == method and r["budget"] == b]
+            fig.add_trace(go.Bar(x=[f"G={r['G']}" for r in sel], y=[r["paired_ssim_mean"] for r in sel],
+                                 name=f"{method}, W+A {b:g} bits", marker_color=COLOURS[method], opacity=shade,
+                                 text=[f"{r['paired_ssim_mean']:.3f}" for r in sel], textposition="outside"))
+    fig.update_yaxes(title_text="paired SSIM (FP vs quantized)")
+    fig.update_xaxes(title_text="timestep groups (uniform at G=1: one activation range; G>1: per-group ranges)")
+    fig.update_layout(template="plotly_white", height=450, barmode="group", title=title)
+    return fig
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p, "32 samples at DDIM-25, cheap ablation profiles, one 256-sample FID (<= 10 min)")
+    p.add_argument("--model", default="default", help="'default' or 'random' (development: random weights)")
+    p.add_argument("--profile", default=None, help="profile file (default: the shipped one)")
+    p.add_argument("--n", type=int, default=None, help="paired samples per cell (quick 32, full 128)")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps of the paired samples (quick 25, full 50)")
+    p.add_argument("--fid-n", type=int, default=None, help="FID samples (quick 256, full 1000); 0 = no FID")
+    p.add_argument("--fid-steps", type=int, default=None, help="DDIM steps of the FID samples (quick 25, full 50)")
+    p.add_argument("--fid-seeds", type=int, default=None, help="seeds of the FID rows (quick 1, full 3)")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
+                   help="the FID reference: the shipped MNIST-test stats, or the Fashion-MNIST test set")
+    p.add_argument("--name", default=None, help="result name (default sweep / sweep_quick; e.g. sweep_fashion)")
+    p.add_argument("--ablation-calib", type=int, default=None, help="calib/group of the ablation profiles (quick 8, full 16)")
+    p.add_argument("--ablation-mode", default=None, help="mode of the ablation profiles (quick fast, full exact)")
+    p.add_argument("--no-ablation", action="store_true")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the profile file")
+    args = p.parse_args(argv)
+    threads = setup_threads(args.threads)
+    import dadq
+
+    quick = args.quick
+    name = args.name or ("sweep_quick" if quick else "sweep")
+    n = args.n or (32 if quick else 128)
+    steps = args.steps or 25
+    fid_n = (256 if quick else 1000) if args.fid_n is None else args.fid_n
+    fid_steps = args.fid_steps or (25 if quick else 50)
+    fid_seeds = list(range(1, 1 + (args.fid_seeds or (1 if quick else 3))))
+    ab_calib = args.ablation_calib or (8 if quick else 16)
+    ab_mode = args.ablation_mode or ("fast" if quick else "exact")
+    out_json = result_path(name, args.out)
+    plot_dir = out_json.parent
+    t_start = time.perf_counter()
+    load0 = loadavg()
+    lines = []
+
+    def log(msg):
+        msg = f"[{time.perf_counter() - t_start:6.0f} s] {msg}"
+        lines.append(msg)
+        print(msg, flush=True)
+
+    model = load_model(args.model)
+    prof = get_profile(model, args.model, args.profile, args.wait)
+    sw = Sweep(args, model, prof)
+    result = {
+        "benchmark": name, "command": command_line("sweep"), "quick": quick, "complete": False,
+        "machine": machine_facts(), "loadavg_start": load0,
+        "setup": {"model": args.model, "fingerprint": prof.fingerprint,
+                  "profile": str(args.profile or "assets/default/profile.safetensors"), "profile_groups": prof.num_groups,
+                  "profile_bits": prof.bits.tolist(), "profile_calib_per_group": prof.meta.get("calib_per_group"),
+                  "profile_mode": prof.meta.get("mode"), "weight_mode": "per-group",
+                  "paired": {"n": n, "sampler": f"DDIM-{steps}", "eta": 0.0, "seed": 0,
+                             "metric": "dadq.metrics.paired_psnr_ssim (SSIM Gaussian 11x11, sigma 1.5, data_range 2)"},
+                  "predicted_D": "mean over groups of the summed per-quantizer D (additivity assumption)",
+                  "measured_D": "dadq.measure_distortion on the profile's calibration x_t, mean over groups",
+                  "grid": [f"{t.upper()} {b:g}" for t, b in GRID], "methods": list(METHODS)},
+    }
+
+    def save():
+        result["seconds_total"] = time.perf_counter() - t_start
+        result["loadavg_now"] = loadavg()
+        result["log"] = lines
+        write_result(name, result, args.out)
+
+    # 1. main grid
+    rows = main_grid(sw, n, steps, log)
+    result["cells"] = rows
+    result["additivity"] = additivity_summary(rows)
+    save()
+
+    # 2. groups ablation
+    ab = None
+    if not args.no_ablation:
+        ab = groups_ablation(sw, n, steps, ab_calib, ab_mode, log)
+        ab_profiles = ab.pop("_profiles")
+        result["groups_ablation"] = ab
+        save()
+
+    # 3. FID
+    if fid_n:
+        if args.dataset == "mnist":
+            reference = "default"
+        else:
+            import torch
+
+            from dadq.data import load_dataset, to_model_range
+
+            reference = torch.from_numpy(to_model_range(load_dataset(args.dataset, "test")[0]))
+        result["setup"]["fid_reference"] = f"{args.dataset} test set, 10k images"
+        configs = [("wa", 4.0, "exact", prof), ("wa", 4.0, "uniform", prof)] if quick else [
+            (t, b, m, prof) for t, b in (("w", 4.0), ("wa", 4.0), ("wa", 6.0)) for m in ("exact", "lagrangian", "uniform")]
+        if not quick and ab is not None:  # the groups question at W+A 4 bits decided by FID, not only SSIM
+            configs += [("wa", 4.0, "exact", ab_profiles[G]) for G in ABLATION_G if G != prof.num_groups]
+        result["fid"] = fid_rows(sw, configs, fid_n, fid_steps, fid_seeds, reference, log)
+        result["fid_summary"] = fid_summary(result["fid"])
+        save()
+
+    # 4. plots
+    plots = {}
+    figs = {"ssim_vs_bits": plot_ssim_vs_bits(rows, f"Paired SSIM vs average bits ({n} samples, DDIM-{steps}, "
+                                                    f"G={prof.num_groups} profile)"),
+            "additivity": plot_additivity(rows, result["additivity"])}
+    if ab is not None:
+        figs["groups_ablation"] = plot_ablation(ab["rows"], f"Timestep groups ablation: paired SSIM ({ab_mode} profiles, "
+                                                            f"calib {ab_calib}/group; {n} samples, DDIM-{steps})")
+    if "fid_summary" in result:
+        figs["fid_vs_bits"] = plot_fid_vs_bits(result["fid_summary"], f"FID vs average bits ({fid_n} samples, "
+                                                                      f"DDIM-{fid_steps}, seeds {fid_seeds})")
+    from dadq.plots import allocation_heatmap
+
+    a4 = dadq.allocate(prof, budget=4.0, target="wa", method="exact")
+    figs["heatmap_wa4_exact"] = allocation_heatmap(prof, a4)
+    result["heatmap_wa4_exact"] = {"w_bits": a4.w_bits.tolist(), "a_bits": a4.a_bits.tolist(),
+                                   "layer_names": a4.layer_names,
+                                   "mean_w_bits_per_layer": a4.w_bits.mean(0).round(2).tolist(),
+                                   "mean_a_bits_per_layer": a4.a_bits.mean(0).round(2).tolist()}
+    for k, fig in figs.items():
+        w = 1100 if k == "heatmap_wa4_exact" else 1000
+        res = save_figure(fig, plot_dir / f"{name}_{k}", width=w)
+        plots[k] = jsonable(res)
+        log(f"plot {k}: {plots[k]['png'] or plots[k]['html']}" + (f" (PNG failed: {res['png_error']})"
+                                                                   if res["png_error"] else ""))
+    result["plots"] = plots
+
+    # --- tables
+    print()
+    print_table(["target", "budget", "method", "weights", "bits used", "stored W MB", "pred D", "meas D", "meas/pred",
+                 "SSIM", "PSNR"],
+                [[r["target"].upper(), r["budget"], r["method"], r["weight_mode"], r.get("avg_bits_used"),
+                  r.get("stored_weight_MB"), r.get("predicted_D"),
+                  r.get("measured_D"),
+                  (r["measured_D"] / r["predicted_D"] if r.get("predicted_D") else None) if "measured_D" in r else None,
+                  r.get("paired_ssim_mean"), r.get("paired_psnr_mean_finite")] for r in rows],
+                title=f"main grid (G={prof.num_groups} profile; paired {n} samples DDIM-{steps})")
+    a = result["additivity"]["all"]
+    print(f"\nadditivity over {a['cells']} distinct allocations: Pearson {a['pearson']:.3f} (log-log "
+          f"{a['pearson_log']:.3f}); measured/predicted mean {a['mean_ratio_measured_over_predicted']:.3f}, "
+          f"median {a['median_ratio_measured_over_predicted']:.3f}")
+    if ab is not None:
+        print()
+        print_table(["G", "budget", "method", "bits used", "pred D", "SSIM", "PSNR"],
+                    [[r["G"], r["budget"], r["method"], r["avg_bits_used"], r["predicted_D"], r["paired_ssim_mean"],
+                      r["paired_psnr_mean_finite"]] for r in ab["rows"]],
+                    title=f"groups ablation (W+A; {ab_mode} profiles, calib {ab_calib}/group)")
+    if "fid" in result:
+        print()
+        print_table(["row", "FID mean", "std", "FP FID", "x FP", "n", "sampler", "seeds"],
+                    [[r["row"], r["fid_mean"], r["fid_std"], r["fp_fid_mean"], r["fid_over_fp"], r["n"], r["sampler"],
+                      len(r["seeds"])] for r in result["fid_summary"]], title=result["fid"][0]["label"])
+    total = time.perf_counter() - t_start
+    result["complete"] = True
+    if quick:
+        result["targets"] = {"quick_run_seconds": {"value": total, "target": f"<= {QUICK_LIMIT_S:.0f}",
+                                                   "pass": total <= QUICK_LIMIT_S}}
+        print(f"\nquick sweep took {total:.0f} s (target <= {QUICK_LIMIT_S:.0f} s): "
+              f"{'PASS' if total <= QUICK_LIMIT_S else 'FAIL'}")
+    save()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
