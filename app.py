@@ -638,10 +638,11 @@ def build_demo(model_src: str = "default", profile_path: str | None = None) -> g
                                                                   **V["weight_mode"]))
                         summary = reg("summary", gr.Markdown(elem_id="alloc-summary", **V["summary"]))
                         with gr.Row():
-                            compare_btn = gr.Button("compare solvers", size="sm")
+                            compare_btn = gr.Button("compare solvers", size="sm", elem_id="compare-btn")
                             add_btn = gr.Button("measure additivity", size="sm", elem_id="additivity-btn")
                         solver_df = reg("solver_df", gr.Dataframe(label="all solvers at this budget",
-                                                                  interactive=False, **V["solver_df"]))
+                                                                  interactive=False, elem_id="solver-table",
+                                                                  **V["solver_df"]))
                     with gr.Column(scale=2):
                         heatmap = reg("heatmap", gr.Plot(label="bit allocation", elem_id="heatmap", **V["heatmap"]))
                         trade_plot = reg("trade_plot", gr.Plot(label="total RD trade-off", elem_id="tradeoff",

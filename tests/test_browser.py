@@ -204,11 +204,16 @@ def test_screenshots(page, server, shot_dir):
         _tab(page, name)
         if plot:
             _wait_plot(page, plot)
-        if key == "samples" and page.locator("#fp-gallery img").count() == 0:
+        if key == "samples":  # the picture shows 16 + 16 at DDIM-50, not what earlier tests left
             _set_number(page, "count", 16)
+            _set_number(page, "DDIM steps", 50)
             page.locator("#generate-btn").click()
-            page.wait_for_function("() => document.querySelector('#generate-info').innerText.includes('samples')",
-                                   timeout=180_000)
+            page.wait_for_function("() => document.querySelector('#generate-info').innerText.includes('16 + 16')",
+                                   timeout=300_000)
+        if key == "allocation":
+            page.locator("#compare-btn").click()
+            page.wait_for_function("() => document.querySelector('#solver-table').innerText.includes('greedy')",
+                                   timeout=60_000)
         if key == "allocation" and "Correlation" not in page.content():
             page.locator("#additivity-btn").click()
             page.get_by_text("Correlation", exact=False).first.wait_for(timeout=120_000)
