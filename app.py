@@ -147,6 +147,20 @@ def _check_upload(path) -> Path:
     return path
 
 
+def throttled(progress, scale: float = 1.0, every_s: float = 0.25):
+    """progress(frac, text) at most every ``every_s`` seconds: a gr.Progress update per denoising
+    step (~60 ms each) costs the server more than the step itself is worth to the eye."""
+    last = [0.0]
+
+    def report(frac, text):
+        now = time.perf_counter()
+        if now - last[0] >= every_s or frac >= 1.0:
+            last[0] = now
+            progress(scale * frac, desc=text)
+
+    return report
+
+
 def _df(table) -> pd.DataFrame:
     headers, rows = table
     return pd.DataFrame(rows, columns=headers)
@@ -317,10 +331,12 @@ def generate(seed=0, n=16, sampler="ddim", steps=50, progress=gr.Progress()):
     qmodel = STATE.qmodel_now()
     marks = {"start": time.perf_counter()}
 
+    report = throttled(progress)
+
     def prog(frac, text):
         if text.startswith("FP"):  # the last FP step's report marks the end of the FP half
             marks["half"] = time.perf_counter()
-        progress(frac, desc=text)
+        report(frac, text)
 
     fp, q = dadq.sample_pair(STATE.model, qmodel, n=n, steps=steps, seed=seed, sampler=sampler, progress=prog)
     t_end = time.perf_counter()
@@ -365,7 +381,7 @@ def fid(n=256, seed=0, sampler="ddim", steps=50, feature="mnist", progress=gr.Pr
     steps = _sampler_steps(sampler, steps)
     qmodel = STATE.qmodel_now()
     fp, q = dadq.sample_pair(STATE.model, qmodel, n=n, steps=steps, seed=seed, sampler=sampler,
-                             progress=lambda f, s: progress(0.9 * f, desc=s))
+                             progress=throttled(progress, scale=0.9))
     progress(0.9, desc="FID features (FP)")
     f_fp = dadq.metrics.fid(fp, feature=feature)
     progress(0.95, desc="FID features (quantized)")
@@ -411,10 +427,12 @@ def run_profile(groups=10, bits="2-8", calib=8, mode="fast", layers="", progress
     STATE.cancel.clear()
     layer_sel = [s.strip() for s in str(layers or "").split(",") if s.strip()] or None
 
+    report = throttled(progress)
+
     def prog(frac, text):
         if STATE.cancel.is_set():
             raise Cancelled()
-        progress(frac, desc=text)
+        report(frac, text)
 
     progress(0.0, desc="calibration trajectories (FP sampling)")
     prof = dadq.profile(model, groups=int(groups), bits=parse_bits(bits), calib_per_group=int(calib), mode=mode,
