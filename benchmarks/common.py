@@ -210,7 +210,7 @@ def write_result(name: str, obj: dict, out: str | None = None) -> Path:
 
 
 def save_figure(fig, stem: Path, width: int = 900, height: int | None = None) -> dict:
-    """Write a plotly figure as PNG (kaleido + a local Chrome/Chromium) and always as HTML.
+    """Write a plotly figure as PNG (rendered by the local chromium) and always as HTML.
 
     Returns {"png": path or None, "html": path, "png_error": str or None}. The HTML is standalone
     except for plotly.js, which it loads from the CDN (include_plotlyjs="cdn") to stay small.
@@ -226,14 +226,37 @@ def save_figure(fig, stem: Path, width: int = 900, height: int | None = None) ->
     out["html"] = html
     png = stem.with_suffix(".png")
     try:
-        h = height or (fig.layout.height if fig.layout.height else 500)
-        data = fig.to_image(format="png", width=width, height=int(h), scale=1)
+        h = int(height or (fig.layout.height if fig.layout.height else 500))
+        data = render_png(fig, width, h)
         with atomic_path(png) as tmp:
             tmp.write_bytes(data)
         out["png"] = png
-    except Exception as e:  # kaleido missing, or no browser for it
+    except Exception as e:  # no chromium / playwright here
         out["png_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return out
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def render_png(fig, width: int, height: int) -> bytes:
+    """PNG bytes of a plotly figure, drawn by Debian's chromium through playwright (the test suite's
+    browser; kaleido would need its own). plotly.js is inlined: nothing is fetched."""
+    from playwright.sync_api import sync_playwright
+
+    html = fig.to_html(include_plotlyjs=True, full_html=True, config={"staticPlot": True},
+                       default_width=f"{width}px", default_height=f"{height}px")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width + 40, "height": height + 40})
+            page.set_content(html, wait_until="load")
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+            return page.locator(".js-plotly-plot").first.screenshot()
+        finally:
+            browser.close()
 
 
 # --- models and profiles ---------------------------------------------------------------------------

@@ -15,8 +15,8 @@ Cells whose allocations are identical (e.g. every method at W8) are evaluated on
 Additivity: Pearson correlation of predicted vs measured over all cells (linear and log-log), and
 the mean / median ratio measured / predicted.
 
-Groups ablation: profiles with G = 1, 2, 10 built here with one cheaper recipe for all three
-(quick: calib_per_group=8, mode='fast'; full: 16, 'exact'); at W+A 4 and 6 bits, methods exact and
+Groups ablation: profiles with G = 1, 2, 7, 10 built here with one cheaper recipe for all four
+(quick: calib_per_group=4, mode='fast'; full: 16, 'exact'); at W+A 4 and 6 bits, methods exact and
 uniform: paired SSIM. 'uniform, G=10' is uniform bits with per-group activation ranges; 'uniform,
 G=1' is uniform bits with one activation range for all timesteps.
 
@@ -337,7 +337,7 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
                    help="the FID reference: the shipped MNIST-test stats, or the Fashion-MNIST test set")
     p.add_argument("--name", default=None, help="result name (default sweep / sweep_quick; e.g. sweep_fashion)")
-    p.add_argument("--ablation-calib", type=int, default=None, help="calib/group of the ablation profiles (quick 8, full 16)")
+    p.add_argument("--ablation-calib", type=int, default=None, help="calib/group of the ablation profiles (quick 4, full 16)")
     p.add_argument("--ablation-mode", default=None, help="mode of the ablation profiles (quick fast, full exact)")
     p.add_argument("--no-ablation", action="store_true")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the profile file")
@@ -352,7 +352,7 @@ def main(argv=None) -> int:
     fid_n = (256 if quick else 1000) if args.fid_n is None else args.fid_n
     fid_steps = args.fid_steps or (25 if quick else 50)
     fid_seeds = list(range(1, 1 + (args.fid_seeds or (1 if quick else 3))))
-    ab_calib = args.ablation_calib or (8 if quick else 16)
+    ab_calib = args.ablation_calib or (4 if quick else 16)
     ab_mode = args.ablation_mode or ("fast" if quick else "exact")
     out_json = result_path(name, args.out)
     plot_dir = out_json.parent
