@@ -324,6 +324,21 @@ def plot_ablation(rows, title):
     return fig
 
 
+def print_main_tables(rows, a, prof, n, steps) -> None:
+    print()
+    print_table(["target", "budget", "method", "weights", "bits used", "stored W MB", "pred D", "meas D", "meas/pred",
+                 "SSIM", "PSNR"],
+                [[r["target"].upper(), r["budget"], r["method"], r["weight_mode"], r.get("avg_bits_used"),
+                  r.get("stored_weight_MB"), r.get("predicted_D"),
+                  r.get("measured_D"),
+                  (r["measured_D"] / r["predicted_D"] if r.get("predicted_D") else None) if "measured_D" in r else None,
+                  r.get("paired_ssim_mean"), r.get("paired_psnr_mean_finite")] for r in rows],
+                title=f"main grid (G={prof.num_groups} profile; paired {n} samples DDIM-{steps})")
+    print(f"\nadditivity over {a['cells']} distinct allocations: Pearson {a['pearson']:.3f} (log-log "
+          f"{a['pearson_log']:.3f}); measured/predicted mean {a['mean_ratio_measured_over_predicted']:.3f}, "
+          f"median {a['median_ratio_measured_over_predicted']:.3f}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, "32 samples at DDIM-25, cheap ablation profiles, one 256-sample FID (<= 10 min)")
@@ -336,10 +351,13 @@ def main(argv=None) -> int:
     p.add_argument("--fid-seeds", type=int, default=None, help="seeds of the FID rows (quick 1, full 3)")
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
                    help="the FID reference: the shipped MNIST-test stats, or the Fashion-MNIST test set")
+    p.add_argument("--fid-configs", default=None,
+                   help="FID rows as target:budget:method,... (e.g. wa:4:exact,wa:4:uniform); default: the headline rows")
     p.add_argument("--name", default=None, help="result name (default sweep / sweep_quick; e.g. sweep_fashion)")
     p.add_argument("--ablation-calib", type=int, default=None, help="calib/group of the ablation profiles (quick 4, full 16)")
     p.add_argument("--ablation-mode", default=None, help="mode of the ablation profiles (quick fast, full exact)")
     p.add_argument("--no-ablation", action="store_true")
+    p.add_argument("--no-grid", action="store_true", help="skip the main grid (e.g. for an FID-only run)")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the profile file")
     args = p.parse_args(argv)
     threads = setup_threads(args.threads)
@@ -389,10 +407,11 @@ def main(argv=None) -> int:
         write_result(name, result, args.out)
 
     # 1. main grid
-    rows = main_grid(sw, n, steps, log)
-    result["cells"] = rows
-    result["additivity"] = additivity_summary(rows)
-    save()
+    rows = [] if args.no_grid else main_grid(sw, n, steps, log)
+    if rows:
+        result["cells"] = rows
+        result["additivity"] = additivity_summary(rows)
+        save()
 
     # 2. groups ablation
     ab = None
@@ -415,7 +434,9 @@ def main(argv=None) -> int:
         result["setup"]["fid_reference"] = f"{args.dataset} test set, 10k images"
         configs = [("wa", 4.0, "exact", prof), ("wa", 4.0, "uniform", prof)] if quick else [
             (t, b, m, prof) for t, b in (("w", 4.0), ("wa", 4.0), ("wa", 6.0)) for m in ("exact", "lagrangian", "uniform")]
-        if not quick and ab is not None:  # the groups question at W+A 4 bits decided by FID, not only SSIM
+        if args.fid_configs:
+            configs = [(t, float(b), m, prof) for t, b, m in (c.split(":") for c in args.fid_configs.split(","))]
+        elif not quick and ab is not None:  # the groups question at W+A 4 bits decided by FID, not only SSIM
             configs += [("wa", 4.0, "exact", ab_profiles[G]) for G in ABLATION_G if G != prof.num_groups]
         result["fid"] = fid_rows(sw, configs, fid_n, fid_steps, fid_seeds, reference, log)
         result["fid_summary"] = fid_summary(result["fid"])
@@ -423,9 +444,11 @@ def main(argv=None) -> int:
 
     # 4. plots
     plots = {}
-    figs = {"ssim_vs_bits": plot_ssim_vs_bits(rows, f"Paired SSIM vs average bits ({n} samples, DDIM-{steps}, "
-                                                    f"G={prof.num_groups} profile)"),
-            "additivity": plot_additivity(rows, result["additivity"])}
+    figs = {}
+    if rows:
+        figs["ssim_vs_bits"] = plot_ssim_vs_bits(rows, f"Paired SSIM vs average bits ({n} samples, DDIM-{steps}, "
+                                                       f"G={prof.num_groups} profile)")
+        figs["additivity"] = plot_additivity(rows, result["additivity"])
     if ab is not None:
         figs["groups_ablation"] = plot_ablation(ab["rows"], f"Timestep groups ablation: paired SSIM ({ab_mode} profiles, "
                                                             f"calib {ab_calib}/group; {n} samples, DDIM-{steps})")
@@ -449,19 +472,8 @@ def main(argv=None) -> int:
     result["plots"] = plots
 
     # --- tables
-    print()
-    print_table(["target", "budget", "method", "weights", "bits used", "stored W MB", "pred D", "meas D", "meas/pred",
-                 "SSIM", "PSNR"],
-                [[r["target"].upper(), r["budget"], r["method"], r["weight_mode"], r.get("avg_bits_used"),
-                  r.get("stored_weight_MB"), r.get("predicted_D"),
-                  r.get("measured_D"),
-                  (r["measured_D"] / r["predicted_D"] if r.get("predicted_D") else None) if "measured_D" in r else None,
-                  r.get("paired_ssim_mean"), r.get("paired_psnr_mean_finite")] for r in rows],
-                title=f"main grid (G={prof.num_groups} profile; paired {n} samples DDIM-{steps})")
-    a = result["additivity"]["all"]
-    print(f"\nadditivity over {a['cells']} distinct allocations: Pearson {a['pearson']:.3f} (log-log "
-          f"{a['pearson_log']:.3f}); measured/predicted mean {a['mean_ratio_measured_over_predicted']:.3f}, "
-          f"median {a['median_ratio_measured_over_predicted']:.3f}")
+    if rows:
+        print_main_tables(rows, result["additivity"]["all"], prof, n, steps)
     if ab is not None:
         print()
         print_table(["G", "budget", "method", "bits used", "pred D", "SSIM", "PSNR"],
