@@ -149,7 +149,7 @@ def _check_upload(path) -> Path:
 
 def throttled(progress, scale: float = 1.0, every_s: float = 0.25):
     """progress(frac, text) at most every ``every_s`` seconds: a gr.Progress update per denoising
-    step (~60 ms each) costs the server more than the step itself is worth to the eye."""
+    step floods the event stream for no visible gain."""
     last = [0.0]
 
     def report(frac, text):

@@ -101,40 +101,40 @@ def main_grid(sw: Sweep, n, steps, log) -> list[dict]:
     rows = []
     cells = [(t, b, m, "per-group") for t, b in GRID for m in METHODS] + [(t, b, m, "shared") for t, b, m in SHARED_CELLS]
     for target, budget, method, weight_mode in cells:
-        if True:
-            row = {"target": target, "budget": budget, "method": method, "weight_mode": weight_mode}
-            t0 = time.perf_counter()
-            try:
-                a = allocate_cell(dadq, prof, target, budget, method, weight_mode)
-            except ValueError as e:
-                row["error"] = str(e)
-                rows.append(row)
-                log(f"{target} {budget:g} {method}: {e}")
-                continue
-            row["allocate_s"] = time.perf_counter() - t0
-            s = a.summary()
-            row.update({"avg_bits_used": s["mean_group_avg_bits"], "predicted_D": s["predicted_distortion_mean"],
-                        "predicted_D_per_group": a.predicted.tolist(), "stored_weight_MB": s["stored_weight_MB"],
-                        "compression_x": s["compression_x"]})
-            key = alloc_key(a) + weight_mode.encode()
-            if key in cache:
-                row.update(cache[key])
-                row["reused_from"] = cache[key]["_from"]
-            else:
-                t1 = time.perf_counter()
-                q = dadq.quantize(model, prof, a)
-                meas = dadq.measure_distortion(model, prof, a, qmodel=q)
-                ev = {"measured_D": float(meas.mean()), "measured_D_per_group": meas.tolist()}
-                ev.update(sw.paired(q, n, steps))
-                ev["eval_s"] = time.perf_counter() - t1
-                ev["_from"] = f"{target} {budget:g} {method}"
-                cache[key] = ev
-                row.update(ev)
-            row.pop("_from", None)
+        row = {"target": target, "budget": budget, "method": method, "weight_mode": weight_mode}
+        t0 = time.perf_counter()
+        try:
+            a = allocate_cell(dadq, prof, target, budget, method, weight_mode)
+        except ValueError as e:
+            row["error"] = str(e)
             rows.append(row)
-            log(f"{target.upper():>3} {budget:g} {method:<10} {weight_mode:<9} bits {row['avg_bits_used']:.3f}  pred {row['predicted_D']:.4g}"
-                f"  meas {row['measured_D']:.4g}  SSIM {row['paired_ssim_mean']:.4f}"
-                + ("  (reused)" if "reused_from" in row else f"  [{row.get('eval_s', 0):.1f} s]"))
+            log(f"{target} {budget:g} {method}: {e}")
+            continue
+        row["allocate_s"] = time.perf_counter() - t0
+        s = a.summary()
+        row.update({"avg_bits_used": s["mean_group_avg_bits"], "predicted_D": s["predicted_distortion_mean"],
+                    "predicted_D_per_group": a.predicted.tolist(), "stored_weight_MB": s["stored_weight_MB"],
+                    "compression_x": s["compression_x"]})
+        key = alloc_key(a) + weight_mode.encode()
+        if key in cache:
+            row.update(cache[key])
+            row["reused_from"] = cache[key]["_from"]
+        else:
+            t1 = time.perf_counter()
+            q = dadq.quantize(model, prof, a)
+            meas = dadq.measure_distortion(model, prof, a, qmodel=q)
+            ev = {"measured_D": float(meas.mean()), "measured_D_per_group": meas.tolist()}
+            ev.update(sw.paired(q, n, steps))
+            ev["eval_s"] = time.perf_counter() - t1
+            ev["_from"] = f"{target} {budget:g} {method}"
+            cache[key] = ev
+            row.update(ev)
+        row.pop("_from", None)
+        rows.append(row)
+        log(f"{target.upper():>3} {budget:g} {method:<10} {weight_mode:<9} bits {row['avg_bits_used']:.3f}"
+            f"  pred {row['predicted_D']:.4g}"
+            f"  meas {row['measured_D']:.4g}  SSIM {row['paired_ssim_mean']:.4f}"
+            + ("  (reused)" if "reused_from" in row else f"  [{row.get('eval_s', 0):.1f} s]"))
     return rows
 
 

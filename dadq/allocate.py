@@ -207,8 +207,8 @@ def _milp(d, s, budget):
 
 
 def _exact(d, s, budget):
-    # Reduced-cost fixing shrinks the DP table by orders of magnitude on real profiles (~0.3 s for
-    # 10 x 128 x 7); the plain DP and then HiGHS's MILP are the fall-backs.
+    # Reduced-cost fixing shrinks the DP table by orders of magnitude on real profiles (timings in
+    # benchmarks/results/solver_speed.json); the plain DP and then HiGHS's MILP are the fall-backs.
     if np.allclose(s, np.rint(s)) and s.max() > 0:
         for keep in (_reduced_cost_keep(d, s, budget), None):
             choice = _dp(d, s, budget, keep)
