@@ -11,7 +11,8 @@ ratios are the numbers to compare):
   generate         /generate n + n at DDIM-steps (FP and quantized from identical noise, PNGs,
                    PSNR/SSIM), against one FP-only dadq.sample of the same size in this process;
                    target <= 2.3x (the quantized half <= 1.3x FP). The server's own FP/quantized
-                   split (from its timing line) is reported too.
+                   split (from its timing line) is reported too, and dadq.sample_pair in this
+                   process with the chains one after the other and side by side (parallel=True).
 """
 from __future__ import annotations
 
@@ -131,6 +132,16 @@ def main(argv=None):
             t0 = time.perf_counter()
             dadq.sample(model, n=args.n, steps=args.steps, seed=r)
             fp_only.append(time.perf_counter() - t0)
+        # The same pair in this process, both ways: what running the chains side by side buys.
+        prof = dadq.Profile.load(args.profile) if args.profile else dadq.Profile.load(
+            REPO / "assets" / "default" / "profile.safetensors")
+        qmodel = dadq.quantize(model, prof, dadq.allocate(prof, budget=4.0, target="wa"))
+        pair = {True: [], False: []}
+        for r in range(args.gen_reps):
+            for par in (False, True):
+                t0 = time.perf_counter()
+                dadq.sample_pair(model, qmodel, n=args.n, steps=args.steps, seed=r, parallel=par)
+                pair[par].append(time.perf_counter() - t0)
         g, f = statistics.median(gen), statistics.median(fp_only)
         res["generate"] = {
             "n": args.n, "sampler": f"DDIM-{args.steps}", "generate_first_call_s": round(first, 3),
@@ -142,6 +153,10 @@ def main(argv=None):
             "server_quantized_over_fp": round(statistics.median(q / p for p, q in split), 3) if split else None,
             "target_quantized_over_fp": 1.3,
             "fp_only_where": "dadq.sample in the benchmark process, same torch thread count as the server",
+            "in_process_pair_sequential_s_median": round(statistics.median(pair[False]), 3),
+            "in_process_pair_parallel_s_median": round(statistics.median(pair[True]), 3),
+            "in_process_pair_sequential_over_fp_only": round(statistics.median(pair[False]) / f, 3),
+            "in_process_pair_parallel_over_fp_only": round(statistics.median(pair[True]) / f, 3),
         }
         print("generate", res["generate"])
         res["meta"] = {

@@ -155,15 +155,17 @@ def rel_diff(a: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.abs(a - ref) / np.maximum(np.abs(ref), 1e-30)
 
 
-def as_fast(prof):
-    """The profile fast mode would give: prof's curves at fast_bits, the rest from the noise model."""
+def as_fast(prof, model):
+    """The profile fast mode would give: prof's curves at fast_bits, the rest filled from the local
+    noise powers that fast mode measures (recomputed here on prof's calibration inputs)."""
     import dataclasses
 
-    from dadq.profile import fast_bits, fill_noise_model
+    from dadq.profile import fast_bits, fill_noise_model, output_noise
 
     m = fast_bits(prof.bits)
-    return dataclasses.replace(prof, d_w=fill_noise_model(prof.d_w, prof.bits, m),
-                               d_a=fill_noise_model(prof.d_a, prof.bits, m), measured=m)
+    nw, na = output_noise(model, prof)
+    return dataclasses.replace(prof, d_w=fill_noise_model(prof.d_w, prof.bits, m, nw),
+                               d_a=fill_noise_model(prof.d_a, prof.bits, m, na), measured=m)
 
 
 def fast_alloc_gap(pe, pf) -> list[dict]:
@@ -291,7 +293,6 @@ def main(argv=None) -> int:
     curve["measured_points_max_rel_diff_vs_exact"] = meas_diff
 
     # 6. fast's allocations, scored on exact's curves
-    alloc_rows = []
     alloc_rows = fast_alloc_gap(pe, pf)
     # The same question on the whole shipped profile: fast measures exactly what exact measures at
     # its measured bit widths, so filling the shipped exact curves from those widths *is* fast mode
@@ -299,7 +300,7 @@ def main(argv=None) -> int:
     shipped_rows, shipped_meta = [], None
     if DEFAULT_PROFILE.exists() and args.model == "default":
         pe_full = dadq.Profile.load(DEFAULT_PROFILE)
-        shipped_rows = fast_alloc_gap(pe_full, as_fast(pe_full))
+        shipped_rows = fast_alloc_gap(pe_full, as_fast(pe_full, model))
         shipped_meta = {"profile": str(DEFAULT_PROFILE.relative_to(REPO)), "groups": pe_full.num_groups,
                         "layers": pe_full.num_layers, "calib_per_group": pe_full.meta.get("calib_per_group")}
 

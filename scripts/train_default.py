@@ -81,6 +81,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="assets/default")
     p.add_argument("--checkpoint", default=None, help="resumable checkpoint path (default: <out>/../.ckpt-<dataset>.pt)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--init-from", default=None,
+                   help="start from the (EMA) weights of a saved pipeline folder, e.g. assets/default, "
+                        "with a fresh optimizer; its training.json history is carried into the card")
     p.add_argument("--max-minutes", type=float, default=None, help="stop early after this wall time, then save")
     p.add_argument("--tiny", action="store_true", help="a tiny UNet for tests")
     p.add_argument("--grid-steps", type=int, default=100, help="DDIM steps for the sample grid (0: no grid)")
@@ -109,6 +112,27 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
     ema = EMAModel(unet.parameters(), decay=args.ema_decay, use_ema_warmup=True, power=2 / 3)
     step, elapsed, losses = 0, 0.0, []
+    history = []
+    if args.init_from and args.resume:
+        raise SystemExit("--init-from and --resume exclude each other: --resume already restores weights.")
+    if args.init_from:
+        src = Path(args.init_from)
+        weights_file = src / "unet" / "diffusion_pytorch_model.safetensors"
+        if not weights_file.exists():
+            raise SystemExit(f"--init-from: no {weights_file}; pass a folder written by this script.")
+        from safetensors.torch import load_file
+
+        try:
+            unet.load_state_dict(load_file(str(weights_file)))
+        except RuntimeError as e:
+            raise SystemExit(f"--init-from {src}: its UNet does not match this config ({str(e).splitlines()[0]}); "
+                             "drop --tiny or pass a folder trained with the same config.") from None
+        ema = EMAModel(unet.parameters(), decay=args.ema_decay, use_ema_warmup=True, power=2 / 3)
+        prior = src / "training.json"
+        if prior.exists():
+            old = json.loads(prior.read_text())
+            history = old.get("history", []) + [{k: old[k] for k in ("command", "steps", "batch", "lr", "wall_time_s",
+                                                                      "final_loss_last500", "unet_sha256") if k in old}]
     if args.resume:
         if not ckpt.exists():
             raise SystemExit(f"--resume: no checkpoint at {ckpt}; run without --resume first.")
@@ -187,13 +211,28 @@ def main(argv=None) -> int:
         "dataset": args.dataset, "command": cmd, "seed": args.seed, "steps": step, "batch": args.batch,
         "lr": args.lr, "ema_decay": args.ema_decay, "final_loss_last500": final_loss,
         "wall_time_s": round(elapsed, 1), "params": n_params, "unet_sha256": sha256_of(weights),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "history": history,
     }
     with atomic_path(out / "training.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     write_text(out / "README.md", model_card(meta, grid_note))
     print(json.dumps(meta, indent=2))
     return 0
+
+
+def history_rows(history: list[dict]) -> str:
+    """Earlier runs this one continued from (--init-from), oldest first, as a markdown list."""
+    if not history:
+        return ""
+    lines = ["", "Continued (`--init-from`, fresh optimizer) from earlier runs, oldest first:", ""]
+    for h in history:
+        lines.append(f"- `{h.get('command', '?')}`: {h.get('steps', '?')} × {h.get('batch', '?')} steps, "
+                     f"lr {h.get('lr', '?')}, {h.get('wall_time_s', 0) / 60:.1f} min, "
+                     f"final loss {h.get('final_loss_last500', float('nan')):.4f}")
+    total_steps = sum(h.get("steps", 0) for h in history)
+    total_min = sum(h.get("wall_time_s", 0) for h in history) / 60
+    lines.append(f"- earlier runs in all: {total_steps} steps, {total_min:.1f} min")
+    return "\n".join(lines) + "\n"
 
 
 def model_card(meta: dict, grid_note: str) -> str:
@@ -213,7 +252,7 @@ A diffusers `UNet2DModel` ({meta['params']:,} parameters, 1×28×28) with a `DDP
 | final loss (mean of last 500 steps) | {meta['final_loss_last500']:.4f} |
 | wall time | {meta['wall_time_s'] / 60:.1f} min on {meta['threads']} CPU threads (torch {meta['torch']}) |
 | sha256 of `unet/diffusion_pytorch_model.safetensors` | `{meta['unet_sha256']}` |
-{grid_note}
+{history_rows(meta.get('history', []))}{grid_note}
 Quality measures (FID with MNIST-classifier features, classifier confidence) are appended by
 `scripts/evaluate_default.py` below this line.
 """

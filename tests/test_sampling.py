@@ -8,7 +8,7 @@ import dadq
 def test_identical_noise_and_determinism(tiny_model, tiny_profile):
     alloc = dadq.allocate(tiny_profile, budget=3, method="exact")
     q = dadq.quantize(tiny_model, tiny_profile, alloc)
-    fp, qq = dadq.sample_pair(tiny_model, q, n=3, steps=5, seed=7)
+    fp, qq = dadq.sample_pair(tiny_model, q, n=3, steps=5, seed=7, parallel=False)
     fp2 = dadq.sample(tiny_model, n=3, steps=5, seed=7)
     assert fp.shape == qq.shape == (3, 1, 16, 16)
     assert torch.equal(fp, fp2)
@@ -30,3 +30,32 @@ def test_bad_sampling_args(tiny_model):
         dadq.sample(tiny_model, n=1, steps=0)
     with pytest.raises(ValueError, match="sampler"):
         dadq.sample(tiny_model, n=1, steps=5, sampler="euler")
+
+
+def test_parallel_chains_match_sequential(tiny_model, tiny_profile):
+    alloc = dadq.allocate(tiny_profile, budget=3, method="exact")
+    q = dadq.quantize(tiny_model, tiny_profile, alloc)
+    threads = torch.get_num_threads()
+    seen, times_par, times_seq = [], {}, {}
+    par = dadq.sample_pair(tiny_model, q, n=3, steps=6, seed=5, parallel=True, timings=times_par,
+                           progress=lambda f, text: seen.append(f))
+    seq = dadq.sample_pair(tiny_model, q, n=3, steps=6, seed=5, parallel=False, timings=times_seq)
+    # The thread count changes the order of sums inside convolutions, so only float rounding differs ...
+    assert torch.allclose(par[0], seq[0], atol=1e-4) and torch.allclose(par[1], seq[1], atol=1e-4)
+    # ... and a chain on threads // 2 threads is exactly what one sample() on that many threads gives.
+    torch.set_num_threads(max(1, threads // 2))
+    try:
+        assert torch.equal(par[0], dadq.sample(tiny_model, n=3, steps=6, seed=5))
+        assert torch.equal(par[1], dadq.sample(q, n=3, steps=6, seed=5))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads  # the halved thread count is restored
+    assert times_par["parallel"] and not times_seq["parallel"]
+    assert times_par["fp_s"] > 0 and times_par["quantized_s"] > 0
+    assert len(seen) == 12 and max(seen) == 1.0 and min(seen) > 0
+
+
+def test_parallel_chain_error_propagates(tiny_model):
+    with pytest.raises(ValueError, match="steps"):
+        dadq.sample_pair(tiny_model, tiny_model, n=1, steps=0, parallel=True)
+    assert torch.get_num_threads() >= 1
