@@ -2,6 +2,7 @@
 
     python scripts/evaluate_default.py                                  # the MNIST default
     python scripts/evaluate_default.py --model assets/fashion --dataset fashion-mnist --quick
+    python scripts/evaluate_default.py --only ddim50_5k          # add one long run to quality.json
 
 Every number is labelled as FID with MNIST-classifier features (not Inception FID). Writes
 <model>/quality.json and replaces the "## Quality" section of <model>/README.md.
@@ -26,6 +27,9 @@ from dadq.metrics import FID_LABEL, classify, fid, reference_stats  # noqa: E402
 from dadq.quant import QuantizedUNet  # noqa: E402
 
 MARK = "## Quality"
+RUNS = ("train_10k_vs_test", "gaussian_noise_1k", "ddim100_1k", "ddim50_1k", "broken_w2_ddim50_1k", "ddim50_5k",
+        "ddpm1000_256")
+LONG_RUNS = ("ddim50_5k", "ddpm1000_256")  # skipped by --quick
 
 
 def broken_model(model):
@@ -42,44 +46,65 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     ap.add_argument("--quick", action="store_true", help="skip the 5k and DDPM-1000 runs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default=None,
+                    help=f"comma-separated runs of {', '.join(RUNS)}: measure just these and merge them into the "
+                         "existing quality.json (for the long runs, one session at a time)")
     args = ap.parse_args(argv)
+    only = None if args.only is None else [r.strip() for r in args.only.split(",") if r.strip()]
+    if only is not None and (not only or set(only) - set(RUNS)):
+        raise SystemExit(f"--only {args.only!r}: choose from {', '.join(RUNS)}.")
     model = dadq.load_model(args.model)
     folder = dadq.models.DEFAULT_MODEL_DIR if args.model == "default" else Path(args.model)
     t_start = time.time()
     res: dict = {"metric": FID_LABEL, "dataset": args.dataset, "seed": args.seed}
+    cmd = "python scripts/evaluate_default.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if only is not None:
+        old = folder / "quality.json"
+        if not old.exists():
+            raise SystemExit(f"--only merges into {old}, which does not exist; run without --only first.")
+        res = json.loads(old.read_text())
+        if res.get("dataset") != args.dataset or res.get("seed") != args.seed:
+            raise SystemExit(f"--only: {old} is for dataset {res.get('dataset')} seed {res.get('seed')}; "
+                             "pass the same --dataset and --seed.")
+    wanted = (lambda name: name in only) if only is not None else (
+        lambda name: not (args.quick and name in LONG_RUNS))
     test_imgs, _ = load_dataset(args.dataset, "test")
     train_imgs, _ = load_dataset(args.dataset, "train")
     # reference: the shipped MNIST-test stats, or the held-out dataset's own test set
     ref = "default" if args.dataset == "mnist" else torch.from_numpy(to_model_range(test_imgs))
     res["reference"] = f"{args.dataset} test set, 10k images"
 
-    def timed_fid(name, images):
+    def timed_fid(name, make_images):
+        if not wanted(name):
+            return None
         t = time.time()
+        images = make_images()
         res[name] = {"fid": round(fid(images, reference=ref), 3), "n": int(len(images)), "s": round(time.time() - t, 1)}
+        if only is not None:
+            res[name]["command"] = cmd
         print(name, res[name], flush=True)
+        return images
 
     rng = np.random.default_rng(args.seed)
-    timed_fid("train_10k_vs_test", torch.from_numpy(to_model_range(train_imgs[rng.choice(60000, 10000, replace=False)])))
-    timed_fid("gaussian_noise_1k", torch.randn(1000, 1, 28, 28, generator=torch.Generator().manual_seed(0)).clamp(-1, 1))
-
-    t = time.time()
-    s100 = dadq.sample(model, n=1000, steps=100, seed=args.seed)
-    res["ddim100_sampling_s"] = round(time.time() - t, 1)
-    timed_fid("ddim100_1k", s100)
-    if args.dataset == "mnist":
+    timed_fid("train_10k_vs_test",
+              lambda: torch.from_numpy(to_model_range(train_imgs[rng.choice(60000, 10000, replace=False)])))
+    timed_fid("gaussian_noise_1k",
+              lambda: torch.randn(1000, 1, 28, 28, generator=torch.Generator().manual_seed(0)).clamp(-1, 1))
+    s100 = timed_fid("ddim100_1k", lambda: dadq.sample(model, n=1000, steps=100, seed=args.seed))
+    if s100 is not None and args.dataset == "mnist":
         labels, conf = classify(s100)
         counts = np.bincount(labels, minlength=10) / len(labels)
         res["classifier_on_ddim100_1k"] = {
             "frac_conf_gt_0.9": float((conf > 0.9).mean()), "class_fractions": counts.round(4).tolist(),
             "min_class_frac": float(counts.min()), "max_class_frac": float(counts.max())}
         print(res["classifier_on_ddim100_1k"], flush=True)
-    timed_fid("ddim50_1k", dadq.sample(model, n=1000, steps=50, seed=args.seed))
-    timed_fid("broken_w2_ddim50_1k", dadq.sample(broken_model(model), n=1000, steps=50, seed=args.seed))
-    if not args.quick:
-        timed_fid("ddim50_5k", dadq.sample(model, n=5000, steps=50, seed=args.seed))
-        timed_fid("ddpm1000_256", dadq.sample(model, n=256, steps=0, seed=args.seed, sampler="ddpm"))
-    res["wall_s"] = round(time.time() - t_start, 1)
-    res["command"] = "python scripts/evaluate_default.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    timed_fid("ddim50_1k", lambda: dadq.sample(model, n=1000, steps=50, seed=args.seed))
+    timed_fid("broken_w2_ddim50_1k", lambda: dadq.sample(broken_model(model), n=1000, steps=50, seed=args.seed))
+    timed_fid("ddim50_5k", lambda: dadq.sample(model, n=5000, steps=50, seed=args.seed))
+    timed_fid("ddpm1000_256", lambda: dadq.sample(model, n=256, steps=0, seed=args.seed, sampler="ddpm"))
+    if only is None:
+        res["wall_s"] = round(time.time() - t_start, 1)
+        res["command"] = cmd
     write_json(folder / "quality.json", res)
     write_text(folder / "README.md", card_with_quality(folder / "README.md", res))
     return 0
@@ -96,7 +121,10 @@ def card_with_quality(card: Path, res: dict) -> str:
              "ddim100_1k": "model samples, DDIM-100", "ddim50_1k": "model samples, DDIM-50",
              "ddim50_5k": "model samples, DDIM-50", "ddpm1000_256": "model samples, DDPM-1000 (the paper's sampler)",
              "broken_w2_ddim50_1k": "broken model (all weights 2-bit uniform), DDIM-50"}
-    lines += [f"| {names.get(k, k)} | {v['n']} | {v['fid']:.2f} |" for k, v in rows]
+    lines += [f"| {names.get(k, k)} | {v['n']:,} | {v['fid']:.2f} |" for k, v in rows]
+    added = sorted({v["command"] for _, v in rows if "command" in v})
+    if added:
+        lines += ["", "Rows added later by: " + "; ".join(f"`{c}`" for c in added) + "."]
     c = res.get("classifier_on_ddim100_1k")
     if c:
         lines += ["", f"Classifier check on the 1k DDIM-100 samples: {c['frac_conf_gt_0.9'] * 100:.1f}% have confidence "
@@ -106,7 +134,7 @@ def card_with_quality(card: Path, res: dict) -> str:
         share_ok = 0.05 <= c["min_class_frac"] and c["max_class_frac"] <= 0.15
         lines += ["", f"Targets: ≥ 90% with confidence > 0.9: **{'met' if conf_ok else 'NOT met'}**; every class "
                   f"5–15%: **{'met' if share_ok else 'NOT met'}**."]
-    missing = [names[k] + f" ({k.rsplit('_', 1)[-1]})" for k in ("ddim50_5k", "ddpm1000_256") if k not in res]
+    missing = [names[k] + f" ({k.rsplit('_', 1)[-1]})" for k in LONG_RUNS if k not in res]
     if missing:
         lines += ["", "Not run in this measurement (`--quick`): " + "; ".join(missing) + "."]
     return text + "\n".join(lines) + "\n"

@@ -61,3 +61,35 @@ def test_trainer_runs_and_resumes(tmp_path):
     assert meta["steps"] == 30
     m = dadq.load_model(str(out))
     assert m.sample_shape == (1, 28, 28)
+    # --init-from: a new run starts from the saved weights and carries the earlier run into the card
+    out2 = tmp_path / "m2"
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_default.py"), "--tiny", "--batch", "8",
+                        "--grid-steps", "0", "--out", str(out2), "--checkpoint", str(tmp_path / "ck2.pt"),
+                        "--steps", "5", "--init-from", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta2 = json.loads((out2 / "training.json").read_text())
+    assert meta2["steps"] == 5 and meta2["history"][0]["steps"] == 30
+    assert meta2["history"][0]["unet_sha256"] == meta["unet_sha256"]
+    assert "earlier runs in all: 30 steps" in (out2 / "README.md").read_text()
+    r = subprocess.run(base + ["--steps", "5", "--init-from", str(tmp_path / "nowhere")], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode != 0 and "--init-from: no" in r.stderr
+
+
+def test_model_card_quality_section(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from evaluate_default import MARK, card_with_quality
+
+    card = tmp_path / "README.md"
+    card.write_text("# card\n\nbody\n\n## Quality\n\nold numbers\n")
+    res = {"metric": "FID (MNIST-classifier features)", "reference": "mnist test set, 10k images", "seed": 0,
+           "command": "python scripts/evaluate_default.py --quick", "wall_s": 600.0,
+           "ddim100_1k": {"fid": 50.0, "n": 1000, "s": 1.0},
+           "ddim50_5k": {"fid": 40.0, "n": 5000, "s": 1.0, "command": "python scripts/evaluate_default.py --only ddim50_5k"},
+           "classifier_on_ddim100_1k": {"frac_conf_gt_0.9": 0.91, "class_fractions": [0.1] * 10,
+                                        "min_class_frac": 0.1, "max_class_frac": 0.1}}
+    text = card_with_quality(card, res)
+    assert text.count(MARK) == 1 and "old numbers" not in text and text.startswith("# card")
+    assert "| model samples, DDIM-50 | 5,000 | 40.00 |" in text
+    assert "Rows added later by: `python scripts/evaluate_default.py --only ddim50_5k`" in text
+    assert "confidence > 0.9: **met**" in text and "DDPM-1000" in text.split("Not run")[1]
