@@ -286,13 +286,19 @@ def fast_bits(bits: np.ndarray) -> np.ndarray:
     return m
 
 
+NOISE_SAMPLES = 2
+
+
 @torch.no_grad()
 def local_noise(ql, a: torch.Tensor, bits: np.ndarray, act_range: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The noise power each quantizer adds at the output of its own layer, float64 [M] for W and for A.
 
     ql: a QuantLayer; a: its FP input on the calibration batch; act_range [M, 2]: activation (lo, hi)
-    per width. One layer forward per width, no network forward: fast mode's noise model.
+    per width. One layer forward per width, no network forward: fast mode's noise model. Only the
+    first NOISE_SAMPLES samples are used: the fill needs just the noise's ratios across widths,
+    which two samples' thousands of output elements already pin down.
     """
+    a = a[:NOISE_SAMPLES]
     def layer(x, w):
         return F.conv2d(x, w, None, **ql.conv_args) if ql.is_conv else F.linear(x, w)
 
