@@ -133,8 +133,9 @@ def main(argv=None):
             dadq.sample(model, n=args.n, steps=args.steps, seed=r)
             fp_only.append(time.perf_counter() - t0)
         # The same pair in this process, both ways: what running the chains side by side buys.
-        prof = dadq.Profile.load(args.profile) if args.profile else dadq.Profile.load(
-            REPO / "assets" / "default" / "profile.safetensors")
+        from benchmarks.common import get_profile
+
+        prof = get_profile(model, args.model, args.profile)
         qmodel = dadq.quantize(model, prof, dadq.allocate(prof, budget=4.0, target="wa"))
         pair = {True: [], False: []}
         for r in range(args.gen_reps):

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .calibrate import HIST_BINS, calibration_inputs, histogram
@@ -277,9 +276,8 @@ def fill_noise_model(d: np.ndarray, bits: np.ndarray, measured: np.ndarray,
 def fast_bits(bits: np.ndarray) -> np.ndarray:
     """bool [M]: the bit widths fast mode measures: lowest, one a third of the way up, highest.
 
-    Low widths are where the curves bend and where allocations at 3-4 average bits choose; a
-    measured point there helps more than one in the middle (offline on the shipped profile, the
-    allocation gap at 3 bits: 6% with {2, 4, 8}, 7% with {2, 5, 8}).
+    Low widths are where the curves bend and where allocations at 3-4 average bits choose, so a
+    measured point there helps more than one in the middle.
     """
     m = np.zeros(len(bits), dtype=bool)
     m[[0, (len(bits) - 1) // 3, len(bits) - 1]] = True
@@ -299,15 +297,12 @@ def local_noise(ql, a: torch.Tensor, bits: np.ndarray, act_range: np.ndarray) ->
     which two samples' thousands of output elements already pin down.
     """
     a = a[:NOISE_SAMPLES]
-    def layer(x, w):
-        return F.conv2d(x, w, None, **ql.conv_args) if ql.is_conv else F.linear(x, w)
-
-    y = layer(a, ql.weight)
+    y = ql.op(a, ql.weight, None)
     nw, na = np.zeros(len(bits)), np.zeros(len(bits))
     for m, b in enumerate(bits):
-        nw[m] = float((layer(a, ql.quantized_weight(int(b))) - y).pow(2).mean())
+        nw[m] = float((ql.op(a, ql.quantized_weight(int(b)), None) - y).pow(2).mean())
         lo, hi = act_range[m]
-        na[m] = float((layer(fake_quant_activation(a, float(lo), float(hi), int(b)), ql.weight) - y).pow(2).mean())
+        na[m] = float((ql.op(fake_quant_activation(a, float(lo), float(hi), int(b)), ql.weight, None) - y).pow(2).mean())
     return nw, na
 
 

@@ -130,10 +130,13 @@ class QuantLayer(nn.Module):
         if not is_fp(ab):
             lo, hi = self.a_range[g]
             x = fake_quant_activation(x, lo, hi, ab)
-        w = self.quantized_weight(self.w_bits[g])
+        return self.op(x, self.quantized_weight(self.w_bits[g]), self.bias)
+
+    def op(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The wrapped layer's conv or linear with weight ``w``."""
         if self.is_conv:
-            return F.conv2d(x, w, self.bias, **self.conv_args)
-        return F.linear(x, w, self.bias)
+            return F.conv2d(x, w, bias, **self.conv_args)
+        return F.linear(x, w, bias)
 
     def extra_repr(self) -> str:
         return f"{self.name}, w_bits={self.w_bits}, a_bits={self.a_bits}"

@@ -78,7 +78,7 @@ def sample_pair(model: DiffusionModel, qmodel: DiffusionModel, n: int = 16, step
       (None) does so on the CPU with at least 2 threads. A small UNet's convolutions split poorly across
       threads, so two chains side by side finish sooner than one after the other. Each chain then
       equals a plain ``sample`` on that many threads, bit for bit; against a run on all threads only
-      float rounding differs (about 1e-5: the thread count changes the order of sums).
+      float rounding differs (the thread count changes the order of sums; tests bound it by 1e-4).
     timings: a dict to receive the wall time of each chain in seconds ("fp_s", "quantized_s") and
       whether they ran in parallel ("parallel").
     """
