@@ -303,13 +303,16 @@ def score_allocation(profile, alloc) -> float:
 
 
 def get_profile(model, model_name: str = "default", path: str | Path | None = None, wait_s: float = 0.0):
-    """The profile to benchmark with: ``path`` (default: the shipped one) for the default model; for
-    'random' (development only) a tiny one built on the fly (G=2, 1 calibration sample, fast mode)."""
+    """The profile to benchmark with: ``path``; else the shipped one for the default model, a model
+    folder's own ``profile.safetensors`` (e.g. assets/fashion), or for 'random' (development only) a
+    tiny one built on the fly (G=2, 1 calibration sample, fast mode)."""
     import dadq
 
     if model_name == "random" and path is None:
         print("building a tiny development profile of the random-weight model (G=2, calib 1, fast)...", flush=True)
         return dadq.profile(model, groups=2, bits=range(2, 9), calib_per_group=1, mode="fast")
+    if path is None and model_name not in ("default", "random") and (Path(model_name) / "profile.safetensors").exists():
+        path = Path(model_name) / "profile.safetensors"
     path = Path(path) if path is not None else DEFAULT_PROFILE
     if wait_s and not wait_for(path, wait_s):
         raise SystemExit(f"no profile at {path} after waiting {wait_s:.0f} s")

@@ -155,17 +155,35 @@ def rel_diff(a: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.abs(a - ref) / np.maximum(np.abs(ref), 1e-30)
 
 
-def as_fast(prof, model):
-    """The profile fast mode would give: prof's curves at fast_bits, the rest filled from the local
-    noise powers that fast mode measures (recomputed here on prof's calibration inputs)."""
+def as_fast(prof, model=None, measured=None, noise=None):
+    """The profile fast mode would give: prof's curves at fast_bits (or the bool [M] ``measured``),
+    the rest filled from the local noise powers that fast mode measures (``noise`` = (W, A) arrays
+    [G, L, M], else recomputed here on prof's calibration inputs)."""
     import dataclasses
 
     from dadq.profile import fast_bits, fill_noise_model, output_noise
 
-    m = fast_bits(prof.bits)
-    nw, na = output_noise(model, prof)
+    m = fast_bits(prof.bits) if measured is None else measured
+    nw, na = output_noise(model, prof) if noise is None else noise
     return dataclasses.replace(prof, d_w=fill_noise_model(prof.d_w, prof.bits, m, nw),
                                d_a=fill_noise_model(prof.d_a, prof.bits, m, na), measured=m)
+
+
+# measured widths compared on the shipped profile: fast's choice against its alternatives
+FILL_VARIANTS = ((2, 4, 6), (2, 4, 8), (2, 5, 8), (2, 3, 8), (2, 4), (2, 6))
+
+
+def fill_variants(prof, noise) -> list[dict]:
+    """fast_alloc_gap for each measured set in FILL_VARIANTS (those inside prof.bits)."""
+    rows = []
+    for widths in FILL_VARIANTS:
+        mask = np.isin(prof.bits, widths)
+        if mask.sum() != len(widths):
+            continue
+        gaps = fast_alloc_gap(prof, as_fast(prof, measured=mask, noise=noise))
+        rows.append({"measured_bits": list(widths), "rel_gap": [r.get("rel_gap") for r in gaps],
+                     "budgets": [r["budget_avg_bits"] for r in gaps]})
+    return rows
 
 
 def fast_alloc_gap(pe, pf) -> list[dict]:
@@ -297,10 +315,12 @@ def main(argv=None) -> int:
     # The same question on the whole shipped profile: fast measures exactly what exact measures at
     # its measured bit widths, so filling the shipped exact curves from those widths *is* fast mode
     # on all 64 layers, G=10 and the shipped calibration, without profiling again.
-    shipped_rows, shipped_meta = [], None
+    shipped_rows, shipped_meta, variant_rows = [], None, []
     if DEFAULT_PROFILE.exists() and args.model == "default":
         pe_full = dadq.Profile.load(DEFAULT_PROFILE)
-        shipped_rows = fast_alloc_gap(pe_full, as_fast(pe_full, model))
+        noise_full = dprof.output_noise(model, pe_full)
+        shipped_rows = fast_alloc_gap(pe_full, as_fast(pe_full, noise=noise_full))
+        variant_rows = fill_variants(pe_full, noise_full)
         shipped_meta = {"profile": str(DEFAULT_PROFILE.relative_to(REPO)), "groups": pe_full.num_groups,
                         "layers": pe_full.num_layers, "calib_per_group": pe_full.meta.get("calib_per_group")}
 
@@ -330,6 +350,11 @@ def main(argv=None) -> int:
                           (f"{r['rel_gap'] * 100:+.2f} %" if "rel_gap" in r else r.get("error")),
                           r.get("bits_agree_fraction")] for r in rows_],
                         title=f"fast's allocations scored on exact curves (W+A, method exact): {where}")
+    if variant_rows:
+        print_table(["measured bits"] + [f"gap at {b:g} bits" for b in variant_rows[0]["budgets"]],
+                    [[",".join(map(str, r["measured_bits"]))] + [f"{g * 100:+.2f} %" if g is not None else "-"
+                                                                 for g in r["rel_gap"]] for r in variant_rows],
+                    title="fill variants: fast's allocation gap on the whole shipped profile, by measured widths")
     print(f"\ncompute before the average layer: {frac['mac_fraction_before_layer_mean'] * 100:.1f} % of MACs; "
           f"timed prefix skip saves {frac['timed_fraction_saved_mean'] * 100:.1f} % of a pass "
           f"(=> ~{frac['predicted_exact_speedup_from_timed_skip']:.2f}x possible for exact)")
@@ -363,6 +388,7 @@ def main(argv=None) -> int:
                             "layer chunk in rotating order; end-to-end = profiling + one calibration"},
         "targets": targets, "speed": speed, "exact_vs_naive": match, "fast_curve_error": curve,
         "fast_allocation_gap": alloc_rows, "fast_allocation_gap_shipped_profile": shipped_rows,
+        "fill_variants_shipped_profile": variant_rows,
         "shipped_profile": shipped_meta, "compute_before_layer": frac,
     }, args.out)
     return 0

@@ -9,8 +9,8 @@ Modes:
 - ``exact`` (default): the same numbers, faster. Quantizing layer l changes nothing computed
   before l, so the FP outputs of every leaf module are cached per group and the leaves that run
   before l return their cached output instead of computing.
-- ``fast``: ``exact`` on three bit widths (lowest, a third of the way up, highest). The others
-  are filled from a noise model: each quantizer's noise power at the output of its own layer,
+- ``fast``: ``exact`` on three bit widths (the lowest, a third and two thirds of the way up:
+  2, 4, 6 of 2-8). The others are filled from a noise model: each quantizer's noise power at the output of its own layer,
   measured at every width with one layer forward (``local_noise``), maps to D by a power law
   fitted to the measured neighbours (``fill_noise_model``).
 """
@@ -274,13 +274,18 @@ def fill_noise_model(d: np.ndarray, bits: np.ndarray, measured: np.ndarray,
 
 
 def fast_bits(bits: np.ndarray) -> np.ndarray:
-    """bool [M]: the bit widths fast mode measures: lowest, one a third of the way up, highest.
+    """bool [M]: the bit widths fast mode measures: the lowest, a third and two thirds of the way up.
 
-    Low widths are where the curves bend and where allocations at 3-4 average bits choose, so a
-    measured point there helps more than one in the middle.
+    Low widths are where the curves bend and where allocations at 3-4 average bits choose, so
+    measured points there help more than one at the top. Above the top measured width the fill
+    takes D proportional to the noise power (``fill_noise_model``): there the noise is a small
+    perturbation. On the shipped profile, measuring {2, 4, 6} lost less allocation quality than
+    {2, 4, 8} (``benchmarks/profile_speed.py``, table "fill variants").
     """
+    if len(bits) <= 3:
+        return np.ones(len(bits), dtype=bool)
     m = np.zeros(len(bits), dtype=bool)
-    m[[0, (len(bits) - 1) // 3, len(bits) - 1]] = True
+    m[[0, (len(bits) - 1) // 3, 2 * (len(bits) - 1) // 3]] = True
     return m
 
 
@@ -352,7 +357,7 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
 
     names = select_layers([n for n, _ in quantizable_layers(model.unet)], layers)
     qunet = QuantizedUNet(model.unet, groups, names).eval()
-    measured = fast_bits(bits) if mode == "fast" and len(bits) > 3 else np.ones(len(bits), dtype=bool)
+    measured = fast_bits(bits) if mode == "fast" else np.ones(len(bits), dtype=bool)
     G, M = groups.num_groups, len(bits)
     d = {k: np.full((G, len(names), M), np.nan) for k in KINDS}
     act_range = np.zeros((G, len(names), M, 2), dtype=np.float32)

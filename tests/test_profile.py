@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import dadq
-from dadq.profile import fill_noise_model, output_noise
+from dadq.profile import fast_bits, fill_noise_model, output_noise
 
 
 def test_exact_equals_naive(tiny_model):
@@ -116,6 +116,12 @@ def test_noise_model_fill():
     measured = np.array([False, True, False, False, False, True, False])
     filled = fill_noise_model(np.where(measured, true, np.nan), bits, measured, noise)
     assert np.isclose(filled[0], true[1] * noise[0] / noise[1]) and np.isclose(filled[6], true[5] * noise[6] / noise[5])
+
+
+def test_fast_bits():
+    assert np.arange(2, 9)[fast_bits(np.arange(2, 9))].tolist() == [2, 4, 6]
+    assert np.arange(1, 11)[fast_bits(np.arange(1, 11))].tolist() == [1, 4, 7]
+    assert fast_bits(np.array([2, 4, 8])).all()
 
 
 def test_fast_mode_close_to_exact(tiny_model):
