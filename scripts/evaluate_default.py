@@ -3,9 +3,11 @@
     python scripts/evaluate_default.py                                  # the MNIST default
     python scripts/evaluate_default.py --model assets/fashion --dataset fashion-mnist --quick
     python scripts/evaluate_default.py --only ddim50_5k          # add one long run to quality.json
+    python scripts/evaluate_default.py --card-only               # re-render the card from quality.json
 
 Every number is labelled as FID with MNIST-classifier features (not Inception FID). Writes
-<model>/quality.json and replaces the "## Quality" section of <model>/README.md.
+<model>/quality.json and replaces the "## Quality" section of <model>/README.md. The MNIST card also
+shows the held-out Fashion-MNIST model's results, from assets/fashion/quality.json where it exists.
 """
 from __future__ import annotations
 
@@ -49,12 +51,21 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None,
                     help=f"comma-separated runs of {', '.join(RUNS)}: measure just these and merge them into the "
                          "existing quality.json (for the long runs, one session at a time)")
+    ap.add_argument("--card-only", action="store_true",
+                    help="measure nothing: re-render README.md's Quality section from the existing quality.json")
     args = ap.parse_args(argv)
     only = None if args.only is None else [r.strip() for r in args.only.split(",") if r.strip()]
     if only is not None and (not only or set(only) - set(RUNS)):
         raise SystemExit(f"--only {args.only!r}: choose from {', '.join(RUNS)}.")
-    model = dadq.load_model(args.model)
     folder = dadq.models.DEFAULT_MODEL_DIR if args.model == "default" else Path(args.model)
+    held_out = folder.parent / "fashion" if args.dataset == "mnist" else None
+    if args.card_only:
+        q = folder / "quality.json"
+        if not q.exists():
+            raise SystemExit(f"--card-only renders {q}, which does not exist; run without --card-only first.")
+        write_text(folder / "README.md", card_with_quality(folder / "README.md", json.loads(q.read_text()), held_out))
+        return 0
+    model = dadq.load_model(args.model)
     t_start = time.time()
     res: dict = {"metric": FID_LABEL, "dataset": args.dataset, "seed": args.seed}
     cmd = "python scripts/evaluate_default.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -106,25 +117,46 @@ def main(argv=None) -> int:
         res["wall_s"] = round(time.time() - t_start, 1)
         res["command"] = cmd
     write_json(folder / "quality.json", res)
-    write_text(folder / "README.md", card_with_quality(folder / "README.md", res))
+    write_text(folder / "README.md", card_with_quality(folder / "README.md", res, held_out))
     return 0
 
 
-def card_with_quality(card: Path, res: dict) -> str:
-    text = card.read_text() if card.exists() else ""
-    text = text.split(MARK)[0].rstrip() + "\n\n"
+def fid_table(res: dict, names: dict) -> list[str]:
     rows = [(k, v) for k, v in res.items() if isinstance(v, dict) and "fid" in v]
-    lines = [f"{MARK}\n", f"Measured by `{res['command']}` ({res['wall_s'] / 60:.1f} min). Scores are "
+    lines = [f"Measured by `{res['command']}` ({res['wall_s'] / 60:.1f} min). Scores are "
              f"**{res['metric']}**, against the {res['reference']}; seed {res['seed']}.\n",
              "| images | n | FID |", "|---|---|---|"]
-    names = {"train_10k_vs_test": "real training images (sanity: near 0)", "gaussian_noise_1k": "Gaussian noise",
-             "ddim100_1k": "model samples, DDIM-100", "ddim50_1k": "model samples, DDIM-50",
-             "ddim50_5k": "model samples, DDIM-50", "ddpm1000_256": "model samples, DDPM-1000 (the paper's sampler)",
-             "broken_w2_ddim50_1k": "broken model (all weights 2-bit uniform), DDIM-50"}
     lines += [f"| {names.get(k, k)} | {v['n']:,} | {v['fid']:.2f} |" for k, v in rows]
     added = sorted({v["command"] for _, v in rows if "command" in v})
     if added:
         lines += ["", "Rows added later by: " + "; ".join(f"`{c}`" for c in added) + "."]
+    return lines
+
+
+def held_out_section(folder: Path, names: dict) -> list[str]:
+    """The held-out model's card summary: its sample grid and FID table, from its own quality.json."""
+    q = folder / "quality.json"
+    if not q.exists():
+        return []
+    res = json.loads(q.read_text())
+    train = json.loads((folder / "training.json").read_text()) if (folder / "training.json").exists() else {}
+    lines = ["", f"### Held-out model: {res['dataset']} (`{folder.name}/`)", "",
+             "The same trainer and architecture on the other dataset, the model that shows nothing is tuned to "
+             f"MNIST: `{train.get('command', '?')}` ({train.get('steps', '?')} steps, "
+             f"{train.get('wall_time_s', 0) / 60:.1f} min, final loss {train.get('final_loss_last500', float('nan')):.4f}). "
+             f"Its own card: `{folder.name}/README.md`.", "",
+             f"![{res['dataset']} samples](../{folder.name}/samples.png)", ""]
+    return lines + fid_table(res, names)
+
+
+def card_with_quality(card: Path, res: dict, held_out: Path | None = None) -> str:
+    text = card.read_text() if card.exists() else ""
+    text = text.split(MARK)[0].rstrip() + "\n\n"
+    names = {"train_10k_vs_test": "real training images (sanity: near 0)", "gaussian_noise_1k": "Gaussian noise",
+             "ddim100_1k": "model samples, DDIM-100", "ddim50_1k": "model samples, DDIM-50",
+             "ddim50_5k": "model samples, DDIM-50", "ddpm1000_256": "model samples, DDPM-1000 (the paper's sampler)",
+             "broken_w2_ddim50_1k": "broken model (all weights 2-bit uniform), DDIM-50"}
+    lines = [f"{MARK}\n"] + fid_table(res, names)
     c = res.get("classifier_on_ddim100_1k")
     if c:
         lines += ["", f"Classifier check on the 1k DDIM-100 samples: {c['frac_conf_gt_0.9'] * 100:.1f}% have confidence "
@@ -137,6 +169,8 @@ def card_with_quality(card: Path, res: dict) -> str:
     missing = [names[k] + f" ({k.rsplit('_', 1)[-1]})" for k in LONG_RUNS if k not in res]
     if missing:
         lines += ["", "Not run in this measurement (`--quick`): " + "; ".join(missing) + "."]
+    if held_out is not None:
+        lines += held_out_section(held_out, names)
     return text + "\n".join(lines) + "\n"
 
 

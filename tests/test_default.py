@@ -1,4 +1,5 @@
 """The embedded default: shipped model, shipped profile, and the trainer that makes them."""
+import json
 import subprocess
 import sys
 import time
@@ -93,3 +94,16 @@ def test_model_card_quality_section(tmp_path):
     assert "| model samples, DDIM-50 | 5,000 | 40.00 |" in text
     assert "Rows added later by: `python scripts/evaluate_default.py --only ddim50_5k`" in text
     assert "confidence > 0.9: **met**" in text and "DDPM-1000" in text.split("Not run")[1]
+    # the held-out model's results come from its own quality.json and training.json
+    held = tmp_path / "fashion"
+    held.mkdir()
+    (held / "quality.json").write_text(json.dumps({
+        "metric": "FID (MNIST-classifier features)", "reference": "fashion-mnist test set, 10k images", "seed": 0,
+        "dataset": "fashion-mnist", "command": "python scripts/evaluate_default.py --model assets/fashion --quick",
+        "wall_s": 300.0, "ddim50_1k": {"fid": 77.5, "n": 1000, "s": 1.0}}))
+    (held / "training.json").write_text(json.dumps({"command": "python scripts/train_default.py --dataset fashion-mnist",
+                                                    "steps": 3500, "wall_time_s": 3600.0, "final_loss_last500": 0.04}))
+    text = card_with_quality(card, res, held)
+    assert "### Held-out model: fashion-mnist (`fashion/`)" in text and "| model samples, DDIM-50 | 1,000 | 77.50 |" in text
+    assert "3500 steps, 60.0 min, final loss 0.0400" in text and "(../fashion/samples.png)" in text
+    assert card_with_quality(card, res, tmp_path / "nowhere").count("Held-out") == 0
