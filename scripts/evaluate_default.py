@@ -144,7 +144,9 @@ def held_out_section(folder: Path, names: dict) -> list[str]:
              "The same trainer and architecture on the other dataset, the model that shows nothing is tuned to "
              f"MNIST: `{train.get('command', '?')}` ({train.get('steps', '?')} steps, "
              f"{train.get('wall_time_s', 0) / 60:.1f} min, final loss {train.get('final_loss_last500', float('nan')):.4f}). "
-             f"Its own card: `{folder.name}/README.md`.", "",
+             f"Its own card: `{folder.name}/README.md`. Its FID uses the same MNIST-classifier features against its "
+             "own test set; a digit classifier is a weaker yardstick for clothing, so read the ordering of its "
+             "rows, not their size next to MNIST's.", "",
              f"![{res['dataset']} samples](../{folder.name}/samples.png)", ""]
     return lines + fid_table(res, names)
 

@@ -26,9 +26,12 @@ def test_default_loads_fast_and_draws_digits():
     assert (conf > 0.5).sum() >= 3, conf
 
 
-def test_shipped_profile_matches_default_model():
-    model = dadq.load_model("default")
-    prof = dadq.Profile.load(dadq.models.DEFAULT_MODEL_DIR / "profile.safetensors")
+@pytest.mark.parametrize("which", ["default", "fashion"])
+def test_shipped_profile_matches_its_model(which):
+    """The MNIST default and the held-out Fashion-MNIST model ship with profiles that fit them."""
+    folder = dadq.models.DEFAULT_MODEL_DIR if which == "default" else ROOT / "assets" / "fashion"
+    model = dadq.load_model(which if which == "default" else str(folder))
+    prof = dadq.Profile.load(folder / "profile.safetensors")
     prof.check_model(model)
     assert prof.num_groups == 10 and prof.bits.tolist() == list(range(2, 9))
     assert np.isfinite(prof.d_w).all() and np.isfinite(prof.d_a).all()
