@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .models import DiffusionModel
+from .parallel import side_by_side
 
 
 def _sampler_scheduler(model: DiffusionModel, sampler: str, steps: int):
@@ -104,17 +105,8 @@ def sample_pair(model: DiffusionModel, qmodel: DiffusionModel, n: int = 16, step
     if not parallel:
         (fp, t_fp), (q, t_q) = chain(0, model, "FP sampling"), chain(1, qmodel, "quantized sampling")
     else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        # torch's thread count is process-wide: halve it for the two chains, then restore it.
-        torch.set_num_threads(max(1, threads // 2))
-        try:
-            with ThreadPoolExecutor(2, thread_name_prefix="dadq-sample") as ex:
-                f_fp = ex.submit(chain, 0, model, "FP sampling")
-                f_q = ex.submit(chain, 1, qmodel, "quantized sampling")
-                (fp, t_fp), (q, t_q) = f_fp.result(), f_q.result()
-        finally:
-            torch.set_num_threads(threads)
+        (fp, t_fp), (q, t_q) = side_by_side(lambda: chain(0, model, "FP sampling"),
+                                            lambda: chain(1, qmodel, "quantized sampling"))
     if timings is not None:
         timings.update(fp_s=t_fp, quantized_s=t_q, parallel=bool(parallel))
     return fp, q
