@@ -10,9 +10,9 @@ Modes:
   before l, so the FP outputs of every leaf module are cached per group and the leaves that run
   before l return their cached output instead of computing.
 - ``fast``: ``exact`` on three bit widths (the lowest, a third and two thirds of the way up:
-  2, 4, 6 of 2-8). The others are filled from a noise model: each quantizer's noise power at the output of its own layer,
-  measured at every width with one layer forward (``local_noise``), maps to D by a power law
-  fitted to the measured neighbours (``fill_noise_model``).
+  2, 4, 6 of 2-8). The others are filled from a noise model: each quantizer's noise power at
+  the output of its own layer, measured at every width with one layer forward (``local_noise``),
+  maps to D by a power law fitted to the measured neighbours (``fill_noise_model``).
 """
 from __future__ import annotations
 

@@ -32,6 +32,10 @@ MARK = "## Quality"
 RUNS = ("train_10k_vs_test", "gaussian_noise_1k", "ddim100_1k", "ddim50_1k", "broken_w2_ddim50_1k", "ddim50_5k",
         "ddpm1000_256")
 LONG_RUNS = ("ddim50_5k", "ddpm1000_256")  # skipped by --quick
+RUN_NAMES = {"train_10k_vs_test": "real training images (sanity: near 0)", "gaussian_noise_1k": "Gaussian noise",
+             "ddim100_1k": "model samples, DDIM-100", "ddim50_1k": "model samples, DDIM-50",
+             "ddim50_5k": "model samples, DDIM-50", "ddpm1000_256": "model samples, DDPM-1000 (the paper's sampler)",
+             "broken_w2_ddim50_1k": "broken model (all weights 2-bit uniform), DDIM-50"}
 
 
 def broken_model(model):
@@ -121,19 +125,19 @@ def main(argv=None) -> int:
     return 0
 
 
-def fid_table(res: dict, names: dict) -> list[str]:
+def fid_table(res: dict) -> list[str]:
     rows = [(k, v) for k, v in res.items() if isinstance(v, dict) and "fid" in v]
     lines = [f"Measured by `{res['command']}` ({res['wall_s'] / 60:.1f} min). Scores are "
              f"**{res['metric']}**, against the {res['reference']}; seed {res['seed']}.\n",
              "| images | n | FID |", "|---|---|---|"]
-    lines += [f"| {names.get(k, k)} | {v['n']:,} | {v['fid']:.2f} |" for k, v in rows]
+    lines += [f"| {RUN_NAMES.get(k, k)} | {v['n']:,} | {v['fid']:.2f} |" for k, v in rows]
     added = sorted({v["command"] for _, v in rows if "command" in v})
     if added:
         lines += ["", "Rows added later by: " + "; ".join(f"`{c}`" for c in added) + "."]
     return lines
 
 
-def held_out_section(folder: Path, names: dict) -> list[str]:
+def held_out_section(folder: Path) -> list[str]:
     """The held-out model's card summary: its sample grid and FID table, from its own quality.json."""
     q = folder / "quality.json"
     if not q.exists():
@@ -148,17 +152,13 @@ def held_out_section(folder: Path, names: dict) -> list[str]:
              "own test set; a digit classifier is a weaker yardstick for clothing, so read the ordering of its "
              "rows, not their size next to MNIST's.", "",
              f"![{res['dataset']} samples](../{folder.name}/samples.png)", ""]
-    return lines + fid_table(res, names)
+    return lines + fid_table(res)
 
 
 def card_with_quality(card: Path, res: dict, held_out: Path | None = None) -> str:
     text = card.read_text() if card.exists() else ""
     text = text.split(MARK)[0].rstrip() + "\n\n"
-    names = {"train_10k_vs_test": "real training images (sanity: near 0)", "gaussian_noise_1k": "Gaussian noise",
-             "ddim100_1k": "model samples, DDIM-100", "ddim50_1k": "model samples, DDIM-50",
-             "ddim50_5k": "model samples, DDIM-50", "ddpm1000_256": "model samples, DDPM-1000 (the paper's sampler)",
-             "broken_w2_ddim50_1k": "broken model (all weights 2-bit uniform), DDIM-50"}
-    lines = [f"{MARK}\n"] + fid_table(res, names)
+    lines = [f"{MARK}\n"] + fid_table(res)
     c = res.get("classifier_on_ddim100_1k")
     if c:
         lines += ["", f"Classifier check on the 1k DDIM-100 samples: {c['frac_conf_gt_0.9'] * 100:.1f}% have confidence "
@@ -168,11 +168,11 @@ def card_with_quality(card: Path, res: dict, held_out: Path | None = None) -> st
         share_ok = 0.05 <= c["min_class_frac"] and c["max_class_frac"] <= 0.15
         lines += ["", f"Targets: ≥ 90% with confidence > 0.9: **{'met' if conf_ok else 'NOT met'}**; every class "
                   f"5–15%: **{'met' if share_ok else 'NOT met'}**."]
-    missing = [names[k] + f" ({k.rsplit('_', 1)[-1]})" for k in LONG_RUNS if k not in res]
+    missing = [RUN_NAMES[k] + f" ({k.rsplit('_', 1)[-1]})" for k in LONG_RUNS if k not in res]
     if missing:
         lines += ["", "Not run in this measurement (`--quick`): " + "; ".join(missing) + "."]
     if held_out is not None:
-        lines += held_out_section(held_out, names)
+        lines += held_out_section(held_out)
     return text + "\n".join(lines) + "\n"
 
 
