@@ -87,6 +87,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-minutes", type=float, default=None, help="stop early after this wall time, then save")
     p.add_argument("--tiny", action="store_true", help="a tiny UNet for tests")
     p.add_argument("--grid-steps", type=int, default=100, help="DDIM steps for the sample grid (0: no grid)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for the forward pass (weights, EMA and loss stay float32); about "
+                        "1.5x faster per step on CPUs with AVX512-BF16")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
 
@@ -163,7 +166,9 @@ def main(argv=None) -> int:
             noise = torch.randn_like(x0)
             t = torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,))
             xt = scheduler.add_noise(x0, noise, t)
-            loss = torch.nn.functional.mse_loss(unet(xt, t).sample, noise)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                pred = unet(xt, t).sample
+            loss = torch.nn.functional.mse_loss(pred.float(), noise)
             for g in opt.param_groups:
                 g["lr"] = args.lr * sched(step)
             opt.zero_grad(set_to_none=True)
@@ -209,7 +214,7 @@ def main(argv=None) -> int:
     cmd = "python scripts/train_default.py " + " ".join(sys.argv[1:] if argv is None else argv)
     meta = {
         "dataset": args.dataset, "command": cmd, "seed": args.seed, "steps": step, "batch": args.batch,
-        "lr": args.lr, "ema_decay": args.ema_decay, "final_loss_last500": final_loss,
+        "lr": args.lr, "ema_decay": args.ema_decay, "bf16": args.bf16, "final_loss_last500": final_loss,
         "wall_time_s": round(elapsed, 1), "params": n_params, "unet_sha256": sha256_of(weights),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "history": history,
     }
@@ -248,6 +253,7 @@ A diffusers `UNet2DModel` ({meta['params']:,} parameters, 1×28×28) with a `DDP
 | seed | {meta['seed']} |
 | steps × batch | {meta['steps']} × {meta['batch']} |
 | learning rate | {meta['lr']} (AdamW, warm-up then cosine) |
+| precision | {'bfloat16 autocast forward, float32 weights, EMA and loss' if meta.get('bf16') else 'float32'} |
 | EMA decay | {meta['ema_decay']} |
 | final loss (mean of last 500 steps) | {meta['final_loss_last500']:.4f} |
 | wall time | {meta['wall_time_s'] / 60:.1f} min on {meta['threads']} CPU threads (torch {meta['torch']}) |
