@@ -16,7 +16,6 @@ Target (DESIGN.md §6): quantized / FP <= 1.3.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 

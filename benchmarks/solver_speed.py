@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from functools import reduce
-from math import gcd
 
 import numpy as np
 

@@ -25,6 +25,14 @@ FID (labelled dadq.metrics.FID_LABEL: MNIST-classifier features, not Inception):
 exact vs uniform vs FP at 256 samples, DDIM-25; full: headline rows at 1k samples, DDIM-50, FP of the
 same sampler and seeds beside them.
 
+Resuming: a full run costs hours of CPU. Finished cells (grid cells, ablation cells, FID rows) go to
+benchmarks/results/<name>.cells.json as they end, keyed by the model fingerprint, a digest of the
+profile, the allocation, sampler, n and seed; the ablation profiles go to results/profiles/<name>/.
+``--max-minutes M`` starts no new cell after M minutes and writes what is done; the same command run
+again resumes there.
+
+    python -m benchmarks.sweep --max-minutes 90     # repeat until the result says "complete": true
+
 Plots (PNG through kaleido where a browser is available, always HTML): paired SSIM vs average bits
 per method; predicted vs measured distortion; groups-ablation bars; the 4-bit allocation heatmap.
 """
@@ -32,12 +40,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from dadq.parallel import side_by_side
 
+from benchmarks.cells import CellCache, Deadline, OutOfTime, allocation_digest, digest, profile_digest
 from benchmarks.common import (add_common_args, command_line, get_profile, jsonable, load_model, loadavg,
                                machine_facts, print_table, result_path, save_figure, setup_threads, write_result)
 
@@ -62,13 +73,19 @@ QUICK_LIMIT_S = 600.0
 
 
 class Sweep:
-    def __init__(self, args, model, prof):
+    """The model, its profile, the finished-cell cache and the deadline, shared by every part."""
+
+    def __init__(self, args, model, prof, cache: CellCache | None = None, deadline: Deadline | None = None,
+                 profile_dir: Path | None = None):
         import dadq
 
         self.dadq = dadq
         self.args = args
         self.model = model
         self.prof = prof
+        self.cache = cache or CellCache(None)
+        self.deadline = deadline or Deadline(None)
+        self.profile_dir = profile_dir
         self._fp = {}
 
     def fp_images(self, n, steps, seed=0):
@@ -97,10 +114,6 @@ def allocate_cell(dadq, prof, target, budget, method, weight_mode="per-group"):
     return dadq.allocate(prof, budget=budget, target=target, method=method, weight_mode=weight_mode)
 
 
-def alloc_key(a) -> bytes:
-    return a.w_bits.tobytes() + b"|" + a.a_bits.tobytes()
-
-
 def pearson(x, y) -> float:
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) < 2 or x.std() == 0 or y.std() == 0:
@@ -110,7 +123,7 @@ def pearson(x, y) -> float:
 
 def main_grid(sw: Sweep, n, steps, log, methods=METHODS) -> list[dict]:
     dadq, prof, model = sw.dadq, sw.prof, sw.model
-    cache: dict[bytes, dict] = {}
+    pd = profile_digest(prof)
     rows = []
     cells = [(t, b, m, "per-group") for t, b in GRID for m in methods] + [(t, b, m, "shared") for t, b, m in SHARED_CELLS]
     for target, budget, method, weight_mode in cells:
@@ -128,11 +141,14 @@ def main_grid(sw: Sweep, n, steps, log, methods=METHODS) -> list[dict]:
         row.update({"avg_bits_used": s["mean_group_avg_bits"], "predicted_D": s["predicted_distortion_mean"],
                     "predicted_D_per_group": a.predicted.tolist(), "stored_weight_MB": s["stored_weight_MB"],
                     "compression_x": s["compression_x"]})
-        key = alloc_key(a) + weight_mode.encode()
-        if key in cache:
-            row.update(cache[key])
-            row["reused_from"] = cache[key]["_from"]
+        # identical allocations (e.g. every method at W8) are evaluated once, in this run or an earlier one
+        key = CellCache.key("grid", pd, allocation_digest(a), f"n{n}", f"ddim{steps}", "seed0")
+        ev = sw.cache.get(key)
+        if ev is not None:
+            row.update(ev)
+            row["reused_from"] = ev["_from"]
         else:
+            sw.deadline.check(f"grid cell {target} {budget:g} {method}")
             t1 = time.perf_counter()
             q = dadq.quantize(model, prof, a)
             meas = dadq.measure_distortion(model, prof, a, qmodel=q)
@@ -140,7 +156,7 @@ def main_grid(sw: Sweep, n, steps, log, methods=METHODS) -> list[dict]:
             ev.update(sw.paired(q, n, steps))
             ev["eval_s"] = time.perf_counter() - t1
             ev["_from"] = f"{target} {budget:g} {method}"
-            cache[key] = ev
+            sw.cache.put(key, ev)
             row.update(ev)
         row.pop("_from", None)
         rows.append(row)
@@ -179,9 +195,27 @@ def ablation_profiles(sw: Sweep, calib, mode, log, group_counts=ABLATION_G) -> t
     """The ablation's profiles {G: Profile} and their build times {G: seconds}, one recipe for all G."""
     profiles, prof_s = {}, {}
     for G in group_counts:
+        # kept as files beside the results when the cell cache is on: exact ones cost minutes each
+        path = None if sw.profile_dir is None else (
+            sw.profile_dir / f"G{G}_{mode}_calib{calib}_{sw.model.fingerprint()[:12]}.safetensors")
+        same_recipe = (G == sw.prof.num_groups and sw.prof.meta.get("mode") == mode and sw.prof.bits.tolist() == list(
+            range(2, 9)) and sw.prof.meta.get("calib_per_group") == calib and sw.prof.meta.get("seed", 0) == 0)
+        if same_recipe:  # the shipped profile was built this way already
+            profiles[G], prof_s[G] = sw.prof, float(sw.prof.meta.get("seconds", float("nan")))
+            log(f"ablation profile G={G} ({mode}, calib {calib}): the main profile (same recipe)")
+            continue
+        if path is not None and path.exists():
+            profiles[G] = sw.dadq.Profile.load(path)
+            profiles[G].check_model(sw.model)
+            prof_s[G] = float(profiles[G].meta.get("seconds", float("nan")))
+            log(f"ablation profile G={G} ({mode}, calib {calib}): loaded {path.name} (built in {prof_s[G]:.0f} s)")
+            continue
+        sw.deadline.check(f"ablation profile G={G}")
         t0 = time.perf_counter()
         profiles[G] = sw.dadq.profile(sw.model, groups=G, bits=range(2, 9), calib_per_group=calib, mode=mode, seed=0)
         prof_s[G] = time.perf_counter() - t0
+        if path is not None:
+            profiles[G].save(path)
         log(f"ablation profile G={G} ({mode}, calib {calib}): {prof_s[G]:.0f} s")
     return profiles, prof_s
 
@@ -194,15 +228,21 @@ def groups_ablation(sw: Sweep, n, steps, calib, mode, log, group_counts=ABLATION
     rows = []
     for G in group_counts:
         pg = profiles[G]
+        pd = profile_digest(pg)
         for b in budgets:
             for method in ABLATION_METHODS:
                 a = dadq.allocate(pg, budget=b, target="wa", method=method)
-                q = dadq.quantize(model, pg, a)
                 row = {"G": G, "budget": b, "target": "wa", "method": method,
                        "avg_bits_used": float(np.mean(a.group_avg_bits)), "predicted_D": float(np.mean(a.predicted)),
                        "label": (f"uniform bits, {'per-group' if G > 1 else 'one'} activation range"
                                  f"{'s' if G > 1 else ''} (G={G})" if method == "uniform" else f"{method}, G={G}")}
-                row.update(sw.paired(q, n, steps))
+                key = CellCache.key("ablation", pd, allocation_digest(a), f"n{n}", f"ddim{steps}", "seed0")
+                ev = sw.cache.get(key)
+                if ev is None:
+                    sw.deadline.check(f"ablation cell G={G} WA{b:g} {method}")
+                    ev = sw.paired(dadq.quantize(model, pg, a), n, steps)
+                    sw.cache.put(key, ev)
+                row.update(ev)
                 rows.append(row)
                 log(f"ablation G={G:>2} WA{b:g} {method:<8} SSIM {row['paired_ssim_mean']:.4f}")
     return {"profiles": {str(G): {"mode": mode, "calib_per_group": calib, "seconds": prof_s[G],
@@ -210,30 +250,47 @@ def groups_ablation(sw: Sweep, n, steps, calib, mode, log, group_counts=ABLATION
             "rows": rows, "_profiles": profiles}
 
 
-def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log) -> list[dict]:
-    """FID of FP and of each (target, budget, method) allocation, same sampler and seeds; one row per seed."""
+def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | None = None) -> list[dict]:
+    """FID of FP and of each (target, budget, method) allocation, same sampler and seeds; one row per seed,
+    appended to ``out`` as each ends (so a caller keeps them when the deadline stops the run)."""
     from dadq.metrics import FID_LABEL
 
     dadq = sw.dadq
-    out = []
+    ref_id = reference if isinstance(reference, str) else digest(reference.numpy())
+    model_fp = sw.model.fingerprint()
+    out = [] if out is None else out
     for seed in seeds:
-        t0 = time.perf_counter()
-        fp = dadq.sample(sw.model, n=n, steps=steps, seed=seed, desc=f"FID: FP sampling (seed {seed})")
-        fp_fid = dadq.fid(fp, reference=reference)
-        out.append({"row": "FP", "fid": fp_fid, "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}", "seed": seed,
-                    "avg_bits_used": 32.0, "seconds": time.perf_counter() - t0})
+        where = f"ref={ref_id}", f"n{n}", f"ddim{steps}", f"seed{seed}"
+        key = CellCache.key("fid-fp", model_fp, *where)
+        fp_row = sw.cache.get(key)
+        if fp_row is None:
+            sw.deadline.check(f"FID FP seed {seed}")
+            t0 = time.perf_counter()
+            fp = dadq.sample(sw.model, n=n, steps=steps, seed=seed, desc=f"FID: FP sampling (seed {seed})")
+            fp_row = {"row": "FP", "fid": dadq.fid(fp, reference=reference), "label": FID_LABEL, "n": n,
+                      "sampler": f"DDIM-{steps}", "seed": seed, "avg_bits_used": 32.0,
+                      "seconds": time.perf_counter() - t0}
+            sw.cache.put(key, fp_row)
+        out.append(fp_row)
+        fp_fid = fp_row["fid"]
         log(f"{FID_LABEL}: FP {fp_fid:.3f} (n={n}, DDIM-{steps}, seed {seed})")
         for target, budget, method, prof in configs:
-            t0 = time.perf_counter()
             a = allocate_cell(dadq, prof, target, budget, method)
-            q = dadq.sample(dadq.quantize(sw.model, prof, a), n=n, steps=steps, seed=seed, desc="FID: quantized")
-            f = dadq.fid(q, reference=reference)
             G = prof.num_groups
-            out.append({"row": f"{target.upper()} {budget:g} {method} G={G}", "target": target, "budget": budget,
-                        "method": method, "G": G, "fid": f, "fp_fid_same_sampler_and_seeds": fp_fid,
-                        "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}", "seed": seed,
-                        "avg_bits_used": float(np.mean(a.group_avg_bits)), "seconds": time.perf_counter() - t0})
-            log(f"{FID_LABEL}: {target.upper()} {budget:g} {method} G={G} {f:.3f} (FP {fp_fid:.3f}, seed {seed})")
+            key = CellCache.key("fid", profile_digest(prof), allocation_digest(a), *where)
+            row = sw.cache.get(key)
+            if row is None:
+                sw.deadline.check(f"FID {target} {budget:g} {method} G={G} seed {seed}")
+                t0 = time.perf_counter()
+                q = dadq.sample(dadq.quantize(sw.model, prof, a), n=n, steps=steps, seed=seed, desc="FID: quantized")
+                row = {"row": f"{target.upper()} {budget:g} {method} G={G}", "target": target, "budget": budget,
+                       "method": method, "G": G, "fid": dadq.fid(q, reference=reference),
+                       "fp_fid_same_sampler_and_seeds": fp_fid, "label": FID_LABEL, "n": n,
+                       "sampler": f"DDIM-{steps}", "seed": seed, "avg_bits_used": float(np.mean(a.group_avg_bits)),
+                       "seconds": time.perf_counter() - t0}
+                sw.cache.put(key, row)
+            out.append(row)
+            log(f"{FID_LABEL}: {row['row']} {row['fid']:.3f} (FP {fp_fid:.3f}, seed {seed})")
     return out
 
 
@@ -250,6 +307,75 @@ def fid_summary(rows) -> list[dict]:
                     "fid_over_fp": float(f.mean() / fp.mean()), "n": sel[0]["n"], "sampler": sel[0]["sampler"],
                     "avg_bits_used": sel[0]["avg_bits_used"]})
     return out
+
+
+@dataclass
+class Plan:
+    """What one sweep run measures: paired-sample, ablation and FID settings (quick or full)."""
+    args: argparse.Namespace
+    quick: bool
+    n: int
+    steps: int
+    fid_n: int
+    fid_steps: int
+    fid_seeds: list[int]
+    ab_calib: int
+    ab_mode: str
+
+
+def run_parts(sw: Sweep, plan: Plan, result: dict, save, log):
+    """1. the main grid (with the ablation's profiles beside it), 2. the groups ablation, 3. FID rows;
+    each part's results go into ``result`` and are saved as soon as it ends. Returns (grid rows, ablation)."""
+    quick, n, steps, prof = plan.quick, plan.n, plan.steps, sw.prof
+    fid_n, fid_steps, fid_seeds, ab_calib, ab_mode = plan.fid_n, plan.fid_steps, plan.fid_seeds, plan.ab_calib, plan.ab_mode
+    # 1. main grid, and the ablation's profiles beside it: both are independent, and on a CPU two
+    # 1-thread jobs at once beat two 2-thread jobs in a row (dadq.parallel)
+    methods = QUICK_METHODS if quick else METHODS
+    ab_g, ab_b = (QUICK_ABLATION_G, QUICK_ABLATION_BUDGETS) if quick else (ABLATION_G, ABLATION_BUDGETS)
+    built = None
+    if plan.args.no_grid:
+        rows = []
+    elif plan.args.no_ablation or sw.model.device.type != "cpu" or torch.get_num_threads() < 2:
+        rows = main_grid(sw, n, steps, log, methods)
+    else:
+        rows, built = side_by_side(lambda: main_grid(sw, n, steps, log, methods),
+                                   lambda: ablation_profiles(sw, ab_calib, ab_mode, log, ab_g))
+    if rows:
+        result["cells"] = rows
+        result["additivity"] = additivity_summary(rows)
+        save()
+
+    # 2. groups ablation
+    ab = None
+    if not plan.args.no_ablation:
+        ab = groups_ablation(sw, n, steps, ab_calib, ab_mode, log, ab_g, ab_b, built)
+        ab_profiles = ab.pop("_profiles")
+        result["groups_ablation"] = ab
+        save()
+
+    # 3. FID
+    if fid_n:
+        if plan.args.dataset == "mnist":
+            reference = "default"
+        else:
+            from dadq.data import load_dataset, to_model_range
+
+            reference = torch.from_numpy(to_model_range(load_dataset(plan.args.dataset, "test")[0]))
+        result["setup"]["fid_reference"] = f"{plan.args.dataset} test set, 10k images"
+        configs = [("wa", 4.0, "exact", prof), ("wa", 4.0, "uniform", prof)] if quick else [
+            (t, b, m, prof) for t, b in (("w", 4.0), ("wa", 4.0), ("wa", 6.0)) for m in ("exact", "lagrangian", "uniform")]
+        if plan.args.fid_configs:
+            configs = [(t, float(b), m, prof) for t, b, m in (c.split(":") for c in plan.args.fid_configs.split(","))]
+        elif not quick and ab is not None:  # the groups question at W+A 4 bits decided by FID, not only SSIM
+            configs += [("wa", 4.0, "exact", ab_profiles[G]) for G in ab_profiles if G != prof.num_groups]
+        fid = []
+        try:
+            fid_rows(sw, configs, fid_n, fid_steps, fid_seeds, reference, log, out=fid)
+        finally:  # a time-boxed run keeps the rows it finished
+            if fid:
+                result["fid"], result["fid_summary"] = fid, fid_summary(fid)
+                save()
+    return rows, ab
 
 
 # --- plots ----------------------------------------------------------------------------------------
@@ -385,8 +511,15 @@ def main(argv=None) -> int:
     p.add_argument("--no-ablation", action="store_true")
     p.add_argument("--no-grid", action="store_true", help="skip the main grid (e.g. for an FID-only run)")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the profile file")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="start no new cell after this many minutes; finished cells stay in the cell cache, and the "
+                        "same command run again resumes there (the full run costs hours of CPU)")
+    p.add_argument("--cache", default=None,
+                   help="finished-cell cache (default for full runs: benchmarks/results/<name>.cells.json, with the "
+                        "ablation profiles in benchmarks/results/profiles/<name>/; quick runs: none)")
+    p.add_argument("--no-cache", action="store_true", help="recompute every cell")
     args = p.parse_args(argv)
-    threads = setup_threads(args.threads)
+    setup_threads(args.threads)
     import dadq
 
     quick = args.quick
@@ -411,7 +544,11 @@ def main(argv=None) -> int:
 
     model = load_model(args.model)
     prof = get_profile(model, args.model, args.profile, args.wait)
-    sw = Sweep(args, model, prof)
+    cache_path = None if args.no_cache else (args.cache or (None if quick else out_json.with_suffix(".cells.json")))
+    profile_dir = None if cache_path is None else out_json.parent / "profiles" / name
+    sw = Sweep(args, model, prof, CellCache(cache_path), Deadline(args.max_minutes), profile_dir)
+    if cache_path is not None:
+        log(f"cell cache {cache_path}: {len(sw.cache.cells)} finished cells")
     result = {
         "benchmark": name, "command": command_line("sweep"), "quick": quick, "complete": False,
         "machine": machine_facts(), "loadavg_start": load0,
@@ -428,54 +565,21 @@ def main(argv=None) -> int:
     }
 
     def save():
+        result["cells_from_cache"] = sw.cache.hits
         result["seconds_total"] = time.perf_counter() - t_start
         result["loadavg_now"] = loadavg()
         result["log"] = lines
         write_result(name, result, args.out)
 
-    # 1. main grid, and the ablation's profiles beside it: both are independent, and on a CPU two
-    # 1-thread jobs at once beat two 2-thread jobs in a row (dadq.parallel)
-    methods = QUICK_METHODS if quick else METHODS
-    ab_g, ab_b = (QUICK_ABLATION_G, QUICK_ABLATION_BUDGETS) if quick else (ABLATION_G, ABLATION_BUDGETS)
-    built = None
-    if args.no_grid:
-        rows = []
-    elif args.no_ablation or model.device.type != "cpu" or torch.get_num_threads() < 2:
-        rows = main_grid(sw, n, steps, log, methods)
-    else:
-        rows, built = side_by_side(lambda: main_grid(sw, n, steps, log, methods),
-                                   lambda: ablation_profiles(sw, ab_calib, ab_mode, log, ab_g))
-    if rows:
-        result["cells"] = rows
-        result["additivity"] = additivity_summary(rows)
+    try:
+        plan = Plan(args, quick, n, steps, fid_n, fid_steps, fid_seeds, ab_calib, ab_mode)
+        rows, ab = run_parts(sw, plan, result, save, log)
+    except OutOfTime as stop:
+        result["stopped_before"] = str(stop)
+        log(f"--max-minutes {args.max_minutes:g} passed; stopped before {stop}. {len(sw.cache.cells)} finished cells "
+            f"are in {cache_path}; run the same command again to go on.")
         save()
-
-    # 2. groups ablation
-    ab = None
-    if not args.no_ablation:
-        ab = groups_ablation(sw, n, steps, ab_calib, ab_mode, log, ab_g, ab_b, built)
-        ab_profiles = ab.pop("_profiles")
-        result["groups_ablation"] = ab
-        save()
-
-    # 3. FID
-    if fid_n:
-        if args.dataset == "mnist":
-            reference = "default"
-        else:
-            from dadq.data import load_dataset, to_model_range
-
-            reference = torch.from_numpy(to_model_range(load_dataset(args.dataset, "test")[0]))
-        result["setup"]["fid_reference"] = f"{args.dataset} test set, 10k images"
-        configs = [("wa", 4.0, "exact", prof), ("wa", 4.0, "uniform", prof)] if quick else [
-            (t, b, m, prof) for t, b in (("w", 4.0), ("wa", 4.0), ("wa", 6.0)) for m in ("exact", "lagrangian", "uniform")]
-        if args.fid_configs:
-            configs = [(t, float(b), m, prof) for t, b, m in (c.split(":") for c in args.fid_configs.split(","))]
-        elif not quick and ab is not None:  # the groups question at W+A 4 bits decided by FID, not only SSIM
-            configs += [("wa", 4.0, "exact", ab_profiles[G]) for G in ab_profiles if G != prof.num_groups]
-        result["fid"] = fid_rows(sw, configs, fid_n, fid_steps, fid_seeds, reference, log)
-        result["fid_summary"] = fid_summary(result["fid"])
-        save()
+        return 0
 
     # 4. plots
     plots = {}

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dadq  # noqa: E402
 from dadq.data import load_dataset, to_model_range  # noqa: E402
 from dadq.io import write_json, write_text  # noqa: E402
-from dadq.metrics import FID_LABEL, classify, fid, reference_stats  # noqa: E402
+from dadq.metrics import FID_LABEL, classify, fid  # noqa: E402
 from dadq.quant import QuantizedUNet  # noqa: E402
 
 MARK = "## Quality"

@@ -1,6 +1,4 @@
 """Quantizers and the fake-quant wrapper, on a real (tiny) UNet2DModel."""
-import numpy as np
-import pytest
 import torch
 
 import dadq
