@@ -128,7 +128,6 @@ def _print_alloc(alloc, profile) -> None:
 
 
 def run(args) -> int:
-
     import dadq
 
     if args.cmd == "profile":
