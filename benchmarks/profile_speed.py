@@ -155,33 +155,38 @@ def rel_diff(a: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.abs(a - ref) / np.maximum(np.abs(ref), 1e-30)
 
 
-def as_fast(prof, model=None, measured=None, noise=None):
-    """The profile fast mode would give: prof's curves at fast_bits (or the bool [M] ``measured``),
-    the rest filled from the local noise powers that fast mode measures (``noise`` = (W, A) arrays
-    [G, L, M], else recomputed here on prof's calibration inputs)."""
+def as_fast(prof, model=None, measured=None, noise=None, measured_a=None):
+    """The profile fast mode would give: prof's curves at fast_bits (or the bool [M] ``measured``;
+    ``measured_a`` for activations when it differs), the rest filled from the local noise powers that
+    fast mode measures (``noise`` = (W, A) arrays [G, L, M], else recomputed on prof's calibration inputs)."""
     import dataclasses
 
     from dadq.profile import fast_bits, fill_noise_model, output_noise
 
     m = fast_bits(prof.bits) if measured is None else measured
+    ma = m if measured_a is None else measured_a
     nw, na = output_noise(model, prof) if noise is None else noise
     return dataclasses.replace(prof, d_w=fill_noise_model(prof.d_w, prof.bits, m, nw),
-                               d_a=fill_noise_model(prof.d_a, prof.bits, m, na), measured=m)
+                               d_a=fill_noise_model(prof.d_a, prof.bits, ma, na), measured=m)
 
 
 # measured widths compared on the shipped profile: fast's choice against its alternatives
 FILL_VARIANTS = ((2, 4, 6), (2, 4, 8), (2, 5, 8), (2, 3, 8), (2, 4), (2, 6))
+# five points instead of six: one kind at two widths, the other at three, as (W widths, A widths)
+FILL_VARIANTS_PER_KIND = (((2, 4), (2, 4, 6)), ((2, 4, 6), (2, 4)), ((2, 5), (2, 4, 6)), ((2, 4, 6), (2, 5)))
 
 
 def fill_variants(prof, noise) -> list[dict]:
     """fast_alloc_gap for each measured set in FILL_VARIANTS (those inside prof.bits)."""
     rows = []
-    for widths in FILL_VARIANTS:
-        mask = np.isin(prof.bits, widths)
-        if mask.sum() != len(widths):
+    for widths in FILL_VARIANTS + FILL_VARIANTS_PER_KIND:
+        w, a = widths if isinstance(widths[0], tuple) else (widths, widths)
+        mw, ma = np.isin(prof.bits, w), np.isin(prof.bits, a)
+        if mw.sum() != len(w) or ma.sum() != len(a):
             continue
-        gaps = fast_alloc_gap(prof, as_fast(prof, measured=mask, noise=noise))
-        rows.append({"measured_bits": list(widths), "rel_gap": [r.get("rel_gap") for r in gaps],
+        gaps = fast_alloc_gap(prof, as_fast(prof, measured=mw, noise=noise, measured_a=ma))
+        label = list(w) if w == a else f"W {','.join(map(str, w))} + A {','.join(map(str, a))}"
+        rows.append({"measured_bits": label, "rel_gap": [r.get("rel_gap") for r in gaps],
                      "budgets": [r["budget_avg_bits"] for r in gaps]})
     return rows
 
@@ -352,7 +357,7 @@ def main(argv=None) -> int:
                         title=f"fast's allocations scored on exact curves (W+A, method exact): {where}")
     if variant_rows:
         print_table(["measured bits"] + [f"gap at {b:g} bits" for b in variant_rows[0]["budgets"]],
-                    [[",".join(map(str, r["measured_bits"]))] + [f"{g * 100:+.2f} %" if g is not None else "-"
+                    [[r["measured_bits"] if isinstance(r["measured_bits"], str) else ",".join(map(str, r["measured_bits"]))] + [f"{g * 100:+.2f} %" if g is not None else "-"
                                                                  for g in r["rel_gap"]] for r in variant_rows],
                     title="fill variants: fast's allocation gap on the whole shipped profile, by measured widths")
     print(f"\ncompute before the average layer: {frac['mac_fraction_before_layer_mean'] * 100:.1f} % of MACs; "
