@@ -259,6 +259,11 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
     ref_id = reference if isinstance(reference, str) else digest(reference.numpy())
     model_fp = sw.model.fingerprint()
     out = [] if out is None else out
+    # the allocations and the digests in their keys do not depend on the seed: made once
+    allocs = []
+    for target, budget, method, prof in configs:
+        a = allocate_cell(dadq, prof, target, budget, method)
+        allocs.append((target, budget, method, prof, a, profile_digest(prof), allocation_digest(a)))
     for seed in seeds:
         where = f"ref={ref_id}", f"n{n}", f"ddim{steps}", f"seed{seed}"
         key = CellCache.key("fid-fp", model_fp, *where)
@@ -274,10 +279,9 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
         out.append(fp_row)
         fp_fid = fp_row["fid"]
         log(f"{FID_LABEL}: FP {fp_fid:.3f} (n={n}, DDIM-{steps}, seed {seed})")
-        for target, budget, method, prof in configs:
-            a = allocate_cell(dadq, prof, target, budget, method)
+        for target, budget, method, prof, a, pd, ad in allocs:
             G = prof.num_groups
-            key = CellCache.key("fid", profile_digest(prof), allocation_digest(a), *where)
+            key = CellCache.key("fid", pd, ad, *where)
             row = sw.cache.get(key)
             if row is None:
                 sw.deadline.check(f"FID {target} {budget:g} {method} G={G} seed {seed}")

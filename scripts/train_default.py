@@ -88,8 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="a tiny UNet for tests")
     p.add_argument("--grid-steps", type=int, default=100, help="DDIM steps for the sample grid (0: no grid)")
     p.add_argument("--bf16", action="store_true",
-                   help="bfloat16 autocast for the forward pass (weights, EMA and loss stay float32); about "
-                        "1.5x faster per step on CPUs with AVX512-BF16")
+                   help="bfloat16 autocast for the forward pass (weights, EMA and loss stay float32); faster "
+                        "per step on CPUs with AVX512-BF16")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
 
