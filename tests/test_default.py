@@ -68,13 +68,15 @@ def test_trainer_runs_and_resumes(tmp_path):
     out2 = tmp_path / "m2"
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_default.py"), "--tiny", "--batch", "8",
                         "--grid-steps", "0", "--out", str(out2), "--checkpoint", str(tmp_path / "ck2.pt"),
-                        "--steps", "5", "--init-from", str(out), "--bf16"], capture_output=True, text=True, timeout=300)
+                        "--steps", "5", "--init-from", str(out), "--bf16", "--no-ema-warmup"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     meta2 = json.loads((out2 / "training.json").read_text())
     assert meta2["steps"] == 5 and meta2["history"][0]["steps"] == 30
     assert meta2["bf16"] is True and np.isfinite(meta2["final_loss_last500"])
+    assert meta["ema_warmup"] is True and meta2["ema_warmup"] is False
     assert meta2["history"][0]["unet_sha256"] == meta["unet_sha256"]
-    assert "earlier runs in all: 30 steps" in (out2 / "README.md").read_text()
+    card2 = (out2 / "README.md").read_text()
+    assert "earlier runs in all: 30 steps" in card2 and "(no warm-up)" in card2
     r = subprocess.run(base + ["--steps", "5", "--init-from", str(tmp_path / "nowhere")], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode != 0 and "--init-from: no" in r.stderr
