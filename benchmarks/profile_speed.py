@@ -47,7 +47,7 @@ def parse_bits(text: str) -> list[int]:
 
 
 def execution_order(model, groups, x, t) -> tuple[list[str], dict[str, int], list[str]]:
-    """(layer names in execution order, first leaf position of each, leaf-call count) from one FP pass."""
+    """(layer names in execution order, call position of each, module calls per pass) from one FP pass."""
     from dadq.models import quantizable_layers
     from dadq.profile import PrefixRunner
     from dadq.quant import QuantizedUNet
@@ -388,7 +388,7 @@ def main(argv=None) -> int:
         "setup": {"model": args.model, "fingerprint": profs["exact"].fingerprint, "groups": G, "bits": bits,
                   "calib_per_group": args.calib, "kinds": "W+A", "layers_profiled": len(layers),
                   "layers_total": len(order), "layer_names": layers, "chunks": [len(c) for c in chunks],
-                  "leaf_calls_per_pass": n_calls, "full_default_setting": G == 10 and len(layers) == len(order),
+                  "module_calls_per_pass": n_calls, "full_default_setting": G == 10 and len(layers) == len(order),
                   "method": "calibration computed once and cached (identical in every mode); modes interleaved per "
                             "layer chunk in rotating order; end-to-end = profiling + one calibration"},
         "targets": targets, "speed": speed, "exact_vs_naive": match, "fast_curve_error": curve,

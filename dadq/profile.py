@@ -7,8 +7,8 @@ width b, with everything else at full precision, D[g, l, b] is the output distor
 Modes:
 - ``naive``: one full forward pass per (group, quantizer, bits) point; the reference.
 - ``exact`` (default): the same numbers, faster. Quantizing layer l changes nothing computed
-  before l, so the FP outputs of every leaf module are cached per group and the leaves that run
-  before l return their cached output instead of computing.
+  before l, so the FP output of every module call is cached per group, and every call (a leaf
+  or a whole block) that ends before l returns its cached output instead of computing.
 - ``fast``: ``exact`` on three bit widths (the lowest, a third and two thirds of the way up:
   2, 4, 6 of 2-8). The others are filled from a noise model: each quantizer's noise power at
   the output of its own layer, measured at every width with one layer forward (``local_noise``),
@@ -180,32 +180,36 @@ def select_layers(names: list[str], layers) -> list[str]:
 class PrefixRunner:
     """Runs a QuantizedUNet with the FP outputs of the unchanged prefix served from a cache.
 
-    Every leaf module gets a patched ``forward`` that counts its call position in the pass. In
-    ``record`` the FP outputs are stored by position; in ``run(skip_until=p)`` calls at positions
-    < p return the stored output. Calls past p compute as usual. Non-module ops (adds, concats,
-    attention softmax) still run; they are cheap next to the convolutions.
+    Every module call in a pass gets a position, in call order; a module's position comes before
+    those of the modules it calls. ``record`` stores each call's FP output and the position where
+    the call ends. ``run(skip_until=p)`` serves a call from the cache when the whole call lies
+    before p (end <= p): a block that ends before the quantized layer costs one lookup, so its
+    adds, concatenations and attention arithmetic are skipped too, not only its leaf modules.
+    Calls from p on compute as usual. The positions are those of the recorded pass: the same
+    module tree and call order every pass, whatever the bit widths.
     """
 
     def __init__(self, qunet: QuantizedUNet):
         self.qunet = qunet
-        self.leaves = [m for m in qunet.inner.modules() if not any(True for _ in m.children())]
+        self.modules = list(qunet.inner.modules())
         self.layer_of = {id(ql): name for name, ql in qunet.layers.items()}
         self.pos = 0
         self.skip_until = 0
         self.recording = False
         self.cache: list = []
+        self.end: list[int] = []
         self.first_pos: dict[str, int] = {}
         self.inputs: dict[str, torch.Tensor] = {}
 
     def __enter__(self):
-        for m in self.leaves:
+        for m in self.modules:
             m.forward = self._wrap(m, m.forward)
         return self
 
     def __exit__(self, *exc):
-        for m in self.leaves:
+        for m in self.modules:
             del m.forward
-        self.cache, self.inputs = [], {}
+        self.cache, self.end, self.inputs = [], [], {}
 
     def _wrap(self, module: nn.Module, orig):
         name = self.layer_of.get(id(module))
@@ -217,10 +221,14 @@ class PrefixRunner:
                 if name is not None and name not in self.first_pos:
                     self.first_pos[name] = pos
                     self.inputs[name] = args[0]
+                self.cache.append(None)
+                self.end.append(pos + 1)
                 out = orig(*args, **kwargs)
-                self.cache.append(out)
+                self.cache[pos], self.end[pos] = out, self.pos
                 return out
-            if pos < self.skip_until:
+            end = self.end[pos]
+            if end <= self.skip_until:
+                self.pos = end
                 return self.cache[pos]
             return orig(*args, **kwargs)
 
@@ -228,7 +236,7 @@ class PrefixRunner:
 
     @torch.no_grad()
     def record(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        self.cache, self.inputs, self.first_pos = [], {}, {}
+        self.cache, self.end, self.inputs, self.first_pos = [], [], {}, {}
         self.recording, self.pos = True, 0
         try:
             return self.qunet(x, t).sample
