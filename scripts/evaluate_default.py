@@ -38,6 +38,15 @@ RUN_NAMES = {"train_10k_vs_test": "real training images (sanity: near 0)", "gaus
              "broken_w2_ddim50_1k": "broken model (all weights 2-bit uniform), DDIM-50"}
 
 
+def classifier_check(images: torch.Tensor) -> dict:
+    """The card's digit check on samples [N, 1, 28, 28] in [-1, 1]: the share the MNIST classifier
+    labels with confidence > 0.9, and the share of each class (10 fractions)."""
+    labels, conf = classify(images)
+    counts = np.bincount(labels, minlength=10) / len(labels)
+    return {"frac_conf_gt_0.9": float((conf > 0.9).mean()), "class_fractions": counts.round(4).tolist(),
+            "min_class_frac": float(counts.min()), "max_class_frac": float(counts.max())}
+
+
 def broken_model(model):
     """Every weight at 2 bits (uniform), activations FP: a deliberately bad model."""
     q = QuantizedUNet(model.unet, dadq.TimestepGroups(model.num_timesteps, 1))
@@ -107,11 +116,7 @@ def main(argv=None) -> int:
               lambda: torch.randn(1000, 1, 28, 28, generator=torch.Generator().manual_seed(0)).clamp(-1, 1))
     s100 = timed_fid("ddim100_1k", lambda: dadq.sample(model, n=1000, steps=100, seed=args.seed))
     if s100 is not None and args.dataset == "mnist":
-        labels, conf = classify(s100)
-        counts = np.bincount(labels, minlength=10) / len(labels)
-        res["classifier_on_ddim100_1k"] = {
-            "frac_conf_gt_0.9": float((conf > 0.9).mean()), "class_fractions": counts.round(4).tolist(),
-            "min_class_frac": float(counts.min()), "max_class_frac": float(counts.max())}
+        res["classifier_on_ddim100_1k"] = classifier_check(s100)
         print(res["classifier_on_ddim100_1k"], flush=True)
     timed_fid("ddim50_1k", lambda: dadq.sample(model, n=1000, steps=50, seed=args.seed))
     timed_fid("broken_w2_ddim50_1k", lambda: dadq.sample(broken_model(model), n=1000, steps=50, seed=args.seed))

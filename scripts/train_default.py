@@ -44,6 +44,17 @@ def build_unet(config: dict | None = None):
     return UNet2DModel(**(config or DEFAULT_UNET))
 
 
+def build_ema(parameters, decay: float, warmup: bool = True):
+    """diffusers' EMAModel over ``parameters``. warmup: decay 1 - (1 + step)^(-2/3), capped at
+    ``decay`` (for training from random weights); without it the decay is ``decay`` from the first
+    step: min_decay pins it, since diffusers' non-warm-up path still ramps (1 + step) / (10 + step)."""
+    from diffusers.training_utils import EMAModel
+
+    if warmup:
+        return EMAModel(parameters, decay=decay, use_ema_warmup=True, power=2 / 3)
+    return EMAModel(parameters, decay=decay, min_decay=decay)
+
+
 def build_scheduler():
     from diffusers import DDPMScheduler
 
@@ -112,18 +123,10 @@ def main(argv=None) -> int:
     config = dict(DEFAULT_UNET)
     if args.tiny:
         config.update(block_out_channels=(8, 16, 16), norm_num_groups=4, attention_head_dim=8)
-    from diffusers.training_utils import EMAModel
-
     unet = build_unet(config)
     scheduler = build_scheduler()
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
-
-    def make_ema():
-        if args.no_ema_warmup:  # min_decay pins the decay: diffusers' non-warm-up path still ramps (1+s)/(10+s)
-            return EMAModel(unet.parameters(), decay=args.ema_decay, min_decay=args.ema_decay)
-        return EMAModel(unet.parameters(), decay=args.ema_decay, use_ema_warmup=True, power=2 / 3)
-
-    ema = make_ema()
+    ema = build_ema(unet.parameters(), args.ema_decay, warmup=not args.no_ema_warmup)
     step, elapsed, losses = 0, 0.0, []
     history = []
     if args.init_from and args.resume:
@@ -140,7 +143,7 @@ def main(argv=None) -> int:
         except RuntimeError as e:
             raise SystemExit(f"--init-from {src}: its UNet does not match this config ({str(e).splitlines()[0]}); "
                              "drop --tiny or pass a folder trained with the same config.") from None
-        ema = make_ema()
+        ema = build_ema(unet.parameters(), args.ema_decay, warmup=not args.no_ema_warmup)
         prior = src / "training.json"
         if prior.exists():
             old = json.loads(prior.read_text())

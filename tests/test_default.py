@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import dadq
 from dadq.metrics import classify
@@ -80,6 +81,30 @@ def test_trainer_runs_and_resumes(tmp_path):
     r = subprocess.run(base + ["--steps", "5", "--init-from", str(tmp_path / "nowhere")], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode != 0 and "--init-from: no" in r.stderr
+
+
+def test_ema_decay_with_and_without_warmup():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from train_default import build_ema
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    pinned, ramped = build_ema(params, 0.9995, warmup=False), build_ema(params, 0.9995, warmup=True)
+    for step in (2, 100, 8000):
+        assert pinned.get_decay(step) == 0.9995
+        assert ramped.get_decay(step) < 0.9995
+    assert abs(ramped.get_decay(8001) - (1 - 8001 ** (-2 / 3))) < 1e-12  # diffusers counts from step 1
+
+
+def test_classifier_check_on_real_digits():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from evaluate_default import classifier_check
+
+    from dadq.data import load_dataset, to_model_range
+
+    imgs, _ = load_dataset("mnist", "test")
+    c = classifier_check(torch.from_numpy(to_model_range(imgs[:500].copy())))
+    assert c["frac_conf_gt_0.9"] > 0.9 and abs(sum(c["class_fractions"]) - 1) < 1e-3
+    assert 0 < c["min_class_frac"] <= 0.1 <= c["max_class_frac"] < 0.2
 
 
 def test_model_card_quality_section(tmp_path):

@@ -8,18 +8,18 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 import dadq  # noqa: E402
 from dadq.io import write_json  # noqa: E402
-from dadq.metrics import classify  # noqa: E402
+from evaluate_default import classifier_check  # noqa: E402
 
+if len(sys.argv) != 2:
+    raise SystemExit("usage: python training/classifier_check.py <model folder>  (a save_pretrained folder, e.g. "
+                     "training/mnist-next)")
 folder = sys.argv[1]
 samples = dadq.sample(dadq.load_model(folder), n=1000, steps=100, seed=0)
-labels, conf = classify(samples)
-counts = np.bincount(labels, minlength=10) / len(labels)
-out = {"model": folder, "frac_conf_gt_0.9": float((conf > 0.9).mean()), "class_fractions": counts.round(4).tolist(),
-       "fid_ddim100_1k": dadq.fid(samples), "command": "python training/classifier_check.py " + folder}
+out = {"model": folder, **classifier_check(samples), "fid_ddim100_1k": dadq.fid(samples),
+       "command": "python training/classifier_check.py " + folder}
 write_json(Path(folder) / "classifier_check.json", out)
 print(json.dumps(out))
