@@ -33,7 +33,7 @@ from .calibrate import HIST_BINS, calibration_inputs, histogram
 from .distortion import SSIM_PARAMS, distortion
 from .groups import TimestepGroups
 from .io import atomic_path
-from .models import DiffusionModel
+from .models import DiffusionModel, full_fp32
 from .quant import (ACT_CLIP_GRID, FP_BITS, WEIGHT_CLIP_GRID, QuantizedUNet, activation_range,
                     fake_quant_activation, is_fp)
 
@@ -326,7 +326,7 @@ def output_noise(model: DiffusionModel, prof: "Profile") -> tuple[np.ndarray, np
     qunet = QuantizedUNet(model.unet, prof.groups, prof.layer_names).eval()
     shape = (prof.num_groups, len(prof.layer_names), len(prof.bits))
     nw, na = np.zeros(shape), np.zeros(shape)
-    with PrefixRunner(qunet) as runner:
+    with PrefixRunner(qunet) as runner, full_fp32(model.device):
         for g in range(prof.num_groups):
             qunet.state.group = g
             runner.record(torch.from_numpy(prof.calib_x[g]).to(model.device),
@@ -377,7 +377,7 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     bar = tqdm(total=total, desc=f"profile ({mode})", unit="pt")
     done = 0
     order = None
-    with PrefixRunner(qunet) as runner:
+    with PrefixRunner(qunet) as runner, full_fp32(dev):
         for g in range(G):
             qunet.state.group = g
             x, t = calib_x[g].to(dev), calib_t[g].to(dev)

@@ -41,7 +41,7 @@ def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
         return (torch.sign(flat) * scale).reshape(w.shape)
     qmax = 2 ** (bits - 1) - 1
     maxabs = flat.abs().amax(1, keepdim=True).clamp_min(1e-12)
-    best_err = torch.full((flat.shape[0], 1), float("inf"))
+    best_err = torch.full((flat.shape[0], 1), float("inf"), device=flat.device)
     best = flat.clone()
     for ratio in WEIGHT_CLIP_GRID:
         scale = maxabs * float(ratio) / qmax

@@ -4,6 +4,7 @@
     python scripts/evaluate_default.py --model assets/fashion --dataset fashion-mnist --quick
     python scripts/evaluate_default.py --only ddim50_5k          # add one long run to quality.json
     python scripts/evaluate_default.py --card-only               # re-render the card from quality.json
+    python scripts/evaluate_default.py --import-rows DIR --only ddpm1000_5k  # rows measured elsewhere (a GPU)
 
 Every number is labelled as FID with MNIST-classifier features (not Inception FID). Writes
 <model>/quality.json and replaces the "## Quality" section of <model>/README.md. The MNIST card also
@@ -12,6 +13,7 @@ shows the held-out Fashion-MNIST model's results, from assets/fashion/quality.js
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -30,11 +32,13 @@ from dadq.quant import QuantizedUNet  # noqa: E402
 
 MARK = "## Quality"
 RUNS = ("train_10k_vs_test", "gaussian_noise_1k", "ddim100_1k", "ddim50_1k", "broken_w2_ddim50_1k", "ddim50_5k",
-        "ddpm1000_256")
+        "ddpm1000_256", "ddpm1000_5k")
 LONG_RUNS = ("ddim50_5k", "ddpm1000_256")  # skipped by --quick
+GPU_RUNS = ("ddpm1000_5k",)  # ~20 h on this CPU: measured only with --device cuda, or when named in --only
 RUN_NAMES = {"train_10k_vs_test": "real training images (sanity: near 0)", "gaussian_noise_1k": "Gaussian noise",
              "ddim100_1k": "model samples, DDIM-100", "ddim50_1k": "model samples, DDIM-50",
              "ddim50_5k": "model samples, DDIM-50", "ddpm1000_256": "model samples, DDPM-1000 (the paper's sampler)",
+             "ddpm1000_5k": "model samples, DDPM-1000 (the paper's sampler)",
              "broken_w2_ddim50_1k": "broken model (all weights 2-bit uniform), DDIM-50"}
 
 
@@ -66,6 +70,11 @@ def main(argv=None) -> int:
                          "existing quality.json (for the long runs, one session at a time)")
     ap.add_argument("--card-only", action="store_true",
                     help="measure nothing: re-render README.md's Quality section from the existing quality.json")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the model samples; FID and the "
+                    "classifier run on the CPU either way. Adds the DDPM-1000 run at 5k samples on cuda")
+    ap.add_argument("--import-rows", default=None, metavar="DIR",
+                    help="measure nothing: copy the --only rows from DIR/quality.json, written by this script on "
+                         "another machine for the same weights (DIR/training.json's sha256 must match)")
     args = ap.parse_args(argv)
     only = None if args.only is None else [r.strip() for r in args.only.split(",") if r.strip()]
     if only is not None and (not only or set(only) - set(RUNS)):
@@ -78,7 +87,18 @@ def main(argv=None) -> int:
             raise SystemExit(f"--card-only renders {q}, which does not exist; run without --card-only first.")
         write_text(folder / "README.md", card_with_quality(folder / "README.md", json.loads(q.read_text()), held_out))
         return 0
-    model = dadq.load_model(args.model)
+    if args.import_rows:
+        if only is None:
+            raise SystemExit("--import-rows needs --only: name the rows to copy.")
+        import_rows(folder, Path(args.import_rows), only)
+        write_text(folder / "README.md", card_with_quality(folder / "README.md",
+                                                           json.loads((folder / "quality.json").read_text()), held_out))
+        return 0
+    model = dadq.load_model(args.model, device=args.device)
+    device = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else "cpu"
+    # Bigger sampling batches only pay on a GPU; DDPM draws its step noise batch by batch, so the batch
+    # size changes which noise each image gets (not its distribution).
+    batch = 1000 if model.device.type == "cuda" else 256
     t_start = time.time()
     res: dict = {"metric": FID_LABEL, "dataset": args.dataset, "seed": args.seed}
     cmd = "python scripts/evaluate_default.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -91,7 +111,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"--only: {old} is for dataset {res.get('dataset')} seed {res.get('seed')}; "
                              "pass the same --dataset and --seed.")
     wanted = (lambda name: name in only) if only is not None else (
-        lambda name: not (args.quick and name in LONG_RUNS))
+        lambda name: not (args.quick and name in LONG_RUNS) and (name not in GPU_RUNS or device != "cpu"))
     test_imgs, _ = load_dataset(args.dataset, "test")
     train_imgs, _ = load_dataset(args.dataset, "train")
     # reference: the shipped MNIST-test stats, or the held-out dataset's own test set
@@ -104,6 +124,8 @@ def main(argv=None) -> int:
         t = time.time()
         images = make_images()
         res[name] = {"fid": round(fid(images, reference=ref), 3), "n": int(len(images)), "s": round(time.time() - t, 1)}
+        if device != "cpu":
+            res[name]["device"] = device
         if only is not None:
             res[name]["command"] = cmd
         print(name, res[name], flush=True)
@@ -114,28 +136,59 @@ def main(argv=None) -> int:
               lambda: torch.from_numpy(to_model_range(train_imgs[rng.choice(60000, 10000, replace=False)])))
     timed_fid("gaussian_noise_1k",
               lambda: torch.randn(1000, 1, 28, 28, generator=torch.Generator().manual_seed(0)).clamp(-1, 1))
-    s100 = timed_fid("ddim100_1k", lambda: dadq.sample(model, n=1000, steps=100, seed=args.seed))
+    def draw(m, n, steps, sampler="ddim"):
+        return dadq.sample(m, n=n, steps=steps, seed=args.seed, sampler=sampler, batch_size=batch)
+
+    s100 = timed_fid("ddim100_1k", lambda: draw(model, 1000, 100))
     if s100 is not None and args.dataset == "mnist":
         res["classifier_on_ddim100_1k"] = classifier_check(s100)
         print(res["classifier_on_ddim100_1k"], flush=True)
-    timed_fid("ddim50_1k", lambda: dadq.sample(model, n=1000, steps=50, seed=args.seed))
-    timed_fid("broken_w2_ddim50_1k", lambda: dadq.sample(broken_model(model), n=1000, steps=50, seed=args.seed))
-    timed_fid("ddim50_5k", lambda: dadq.sample(model, n=5000, steps=50, seed=args.seed))
-    timed_fid("ddpm1000_256", lambda: dadq.sample(model, n=256, steps=0, seed=args.seed, sampler="ddpm"))
+    timed_fid("ddim50_1k", lambda: draw(model, 1000, 50))
+    timed_fid("broken_w2_ddim50_1k", lambda: draw(broken_model(model), 1000, 50))
+    timed_fid("ddim50_5k", lambda: draw(model, 5000, 50))
+    timed_fid("ddpm1000_256", lambda: draw(model, 256, 0, "ddpm"))
+    timed_fid("ddpm1000_5k", lambda: draw(model, 5000, 0, "ddpm"))
     if only is None:
         res["wall_s"] = round(time.time() - t_start, 1)
         res["command"] = cmd
+        res["device"] = device
     write_json(folder / "quality.json", res)
     write_text(folder / "README.md", card_with_quality(folder / "README.md", res, held_out))
     return 0
 
 
+def import_rows(folder: Path, src: Path, names: list[str]) -> None:
+    """Merge rows of src/quality.json into folder/quality.json, only if both describe the same weights."""
+    ours = hashlib.sha256((folder / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+    try:
+        theirs = json.loads((src / "training.json").read_text())["unet_sha256"]
+        other = json.loads((src / "quality.json").read_text())
+    except (OSError, KeyError, json.JSONDecodeError) as e:
+        raise SystemExit(f"--import-rows {src}: needs its training.json and quality.json ({e}).") from None
+    if theirs != ours:
+        raise SystemExit(f"--import-rows {src}: its weights (sha256 {theirs[:12]}…) are not {folder}'s "
+                         f"({ours[:12]}…); rows of another model cannot be merged.")
+    res = json.loads((folder / "quality.json").read_text())
+    if (other.get("dataset"), other.get("seed")) != (res.get("dataset"), res.get("seed")):
+        raise SystemExit(f"--import-rows {src}: its rows are for dataset {other.get('dataset')} seed "
+                         f"{other.get('seed')}, not {res.get('dataset')} seed {res.get('seed')}.")
+    missing = [n for n in names if n not in other]
+    if missing:
+        raise SystemExit(f"--import-rows {src}: no row {', '.join(missing)} there; it has "
+                         f"{', '.join(k for k in RUNS if k in other)}.")
+    for n in names:
+        res[n] = {**other[n], "command": other["command"]}
+    write_json(folder / "quality.json", res)
+
+
 def fid_table(res: dict) -> list[str]:
     rows = [(k, v) for k, v in res.items() if isinstance(v, dict) and "fid" in v]
-    lines = [f"Measured by `{res['command']}` ({res['wall_s'] / 60:.1f} min). Scores are "
+    where = f" on one {res['device']} GPU" if res.get("device", "cpu") != "cpu" else ""
+    lines = [f"Measured by `{res['command']}` ({res['wall_s'] / 60:.1f} min{where}). Scores are "
              f"**{res['metric']}**, against the {res['reference']}; seed {res['seed']}.\n",
              "| images | n | FID |", "|---|---|---|"]
-    lines += [f"| {RUN_NAMES.get(k, k)} | {v['n']:,} | {v['fid']:.2f} |" for k, v in rows]
+    where_row = lambda v: f" (on {v['device']})" if "device" in v else ""  # noqa: E731
+    lines += [f"| {RUN_NAMES.get(k, k)}{where_row(v)} | {v['n']:,} | {v['fid']:.2f} |" for k, v in rows]
     added = sorted({v["command"] for _, v in rows if "command" in v})
     if added:
         lines += ["", "Rows added later by: " + "; ".join(f"`{c}`" for c in added) + "."]

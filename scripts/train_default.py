@@ -44,15 +44,15 @@ def build_unet(config: dict | None = None):
     return UNet2DModel(**(config or DEFAULT_UNET))
 
 
-def build_ema(parameters, decay: float, warmup: bool = True):
+def build_ema(parameters, decay: float, warmup: bool = True, foreach: bool = False):
     """diffusers' EMAModel over ``parameters``. warmup: decay 1 - (1 + step)^(-2/3), capped at
     ``decay`` (for training from random weights); without it the decay is ``decay`` from the first
     step: min_decay pins it, since diffusers' non-warm-up path still ramps (1 + step) / (10 + step)."""
     from diffusers.training_utils import EMAModel
 
     if warmup:
-        return EMAModel(parameters, decay=decay, use_ema_warmup=True, power=2 / 3)
-    return EMAModel(parameters, decay=decay, min_decay=decay)
+        return EMAModel(parameters, decay=decay, use_ema_warmup=True, power=2 / 3, foreach=foreach)
+    return EMAModel(parameters, decay=decay, min_decay=decay, foreach=foreach)
 
 
 def build_scheduler():
@@ -106,7 +106,11 @@ def main(argv=None) -> int:
                    help="bfloat16 autocast for the forward pass (weights, EMA and loss stay float32); faster "
                         "per step on CPUs with AVX512-BF16")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda; the shipped weights are float32 either way")
     args = p.parse_args(argv)
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible to torch; leave out --device to train on the CPU.")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -118,15 +122,16 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     images, _ = load_dataset(args.dataset, "train")
-    data = torch.from_numpy(to_model_range(images))
+    data = torch.from_numpy(to_model_range(images)).to(dev)
 
     config = dict(DEFAULT_UNET)
     if args.tiny:
         config.update(block_out_channels=(8, 16, 16), norm_num_groups=4, attention_head_dim=8)
     unet = build_unet(config)
+    unet.to(dev)
     scheduler = build_scheduler()
-    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
-    ema = build_ema(unet.parameters(), args.ema_decay, warmup=not args.no_ema_warmup)
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0, fused=dev.type == "cuda")
+    ema = build_ema(unet.parameters(), args.ema_decay, warmup=not args.no_ema_warmup, foreach=dev.type == "cuda")
     step, elapsed, losses = 0, 0.0, []
     history = []
     if args.init_from and args.resume:
@@ -139,20 +144,20 @@ def main(argv=None) -> int:
         from safetensors.torch import load_file
 
         try:
-            unet.load_state_dict(load_file(str(weights_file)))
+            unet.load_state_dict(load_file(str(weights_file), device=str(dev)))
         except RuntimeError as e:
             raise SystemExit(f"--init-from {src}: its UNet does not match this config ({str(e).splitlines()[0]}); "
                              "drop --tiny or pass a folder trained with the same config.") from None
-        ema = build_ema(unet.parameters(), args.ema_decay, warmup=not args.no_ema_warmup)
+        ema = build_ema(unet.parameters(), args.ema_decay, warmup=not args.no_ema_warmup, foreach=dev.type == "cuda")
         prior = src / "training.json"
         if prior.exists():
             old = json.loads(prior.read_text())
             history = old.get("history", []) + [{k: old[k] for k in ("command", "steps", "batch", "lr", "wall_time_s",
-                                                                      "final_loss_last500", "unet_sha256") if k in old}]
+                                                                      "final_loss_last500", "unet_sha256", "device") if k in old}]
     if args.resume:
         if not ckpt.exists():
             raise SystemExit(f"--resume: no checkpoint at {ckpt}; run without --resume first.")
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = torch.load(ckpt, map_location=dev, weights_only=True)
         unet.load_state_dict(state["unet"])
         opt.load_state_dict(state["opt"])
         ema.load_state_dict(state["ema"])
@@ -174,12 +179,12 @@ def main(argv=None) -> int:
     with open(log_path, "a") as log:
         log.write(f"# start step={step} params={n_params} args={vars(args)}\n")
         while step < args.steps:
-            idx = torch.from_numpy(rng.integers(0, len(data), args.batch))
+            idx = torch.from_numpy(rng.integers(0, len(data), args.batch)).to(dev)
             x0 = data[idx]
             noise = torch.randn_like(x0)
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,))
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,), device=dev)
             xt = scheduler.add_noise(x0, noise, t)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.bf16):
                 pred = unet(xt, t).sample
             loss = torch.nn.functional.mse_loss(pred.float(), noise)
             for g in opt.param_groups:
@@ -190,9 +195,10 @@ def main(argv=None) -> int:
             opt.step()
             ema.step(unet.parameters())
             step += 1
-            losses.append(float(loss))
+            losses.append(loss.detach())  # a float() here would sync the GPU every step
             bar.update(1)
             if step % 50 == 0:
+                losses[-50:] = [float(v) for v in losses[-50:]]
                 recent = float(np.mean(losses[-200:]))
                 bar.set_postfix(loss=f"{recent:.4f}")
                 log.write(f"step {step} loss {recent:.5f} elapsed {time.time() - t0:.0f}s\n")
@@ -204,6 +210,7 @@ def main(argv=None) -> int:
                 log.write(f"# stopping early at step {step}: --max-minutes {args.max_minutes}\n")
                 break
     bar.close()
+    losses = [float(v) for v in losses]
     elapsed = time.time() - t0
     save_ckpt()
 
@@ -211,7 +218,7 @@ def main(argv=None) -> int:
     from diffusers import DDPMPipeline
 
     ema.copy_to(unet.parameters())
-    unet.eval()
+    unet.to("cpu").eval()
     pipe = DDPMPipeline(unet=unet, scheduler=scheduler)
     pipe.save_pretrained(out, safe_serialization=True)
     weights = out / "unet" / "diffusion_pytorch_model.safetensors"
@@ -230,6 +237,7 @@ def main(argv=None) -> int:
         "lr": args.lr, "ema_decay": args.ema_decay, "ema_warmup": not args.no_ema_warmup, "bf16": args.bf16, "final_loss_last500": final_loss,
         "wall_time_s": round(elapsed, 1), "params": n_params, "unet_sha256": sha256_of(weights),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "history": history,
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
     }
     with atomic_path(out / "training.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
@@ -244,13 +252,19 @@ def history_rows(history: list[dict]) -> str:
         return ""
     lines = ["", "Continued (`--init-from`, fresh optimizer) from earlier runs, oldest first:", ""]
     for h in history:
+        where = f" on one {h['device']} GPU" if h.get("device", "cpu") != "cpu" else ""
         lines.append(f"- `{h.get('command', '?')}`: {h.get('steps', '?')} × {h.get('batch', '?')} steps, "
-                     f"lr {h.get('lr', '?')}, {h.get('wall_time_s', 0) / 60:.1f} min, "
+                     f"lr {h.get('lr', '?')}, {h.get('wall_time_s', 0) / 60:.1f} min{where}, "
                      f"final loss {h.get('final_loss_last500', float('nan')):.4f}")
     total_steps = sum(h.get("steps", 0) for h in history)
     total_min = sum(h.get("wall_time_s", 0) for h in history) / 60
     lines.append(f"- earlier runs in all: {total_steps} steps, {total_min:.1f} min")
     return "\n".join(lines) + "\n"
+
+
+def where_trained(meta: dict) -> str:
+    device = meta.get("device", "cpu")
+    return f"{meta['threads']} CPU threads" if device == "cpu" else f"one {device} GPU"
 
 
 def model_card(meta: dict, grid_note: str) -> str:
@@ -269,7 +283,7 @@ A diffusers `UNet2DModel` ({meta['params']:,} parameters, 1×28×28) with a `DDP
 | precision | {'bfloat16 autocast forward, float32 weights, EMA and loss' if meta.get('bf16') else 'float32'} |
 | EMA decay | {meta['ema_decay']}{'' if meta.get('ema_warmup', True) else ' from the first step (no warm-up)'} |
 | final loss (mean of last 500 steps) | {meta['final_loss_last500']:.4f} |
-| wall time | {meta['wall_time_s'] / 60:.1f} min on {meta['threads']} CPU threads (torch {meta['torch']}) |
+| wall time | {meta['wall_time_s'] / 60:.1f} min on {where_trained(meta)} (torch {meta['torch']}) |
 | sha256 of `unet/diffusion_pytorch_model.safetensors` | `{meta['unet_sha256']}` |
 {history_rows(meta.get('history', []))}{grid_note}
 Quality measures (FID with MNIST-classifier features, classifier confidence) are appended by

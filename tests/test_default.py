@@ -1,4 +1,5 @@
 """The embedded default: shipped model, shipped profile, and the trainer that makes them."""
+import hashlib
 import json
 import subprocess
 import sys
@@ -137,3 +138,35 @@ def test_model_card_quality_section(tmp_path):
     assert "### Held-out model: fashion-mnist (`fashion/`)" in text and "| model samples, DDIM-50 | 1,000 | 77.50 |" in text
     assert "3500 steps, 60.0 min, final loss 0.0400" in text and "(../fashion/samples.png)" in text
     assert card_with_quality(card, res, tmp_path / "nowhere").count("Held-out") == 0
+
+
+def test_import_rows_only_for_the_same_weights(tmp_path):
+    """Rows measured on another machine (a GPU) merge into the card only for identical weights."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import evaluate_default
+
+    ours, gpu = tmp_path / "ours", tmp_path / "gpu"
+    for d in (ours, gpu):
+        (d / "unet").mkdir(parents=True)
+        shutil.copy(ROOT / "assets/default/unet/diffusion_pytorch_model.safetensors", d / "unet")
+    sha = hashlib.sha256((ours / "unet/diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+    base = {"metric": "FID (MNIST-classifier features)", "reference": "mnist test set, 10k images", "seed": 0,
+            "dataset": "mnist", "wall_s": 60.0}
+    (ours / "quality.json").write_text(json.dumps({**base, "command": "cpu run", "ddim50_1k": {"fid": 20.0, "n": 1000}}))
+    (gpu / "quality.json").write_text(json.dumps({**base, "command": "gpu run", "device": "NVIDIA H200",
+                                                  "ddpm1000_5k": {"fid": 5.0, "n": 5000, "device": "NVIDIA H200"}}))
+    (gpu / "training.json").write_text(json.dumps({"unet_sha256": sha}))
+    args = ["--model", str(ours), "--import-rows", str(gpu), "--only"]
+    with pytest.raises(SystemExit, match="no row ddim50_5k"):
+        evaluate_default.main(args + ["ddim50_5k"])
+    assert evaluate_default.main(args + ["ddpm1000_5k"]) == 0
+    merged = json.loads((ours / "quality.json").read_text())
+    assert merged["ddim50_1k"]["fid"] == 20.0 and merged["ddpm1000_5k"] == {"fid": 5.0, "n": 5000,
+                                                                            "device": "NVIDIA H200", "command": "gpu run"}
+    card = (ours / "README.md").read_text()
+    assert "| model samples, DDPM-1000 (the paper's sampler) (on NVIDIA H200) | 5,000 | 5.00 |" in card
+    (gpu / "training.json").write_text(json.dumps({"unet_sha256": "0" * 64}))
+    with pytest.raises(SystemExit, match="not .* rows of another model cannot be merged"):
+        evaluate_default.main(args + ["ddpm1000_5k"])
