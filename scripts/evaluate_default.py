@@ -34,7 +34,7 @@ MARK = "## Quality"
 RUNS = ("train_10k_vs_test", "gaussian_noise_1k", "ddim100_1k", "ddim50_1k", "broken_w2_ddim50_1k", "ddim50_5k",
         "ddpm1000_256", "ddpm1000_5k")
 LONG_RUNS = ("ddim50_5k", "ddpm1000_256")  # skipped by --quick
-GPU_RUNS = ("ddpm1000_5k",)  # ~20 h on this CPU: measured only with --device cuda, or when named in --only
+GPU_RUNS = ("ddpm1000_5k",)  # ~12 h on one CPU thread: measured only with --device cuda, or when named in --only
 RUN_NAMES = {"train_10k_vs_test": "real training images (sanity: near 0)", "gaussian_noise_1k": "Gaussian noise",
              "ddim100_1k": "model samples, DDIM-100", "ddim50_1k": "model samples, DDIM-50",
              "ddim50_5k": "model samples, DDIM-50", "ddpm1000_256": "model samples, DDPM-1000 (the paper's sampler)",
