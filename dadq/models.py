@@ -74,6 +74,12 @@ def full_fp32(device: torch.device):
         cudnn.allow_tf32 = before
 
 
+def device_name(device: torch.device) -> str:
+    """"cpu", or the GPU's name (e.g. "NVIDIA H200"): what results record as the machine they ran on."""
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def fingerprint(unet: nn.Module) -> str:
     """sha256 over parameter names, shapes and bytes: two models match iff their weights do."""
     inner = getattr(unet, "fp_unet", unet)  # a QuantizedUNet reports its FP original

@@ -13,7 +13,6 @@ shows the held-out Fashion-MNIST model's results, from assets/fashion/quality.js
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -28,13 +27,15 @@ import dadq  # noqa: E402
 from dadq.data import load_dataset, to_model_range  # noqa: E402
 from dadq.io import write_json, write_text  # noqa: E402
 from dadq.metrics import FID_LABEL, classify, fid  # noqa: E402
+from dadq.models import device_name  # noqa: E402
 from dadq.quant import QuantizedUNet  # noqa: E402
+from train_default import on_gpu, sha256_of  # noqa: E402  (scripts/ is on the path when a script runs)
 
 MARK = "## Quality"
 RUNS = ("train_10k_vs_test", "gaussian_noise_1k", "ddim100_1k", "ddim50_1k", "broken_w2_ddim50_1k", "ddim50_5k",
         "ddpm1000_256", "ddpm1000_5k")
 LONG_RUNS = ("ddim50_5k", "ddpm1000_256")  # skipped by --quick
-GPU_RUNS = ("ddpm1000_5k",)  # ~12 h on one CPU thread: measured only with --device cuda, or when named in --only
+GPU_RUNS = ("ddpm1000_5k",)  # hours on a CPU: measured only with --device cuda, or when named in --only
 RUN_NAMES = {"train_10k_vs_test": "real training images (sanity: near 0)", "gaussian_noise_1k": "Gaussian noise",
              "ddim100_1k": "model samples, DDIM-100", "ddim50_1k": "model samples, DDIM-50",
              "ddim50_5k": "model samples, DDIM-50", "ddpm1000_256": "model samples, DDPM-1000 (the paper's sampler)",
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
                                                            json.loads((folder / "quality.json").read_text()), held_out))
         return 0
     model = dadq.load_model(args.model, device=args.device)
-    device = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else "cpu"
+    device = device_name(model.device)
     # Bigger sampling batches only pay on a GPU; DDPM draws its step noise batch by batch, so the batch
     # size changes which noise each image gets (not its distribution).
     batch = 1000 if model.device.type == "cuda" else 256
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
 
 def import_rows(folder: Path, src: Path, names: list[str]) -> None:
     """Merge rows of src/quality.json into folder/quality.json, only if both describe the same weights."""
-    ours = hashlib.sha256((folder / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+    ours = sha256_of(folder / "unet" / "diffusion_pytorch_model.safetensors")
     try:
         theirs = json.loads((src / "training.json").read_text())["unet_sha256"]
         other = json.loads((src / "quality.json").read_text())
@@ -183,7 +184,7 @@ def import_rows(folder: Path, src: Path, names: list[str]) -> None:
 
 def fid_table(res: dict) -> list[str]:
     rows = [(k, v) for k, v in res.items() if isinstance(v, dict) and "fid" in v]
-    where = f" on one {res['device']} GPU" if res.get("device", "cpu") != "cpu" else ""
+    where = on_gpu(res.get("device", "cpu"))
     lines = [f"Measured by `{res['command']}` ({res['wall_s'] / 60:.1f} min{where}). Scores are "
              f"**{res['metric']}**, against the {res['reference']}; seed {res['seed']}.\n",
              "| images | n | FID |", "|---|---|---|"]

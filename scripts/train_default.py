@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dadq.data import load_dataset, to_model_range  # noqa: E402
 from dadq.io import atomic_path, write_text  # noqa: E402
+from dadq.models import device_name  # noqa: E402
 
 DEFAULT_UNET = dict(
     sample_size=28,
@@ -130,8 +131,6 @@ def main(argv=None) -> int:
     unet = build_unet(config)
     unet.to(dev)
     scheduler = build_scheduler()
-    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0, fused=dev.type == "cuda")
-    ema = build_ema(unet.parameters(), args.ema_decay, warmup=not args.no_ema_warmup, foreach=dev.type == "cuda")
     step, elapsed, losses = 0, 0.0, []
     history = []
     if args.init_from and args.resume:
@@ -148,12 +147,14 @@ def main(argv=None) -> int:
         except RuntimeError as e:
             raise SystemExit(f"--init-from {src}: its UNet does not match this config ({str(e).splitlines()[0]}); "
                              "drop --tiny or pass a folder trained with the same config.") from None
-        ema = build_ema(unet.parameters(), args.ema_decay, warmup=not args.no_ema_warmup, foreach=dev.type == "cuda")
         prior = src / "training.json"
         if prior.exists():
             old = json.loads(prior.read_text())
             history = old.get("history", []) + [{k: old[k] for k in ("command", "steps", "batch", "lr", "wall_time_s",
                                                                       "final_loss_last500", "unet_sha256", "device") if k in old}]
+    # built after --init-from so that the EMA starts from the loaded weights
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0, fused=dev.type == "cuda")
+    ema = build_ema(unet.parameters(), args.ema_decay, warmup=not args.no_ema_warmup, foreach=dev.type == "cuda")
     if args.resume:
         if not ckpt.exists():
             raise SystemExit(f"--resume: no checkpoint at {ckpt}; run without --resume first.")
@@ -237,7 +238,7 @@ def main(argv=None) -> int:
         "lr": args.lr, "ema_decay": args.ema_decay, "ema_warmup": not args.no_ema_warmup, "bf16": args.bf16, "final_loss_last500": final_loss,
         "wall_time_s": round(elapsed, 1), "params": n_params, "unet_sha256": sha256_of(weights),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "history": history,
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "device": device_name(dev),
     }
     with atomic_path(out / "training.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
@@ -252,7 +253,7 @@ def history_rows(history: list[dict]) -> str:
         return ""
     lines = ["", "Continued (`--init-from`, fresh optimizer) from earlier runs, oldest first:", ""]
     for h in history:
-        where = f" on one {h['device']} GPU" if h.get("device", "cpu") != "cpu" else ""
+        where = on_gpu(h.get("device", "cpu"))
         lines.append(f"- `{h.get('command', '?')}`: {h.get('steps', '?')} × {h.get('batch', '?')} steps, "
                      f"lr {h.get('lr', '?')}, {h.get('wall_time_s', 0) / 60:.1f} min{where}, "
                      f"final loss {h.get('final_loss_last500', float('nan')):.4f}")
@@ -262,9 +263,13 @@ def history_rows(history: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def on_gpu(device: str) -> str:
+    """" on one NVIDIA H200 GPU" for a recorded device name; "" for "cpu"."""
+    return "" if device == "cpu" else f" on one {device} GPU"
+
+
 def where_trained(meta: dict) -> str:
-    device = meta.get("device", "cpu")
-    return f"{meta['threads']} CPU threads" if device == "cpu" else f"one {device} GPU"
+    return on_gpu(meta.get("device", "cpu")).removeprefix(" on ") or f"{meta['threads']} CPU threads"
 
 
 def model_card(meta: dict, grid_note: str) -> str:

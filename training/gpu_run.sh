@@ -32,8 +32,9 @@ pack() { rm -f "$OUT/mnist-gpu.tgz"; tar -czf "$OUT/mnist-gpu.tgz" -C "$WORK" mn
 echo "== probe"
 timeout 120 python3 scripts/train_default.py --device "$DEVICE" --dataset mnist --steps 300 --batch "$BATCH" \
   --grid-steps 0 --out "$WORK/probe" --checkpoint "$WORK/probe.ckpt" 2>&1 | grep -v "it/s\|step/s" | tail -3
-STEPS=$(python3 -c "import json; m = json.load(open('$WORK/probe/training.json')); r = m['steps'] / m['wall_time_s']; print(max(100, int(r * $TRAIN_S / 100) * 100))")
-echo "probe: $(python3 -c "import json; m = json.load(open('$WORK/probe/training.json')); print(m['steps'] / m['wall_time_s'])") steps/s -> $STEPS steps"
+RATE=$(python3 -c "import json; m = json.load(open('$WORK/probe/training.json')); print(m['steps'] / m['wall_time_s'])")
+STEPS=$(python3 -c "print(max(100, int($RATE * $TRAIN_S / 100) * 100))")
+echo "probe: $RATE steps/s -> $STEPS steps"
 
 echo "== fine-tune"
 timeout $((TRAIN_S * 2 + 60)) python3 scripts/train_default.py --device "$DEVICE" --dataset mnist \
