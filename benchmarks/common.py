@@ -302,18 +302,29 @@ def score_allocation(profile, alloc) -> float:
     return total
 
 
+def profile_path(model_name: str = "default", path: str | Path | None = None) -> Path:
+    """Where the profile to benchmark with lives: ``path``; else a model folder's own
+    ``profile.safetensors`` (e.g. assets/fashion); else the shipped default model's."""
+    if path is None and model_name not in ("default", "random") and (Path(model_name) / "profile.safetensors").exists():
+        path = Path(model_name) / "profile.safetensors"
+    return Path(path) if path is not None else DEFAULT_PROFILE
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as results show it: relative to the repository where it lies inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
+
+
 def get_profile(model, model_name: str = "default", path: str | Path | None = None, wait_s: float = 0.0):
-    """The profile to benchmark with: ``path``; else the shipped one for the default model, a model
-    folder's own ``profile.safetensors`` (e.g. assets/fashion), or for 'random' (development only) a
-    tiny one built on the fly (G=2, 1 calibration sample, fast mode)."""
+    """The profile at :func:`profile_path`, or for 'random' (development only) a tiny one built on
+    the fly (G=2, 1 calibration sample, fast mode)."""
     import dadq
 
     if model_name == "random" and path is None:
         print("building a tiny development profile of the random-weight model (G=2, calib 1, fast)...", flush=True)
         return dadq.profile(model, groups=2, bits=range(2, 9), calib_per_group=1, mode="fast")
-    if path is None and model_name not in ("default", "random") and (Path(model_name) / "profile.safetensors").exists():
-        path = Path(model_name) / "profile.safetensors"
-    path = Path(path) if path is not None else DEFAULT_PROFILE
+    path = profile_path(model_name, path)
     if wait_s and not wait_for(path, wait_s):
         raise SystemExit(f"no profile at {path} after waiting {wait_s:.0f} s")
     return dadq.Profile.load(path)

@@ -50,7 +50,8 @@ from dadq.parallel import side_by_side
 
 from benchmarks.cells import CellCache, Deadline, OutOfTime, allocation_digest, digest, profile_digest
 from benchmarks.common import (add_common_args, command_line, get_profile, jsonable, load_model, loadavg,
-                               machine_facts, print_table, result_path, save_figure, setup_threads, write_result)
+                               machine_facts, print_table, profile_path, result_path, save_figure, setup_threads,
+                               shown_path, write_result)
 
 METHODS = ("lagrangian", "exact", "greedy", "uniform")
 # (target, budget): "w" weights only, "wa" joint W+A, "w4a" separate budgets: W at 4 bits, A at `budget`
@@ -146,7 +147,9 @@ def main_grid(sw: Sweep, n, steps, log, methods=METHODS) -> list[dict]:
         ev = sw.cache.get(key)
         if ev is not None:
             row.update(ev)
-            row["reused_from"] = ev["_from"]
+            # a cell evaluated for itself in an earlier slice is not a reuse: additivity counts it
+            if ev["_from"] != f"{target} {budget:g} {method}":
+                row["reused_from"] = ev["_from"]
         else:
             sw.deadline.check(f"grid cell {target} {budget:g} {method}")
             t1 = time.perf_counter()
@@ -480,6 +483,26 @@ def plot_ablation(rows, title):
     return fig
 
 
+def plot_groups_fid(summary, title):
+    """FID of DADQ exact at W+A 4 bits per number of timestep groups, mean and std over seeds."""
+    import plotly.graph_objects as go
+
+    sel = sorted([r for r in summary if r["row"].startswith("WA 4 exact G=")], key=lambda r: int(r["row"].split("G=")[1]))
+    fig = go.Figure(go.Bar(x=[r["row"].split(" ")[-1] for r in sel], y=[r["fid_mean"] for r in sel],
+                           error_y=dict(type="data", array=[r["fid_std"] for r in sel]),
+                           marker_color=COLOURS["exact"], name="DADQ exact, W+A 4 bits",
+                           text=[f"{r['fid_mean']:.1f} ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''})"
+                                 for r in sel], textposition="outside"))
+    fp = [r for r in summary if r["row"] == "FP"]
+    if fp:
+        fig.add_hline(y=fp[0]["fid_mean"], line_dash="dash", line_color="black",
+                      annotation_text=f"FP {fp[0]['fid_mean']:.2f}")
+    fig.update_yaxes(title_text="FID (MNIST-classifier features)")
+    fig.update_xaxes(title_text="timestep groups")
+    fig.update_layout(template="plotly_white", height=450, title=title)
+    return fig
+
+
 def print_main_tables(rows, a, prof, n, steps) -> None:
     print()
     print_table(["target", "budget", "method", "weights", "bits used", "stored W MB", "pred D", "meas D", "meas/pred",
@@ -557,7 +580,8 @@ def main(argv=None) -> int:
         "benchmark": name, "command": command_line("sweep"), "quick": quick, "complete": False,
         "machine": machine_facts(), "loadavg_start": load0,
         "setup": {"model": args.model, "fingerprint": prof.fingerprint,
-                  "profile": str(args.profile or "assets/default/profile.safetensors"), "profile_groups": prof.num_groups,
+                  "profile": (shown_path(profile_path(args.model, args.profile)) if args.model != "random" or args.profile
+                              else "built here (random weights, development)"), "profile_groups": prof.num_groups,
                   "profile_bits": prof.bits.tolist(), "profile_calib_per_group": prof.meta.get("calib_per_group"),
                   "profile_mode": prof.meta.get("mode"), "weight_mode": "per-group",
                   "paired": {"n": n, "sampler": f"DDIM-{steps}", "eta": 0.0, "seed": 0,
@@ -575,29 +599,36 @@ def main(argv=None) -> int:
         result["log"] = lines
         write_result(name, result, args.out)
 
+    stopped = None
     try:
         plan = Plan(args, quick, n, steps, fid_n, fid_steps, fid_seeds, ab_calib, ab_mode)
-        rows, ab = run_parts(sw, plan, result, save, log)
+        run_parts(sw, plan, result, save, log)
     except OutOfTime as stop:
-        result["stopped_before"] = str(stop)
+        # a time-boxed slice still plots and tabulates what is finished, marked partial
+        stopped = result["stopped_before"] = str(stop)
         log(f"--max-minutes {args.max_minutes:g} passed; stopped before {stop}. {len(sw.cache.cells)} finished cells "
             f"are in {cache_path}; run the same command again to go on.")
         save()
-        return 0
+    rows, ab = result.get("cells", []), result.get("groups_ablation")
+    partial = "" if stopped is None else " [partial run]"
 
     # 4. plots
     plots = {}
     figs = {}
     if rows:
         figs["ssim_vs_bits"] = plot_ssim_vs_bits(rows, f"Paired SSIM vs average bits ({n} samples, DDIM-{steps}, "
-                                                       f"G={prof.num_groups} profile)")
+                                                       f"G={prof.num_groups} profile){partial}")
         figs["additivity"] = plot_additivity(rows, result["additivity"])
     if ab is not None:
         figs["groups_ablation"] = plot_ablation(ab["rows"], f"Timestep groups ablation: paired SSIM ({ab_mode} profiles, "
-                                                            f"calib {ab_calib}/group; {n} samples, DDIM-{steps})")
+                                                            f"calib {ab_calib}/group; {n} samples, DDIM-{steps}){partial}")
     if "fid_summary" in result:
+        done = sorted({s for r in result["fid_summary"] for s in r["seeds"]})
         figs["fid_vs_bits"] = plot_fid_vs_bits(result["fid_summary"], f"FID vs average bits ({fid_n} samples, "
-                                                                      f"DDIM-{fid_steps}, seeds {fid_seeds})")
+                                                                      f"DDIM-{fid_steps}, seeds {done}){partial}")
+        if sum(r["row"].startswith("WA 4 exact G=") for r in result["fid_summary"]) > 1:
+            figs["groups_fid"] = plot_groups_fid(result["fid_summary"], f"Timestep groups ablation: FID at W+A 4 bits "
+                                                                        f"({fid_n} samples, DDIM-{fid_steps}){partial}")
     from dadq.plots import allocation_heatmap
 
     a4 = dadq.allocate(prof, budget=4.0, target="wa", method="exact")
@@ -629,8 +660,8 @@ def main(argv=None) -> int:
                     [[r["row"], r["fid_mean"], r["fid_std"], r["fp_fid_mean"], r["fid_over_fp"], r["n"], r["sampler"],
                       len(r["seeds"])] for r in result["fid_summary"]], title=result["fid"][0]["label"])
     total = time.perf_counter() - t_start
-    result["complete"] = True
-    if quick:
+    result["complete"] = stopped is None
+    if quick and stopped is None:
         result["targets"] = {"quick_run_seconds": {"value": total, "target": f"<= {QUICK_LIMIT_S:.0f}",
                                                    "pass": total <= QUICK_LIMIT_S}}
         print(f"\nquick sweep took {total:.0f} s (target <= {QUICK_LIMIT_S:.0f} s): "

@@ -43,3 +43,28 @@ def test_deadline():
     time.sleep(0.01)
     with pytest.raises(OutOfTime, match="FID seed 3"):
         d.check("FID seed 3")
+
+
+def test_a_time_boxed_slice_resumes_and_plots_what_is_done(tmp_path):
+    """The real sweep on a random-weight model, tiny: a first run fills the cell cache; a second,
+    given no time, takes every grid cell from the cache, stops before its first FID row, and still
+    writes the finished part's plots, marked incomplete."""
+    from benchmarks import sweep
+
+    out, cache = tmp_path / "s.json", tmp_path / "s.cells.json"
+    common = ["--model", "random", "--n", "2", "--steps", "2", "--no-ablation", "--threads", "1",
+              "--out", str(out), "--cache", str(cache), "--name", "t"]
+    assert sweep.main(common + ["--fid-n", "0"]) == 0
+    first = json.loads(out.read_text())
+    assert first["complete"]
+    assert first["setup"]["profile"].startswith("built here")
+    assert sweep.main(common + ["--fid-n", "8", "--fid-seeds", "1", "--max-minutes", "1e-6"]) == 0
+    again = json.loads(out.read_text())
+    assert not again["complete"] and again["stopped_before"] == "FID FP seed 1"
+    # the first run's hits are allocations two methods share (e.g. every method at W 2); the second's are all
+    assert first["cells_from_cache"] < again["cells_from_cache"] == len(first["cells"])
+    assert [c["paired_ssim_mean"] for c in again["cells"]] == [c["paired_ssim_mean"] for c in first["cells"]]
+    # cells evaluated for themselves in the first slice still count in the additivity check
+    assert again["additivity"]["all"]["cells"] == first["additivity"]["all"]["cells"] > 20
+    assert {"ssim_vs_bits", "additivity"} <= set(again["plots"])
+    assert "[partial run]" in (tmp_path / "t_ssim_vs_bits.html").read_text()
