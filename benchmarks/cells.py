@@ -8,6 +8,7 @@ a rebuilt profile therefore never reuses a stale number: its keys simply miss.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import time
@@ -53,17 +54,26 @@ def allocation_digest(alloc) -> str:
 
 
 class CellCache:
-    """{key: row} in one JSON file, rewritten atomically after every new cell. ``path=None``: memory only."""
+    """{key: row} in one JSON file, rewritten atomically after every new cell. ``path=None``: memory only.
+
+    A write merges with what is on disk first (under a lock), and a miss looks at the disk again, so
+    cells that another process or ``python -m benchmarks.cells --merge`` added meanwhile are kept and used.
+    """
+
+    ABOUT = "finished cells of benchmarks/sweep.py; keys name what each depends on"
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
-        self.cells: dict[str, dict] = {}
-        if self.path is not None and self.path.exists():
-            try:
-                self.cells = json.loads(self.path.read_text())["cells"]
-            except (ValueError, KeyError) as e:
-                raise SystemExit(f"{self.path}: not a cell cache ({e}); move it away to start afresh.") from None
+        self.cells: dict[str, dict] = self._read()
         self.hits = 0
+
+    def _read(self) -> dict[str, dict]:
+        if self.path is None or not self.path.exists():
+            return {}
+        try:
+            return json.loads(self.path.read_text())["cells"]
+        except (ValueError, KeyError) as e:
+            raise SystemExit(f"{self.path}: not a cell cache ({e}); move it away to start afresh.") from None
 
     @staticmethod
     def key(*parts) -> str:
@@ -71,17 +81,51 @@ class CellCache:
 
     def get(self, key: str) -> dict | None:
         row = self.cells.get(key)
+        if row is None and self.path is not None:
+            self.cells.update(self._read())
+            row = self.cells.get(key)
         if row is not None:
             self.hits += 1
             return dict(row)
         return None
 
     def put(self, key: str, row: dict) -> None:
-        from dadq.io import write_json
-
         from benchmarks.common import jsonable
 
-        self.cells[key] = jsonable(row)
-        if self.path is not None:
-            write_json(self.path, {"about": "finished cells of benchmarks/sweep.py; keys name what each depends on",
-                                   "cells": self.cells})
+        self.update({key: jsonable(row)})
+
+    def update(self, cells: dict[str, dict]) -> None:
+        """Add finished cells and write the file: what is on disk, then ours, then ``cells``."""
+        from dadq.io import write_json
+
+        self.cells.update(cells)
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.cells = {**self._read(), **self.cells}
+            write_json(self.path, {"about": self.ABOUT, "cells": self.cells})
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="Copy finished cells from one cache into another. Keys name every "
+                                            "input a number depends on, so a cell measured by another sweep "
+                                            "(e.g. sweep_fid1k's FID rows) is the same number in this one.")
+    p.add_argument("--merge", required=True, help="cache to copy from (e.g. benchmarks/results/sweep_fid1k.cells.json)")
+    p.add_argument("--into", required=True, help="cache to add them to (e.g. benchmarks/results/sweep.cells.json)")
+    args = p.parse_args(argv)
+    src = CellCache(args.merge)
+    if not src.cells:
+        raise SystemExit(f"{args.merge}: no cells to merge")
+    dst = CellCache(args.into)
+    new = {k: v for k, v in src.cells.items() if k not in dst.cells}
+    dst.update(new)
+    print(f"{args.into}: {len(new)} cells added from {args.merge} ({len(src.cells) - len(new)} were there already)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

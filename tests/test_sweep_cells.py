@@ -68,3 +68,21 @@ def test_a_time_boxed_slice_resumes_and_plots_what_is_done(tmp_path):
     assert again["additivity"]["all"]["cells"] == first["additivity"]["all"]["cells"] > 20
     assert {"ssim_vs_bits", "additivity"} <= set(again["plots"])
     assert "[partial run]" in (tmp_path / "t_ssim_vs_bits.html").read_text()
+
+
+def test_writes_merge_with_cells_another_process_added(tmp_path):
+    """Two caches on one file (two slices, or a merge while a slice runs) lose nothing."""
+    from benchmarks import cells
+
+    path = tmp_path / "s.cells.json"
+    a, b = CellCache(path), CellCache(path)
+    a.put("x", {"fid": 1.0})
+    b.put("y", {"fid": 2.0})  # b never saw x: its write must keep it
+    assert set(json.loads(path.read_text())["cells"]) == {"x", "y"}
+    assert b.get("x") == {"fid": 1.0}  # a miss looks at the disk again
+    other = tmp_path / "o.cells.json"
+    CellCache(other).put("z", {"fid": 3.0})
+    CellCache(other).put("x", {"fid": 99.0})
+    assert cells.main(["--merge", str(other), "--into", str(path)]) == 0
+    merged = json.loads(path.read_text())["cells"]
+    assert merged["z"] == {"fid": 3.0} and merged["x"] == {"fid": 1.0}  # what is there stays
