@@ -23,10 +23,11 @@ class OutOfTime(Exception):
 
 class Deadline:
     def __init__(self, minutes: float | None):
-        self.end = None if not minutes else time.perf_counter() + 60.0 * float(minutes)
+        # 0 minutes: start nothing new (rewrite a result and its plots from finished cells only)
+        self.end = None if minutes is None else time.perf_counter() + 60.0 * float(minutes)
 
     def check(self, what: str) -> None:
-        if self.end is not None and time.perf_counter() > self.end:
+        if self.end is not None and time.perf_counter() >= self.end:
             raise OutOfTime(what)
 
 

@@ -103,7 +103,9 @@ def ends_line(h: dict) -> str:
 def render(result: dict) -> str:
     """The markdown of one sweep result (all parts it holds)."""
     s = result["setup"]
-    out = [f"`{result['command']}` → `benchmarks/results/{result['benchmark']}.json`"
+    # --max-minutes only time-boxes a slice: the same command without it gives the same numbers
+    command = re.sub(r" --max-minutes [\d.e-]+", "", result["command"])
+    out = [f"`{command}` → `benchmarks/results/{result['benchmark']}.json`"
            + ("" if result.get("complete") else f" (**partial**: stopped before {result['stopped_before']})"
               if "stopped_before" in result else " (**partial**: still running, or interrupted)")]
     cells = result.get("cells") or []

@@ -539,8 +539,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-grid", action="store_true", help="skip the main grid (e.g. for an FID-only run)")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the profile file")
     p.add_argument("--max-minutes", type=float, default=None,
-                   help="start no new cell after this many minutes; finished cells stay in the cell cache, and the "
-                        "same command run again resumes there (the full run costs hours of CPU)")
+                   help="start no new cell after this many minutes (0: none; rewrite the result and plots from "
+                        "finished cells); finished cells stay in the cell cache, and the same command run again "
+                        "resumes there (the full run costs hours of CPU)")
     p.add_argument("--cache", default=None,
                    help="finished-cell cache (default for full runs: benchmarks/results/<name>.cells.json, with the "
                         "ablation profiles in benchmarks/results/profiles/<name>/; quick runs: none)")

@@ -39,6 +39,8 @@ def test_corrupt_cache_names_the_file_and_the_fix(tmp_path):
 
 def test_deadline():
     Deadline(None).check("anything")  # no limit: never stops
+    with pytest.raises(OutOfTime):  # 0 minutes: start nothing new
+        Deadline(0).check("grid cell")
     d = Deadline(1e-6)
     time.sleep(0.01)
     with pytest.raises(OutOfTime, match="FID seed 3"):
@@ -58,7 +60,7 @@ def test_a_time_boxed_slice_resumes_and_plots_what_is_done(tmp_path):
     first = json.loads(out.read_text())
     assert first["complete"]
     assert first["setup"]["profile"].startswith("built here")
-    assert sweep.main(common + ["--fid-n", "8", "--fid-seeds", "1", "--max-minutes", "1e-6"]) == 0
+    assert sweep.main(common + ["--fid-n", "8", "--fid-seeds", "1", "--max-minutes", "0"]) == 0
     again = json.loads(out.read_text())
     assert not again["complete"] and again["stopped_before"] == "FID FP seed 1"
     # the first run's hits are allocations two methods share (e.g. every method at W 2); the second's are all
