@@ -456,9 +456,10 @@ def plot_fid_vs_bits(summary, title):
                                          error_y=dict(type="data", array=[r["fid_std"] for r in sel]),
                                          mode="lines+markers", name=f"{m}, {'W only' if target == 'W' else 'W+A'}",
                                          line=dict(color=COLOURS[m], dash=dash), marker=dict(size=9)))
-    if fp:
-        fig.add_hline(y=fp[0]["fid_mean"], line_dash="dash", line_color="black",
-                      annotation_text=f"FP {fp[0]['fid_mean']:.2f}")
+    xs = [r["avg_bits_used"] for r in summary if r["row"] != "FP"]
+    if fp and xs:  # a trace, not add_hline: on a log axis the hline's annotation takes log10 units
+        fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[fp[0]["fid_mean"]] * 2, mode="lines",
+                                 name=f"FP {fp[0]['fid_mean']:.2f}", line=dict(color="black", dash="dash")))
     fig.update_xaxes(title_text="average bits used")
     fig.update_yaxes(title_text="FID (MNIST-classifier features)", type="log")
     fig.update_layout(template="plotly_white", height=450, title=title)
