@@ -67,6 +67,7 @@ class CellCache:
         self.path = Path(path) if path else None
         self.cells: dict[str, dict] = self._read()
         self.hits = 0
+        self.added = 0  # cells this process computed and wrote
 
     def _read(self) -> dict[str, dict]:
         if self.path is None or not self.path.exists():
@@ -94,6 +95,7 @@ class CellCache:
         from benchmarks.common import jsonable
 
         self.update({key: jsonable(row)})
+        self.added += 1
 
     def update(self, cells: dict[str, dict]) -> None:
         """Add finished cells and write the file: what is on disk, then ours, then ``cells``."""

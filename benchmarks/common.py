@@ -191,7 +191,7 @@ def jsonable(obj):
         x = float(obj)
         return x if math.isfinite(x) else str(x)
     if isinstance(obj, Path):
-        return str(obj.relative_to(REPO)) if obj.is_absolute() and REPO in obj.parents else str(obj)
+        return shown_path(obj) if obj.is_absolute() else str(obj)
     return obj
 
 

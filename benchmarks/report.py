@@ -78,17 +78,27 @@ def fid_table(fid: list[dict], seeds: list[int]) -> str:
     return _table(["row"] + [f"seed {s}" for s in seeds] + ["mean ± std", "÷ FP (same seeds)"], rows)
 
 
+def groups_fid(fid: list[dict]) -> tuple[list[int], dict[int, list[float]]]:
+    """FID of exact at W+A 4 bits per G (rows 'WA 4 exact G=...'), on the seeds every such G has:
+    (seeds, {G: [FID per seed]}). FP FID moves by half between seeds at 1k samples, so G is compared
+    only on common seeds."""
+    per_G: dict[int, dict[int, float]] = {}
+    for r in fid:
+        if r["row"].startswith("WA 4 exact G="):
+            per_G.setdefault(int(r["row"].split("G=")[1]), {})[r["seed"]] = r["fid"]
+    seeds = sorted(set.intersection(*(set(f) for f in per_G.values()))) if per_G else []
+    return seeds, {G: [f[s] for s in seeds] for G, f in per_G.items()}
+
+
 def ablation_table(ab_rows: list[dict], fid: list[dict]) -> str:
     """Paired SSIM per G, budget and method; FID of exact at W+A 4 per G where measured."""
     Gs = sorted({r["G"] for r in ab_rows})
     cols = list(dict.fromkeys((r["budget"], r["method"]) for r in ab_rows))
-    fid_by_G = {G: {r["seed"]: r["fid"] for r in fid if r["row"] == f"WA 4 exact G={G}"} for G in Gs}
-    # FP FID moves by half between seeds at 1k samples: compare G only over the seeds every G has
-    seeds = sorted(set.intersection(*(set(f) for f in fid_by_G.values() if f))) if any(fid_by_G.values()) else []
+    seeds, fid_by_G = groups_fid(fid)
     rows = []
     for G in Gs:
         by = {(r["budget"], r["method"]): r["paired_ssim_mean"] for r in ab_rows if r["G"] == G}
-        f = [fid_by_G[G][s] for s in seeds if s in fid_by_G[G]]
+        f = fid_by_G.get(G)
         rows.append([f"G={G}"] + [_f(by.get(c)) for c in cols] + [f"{np.mean(f):.2f}" if f else "–"])
     head = f"W+A 4 exact: FID, mean over seed{'s' if len(seeds) != 1 else ''} {', '.join(map(str, seeds))}"
     return _table(["groups"] + [f"W+A {b:g} {m}: SSIM" for b, m in cols] + [head if seeds else "W+A 4 exact: FID"], rows)

@@ -39,6 +39,7 @@ per method; predicted vs measured distortion; groups-ablation bars; the 4-bit al
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ from benchmarks.cells import CellCache, Deadline, OutOfTime, allocation_digest, 
 from benchmarks.common import (add_common_args, command_line, get_profile, jsonable, load_model, loadavg,
                                machine_facts, print_table, profile_path, result_path, save_figure, setup_threads,
                                shown_path, write_result)
+from benchmarks.report import groups_fid
 
 METHODS = ("lagrangian", "exact", "greedy", "uniform")
 # (target, budget): "w" weights only, "wa" joint W+A, "w4a" separate budgets: W at 4 bits, A at `budget`
@@ -330,9 +332,19 @@ class Plan:
     ab_mode: str
 
 
-def run_parts(sw: Sweep, plan: Plan, result: dict, save, log):
+def previous_slices(out_json: Path) -> list[dict]:
+    """The slices recorded in an earlier result of the same name, without those that computed nothing
+    (e.g. ``--max-minutes 0`` rewrites)."""
+    try:
+        old = json.loads(out_json.read_text()).get("slices", [])
+    except (OSError, ValueError):
+        return []
+    return [s for s in old if s.get("cells_computed")]
+
+
+def run_parts(sw: Sweep, plan: Plan, result: dict, save, log) -> None:
     """1. the main grid (with the ablation's profiles beside it), 2. the groups ablation, 3. FID rows;
-    each part's results go into ``result`` and are saved as soon as it ends. Returns (grid rows, ablation)."""
+    each part's results go into ``result`` and are saved as soon as it ends."""
     quick, n, steps, prof = plan.quick, plan.n, plan.steps, sw.prof
     fid_n, fid_steps, fid_seeds, ab_calib, ab_mode = plan.fid_n, plan.fid_steps, plan.fid_seeds, plan.ab_calib, plan.ab_mode
     # 1. main grid, and the ablation's profiles beside it: both are independent, and on a CPU two
@@ -382,7 +394,6 @@ def run_parts(sw: Sweep, plan: Plan, result: dict, save, log):
             if fid:
                 result["fid"], result["fid_summary"] = fid, fid_summary(fid)
                 save()
-    return rows, ab
 
 
 # --- plots ----------------------------------------------------------------------------------------
@@ -484,23 +495,23 @@ def plot_ablation(rows, title):
     return fig
 
 
-def plot_groups_fid(summary, title):
-    """FID of DADQ exact at W+A 4 bits per number of timestep groups, mean and std over seeds."""
+def plot_groups_fid(fid, title):
+    """FID of DADQ exact at W+A 4 bits per number of timestep groups, mean over the seeds every G has
+    (``fid``: the result's FID rows, one per seed)."""
     import plotly.graph_objects as go
 
-    sel = sorted([r for r in summary if r["row"].startswith("WA 4 exact G=")], key=lambda r: int(r["row"].split("G=")[1]))
-    fig = go.Figure(go.Bar(x=[r["row"].split(" ")[-1] for r in sel], y=[r["fid_mean"] for r in sel],
-                           error_y=dict(type="data", array=[r["fid_std"] for r in sel]),
+    seeds, by_G = groups_fid(fid)
+    Gs = sorted(by_G)
+    fig = go.Figure(go.Bar(x=[f"G={G}" for G in Gs], y=[np.mean(by_G[G]) for G in Gs],
+                           error_y=dict(type="data", array=[np.std(by_G[G], ddof=1) if len(seeds) > 1 else 0 for G in Gs]),
                            marker_color=COLOURS["exact"], name="DADQ exact, W+A 4 bits",
-                           text=[f"{r['fid_mean']:.1f} ({len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''})"
-                                 for r in sel], textposition="outside"))
-    fp = [r for r in summary if r["row"] == "FP"]
+                           text=[f"{np.mean(by_G[G]):.1f}" for G in Gs], textposition="outside"))
+    fp = [r["fid"] for r in fid if r["row"] == "FP" and r["seed"] in seeds]
     if fp:
-        fig.add_hline(y=fp[0]["fid_mean"], line_dash="dash", line_color="black",
-                      annotation_text=f"FP {fp[0]['fid_mean']:.2f}")
+        fig.add_hline(y=np.mean(fp), line_dash="dash", line_color="black", annotation_text=f"FP {np.mean(fp):.2f}")
     fig.update_yaxes(title_text="FID (MNIST-classifier features)")
     fig.update_xaxes(title_text="timestep groups")
-    fig.update_layout(template="plotly_white", height=450, title=title)
+    fig.update_layout(template="plotly_white", height=450, title=f"{title}, mean over seeds {seeds}")
     return fig
 
 
@@ -594,9 +605,16 @@ def main(argv=None) -> int:
                   "methods": list(QUICK_METHODS if quick else METHODS)},
     }
 
+    # every slice of a resumable run, oldest first: the result's log holds only the latest one
+    slices = previous_slices(out_json) if cache_path is not None else []
+    utc0 = machine_facts()["utc"]
+
     def save():
         result["cells_from_cache"] = sw.cache.hits
         result["seconds_total"] = time.perf_counter() - t_start
+        result["slices"] = slices + [{"command": result["command"], "utc_start": utc0,
+                                      "seconds": round(result["seconds_total"], 1), "cells_computed": sw.cache.added,
+                                      "stopped_before": result.get("stopped_before")}]
         result["loadavg_now"] = loadavg()
         result["log"] = lines
         write_result(name, result, args.out)
@@ -628,8 +646,9 @@ def main(argv=None) -> int:
         done = sorted({s for r in result["fid_summary"] for s in r["seeds"]})
         figs["fid_vs_bits"] = plot_fid_vs_bits(result["fid_summary"], f"FID vs average bits ({fid_n} samples, "
                                                                       f"DDIM-{fid_steps}, seeds {done}){partial}")
-        if sum(r["row"].startswith("WA 4 exact G=") for r in result["fid_summary"]) > 1:
-            figs["groups_fid"] = plot_groups_fid(result["fid_summary"], f"Timestep groups ablation: FID at W+A 4 bits "
+        g_seeds, g_fid = groups_fid(result["fid"])
+        if g_seeds and len(g_fid) > 1:
+            figs["groups_fid"] = plot_groups_fid(result["fid"], f"Timestep groups ablation: FID at W+A 4 bits "
                                                                         f"({fid_n} samples, DDIM-{fid_steps}){partial}")
     from dadq.plots import allocation_heatmap
 

@@ -68,6 +68,9 @@ def test_a_time_boxed_slice_resumes_and_plots_what_is_done(tmp_path):
     assert [c["paired_ssim_mean"] for c in again["cells"]] == [c["paired_ssim_mean"] for c in first["cells"]]
     # cells evaluated for themselves in the first slice still count in the additivity check
     assert again["additivity"]["all"]["cells"] == first["additivity"]["all"]["cells"] > 20
+    # the slice history survives the rewrite: the first slice computed cells, the second none
+    assert [s["cells_computed"] for s in again["slices"]] == [first["slices"][0]["cells_computed"], 0]
+    assert first["slices"][0]["cells_computed"] == len(json.loads(cache.read_text())["cells"]) > 20
     assert {"ssim_vs_bits", "additivity"} <= set(again["plots"])
     assert "[partial run]" in (tmp_path / "t_ssim_vs_bits.html").read_text()
 
