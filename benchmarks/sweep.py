@@ -530,6 +530,19 @@ def print_main_tables(rows, a, prof, n, steps) -> None:
           f"median {a['median_ratio_measured_over_predicted']:.3f}")
 
 
+def fid_seed_list(text: str) -> list[int]:
+    """'3' -> [1, 2, 3]; '2-3' -> [2, 3]: the FID seeds named by ``--fid-seeds``."""
+    try:
+        lo, _, hi = text.partition("-")
+        seeds = list(range(int(lo), int(hi) + 1)) if hi else list(range(1, int(lo) + 1))
+    except ValueError:
+        seeds = []
+    if not seeds or seeds[0] < 1:
+        raise argparse.ArgumentTypeError(f"--fid-seeds {text!r}: give a count N >= 1 (seeds 1..N) or a range A-B "
+                                         f"with 1 <= A <= B, e.g. 3 or 2-3.")
+    return seeds
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, "24 samples at DDIM-25, cheap ablation profiles, one 256-sample FID (<= 10 min)")
@@ -539,7 +552,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="DDIM steps of the paired samples (25)")
     p.add_argument("--fid-n", type=int, default=None, help="FID samples (quick 256, full 1000); 0 = no FID")
     p.add_argument("--fid-steps", type=int, default=None, help="DDIM steps of the FID samples (quick 25, full 50)")
-    p.add_argument("--fid-seeds", type=int, default=None, help="seeds of the FID rows (quick 1, full 3)")
+    p.add_argument("--fid-seeds", type=fid_seed_list, default=None,
+                   help="seeds of the FID rows: a count N (seeds 1..N; quick 1, full 3) or a range A-B, e.g. 3-3 "
+                        "to run seed 3 alone in a second process that shares the cell cache")
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
                    help="the FID reference: the shipped MNIST-test stats, or the Fashion-MNIST test set")
     p.add_argument("--fid-configs", default=None,
@@ -568,7 +583,7 @@ def main(argv=None) -> int:
     steps = args.steps or 25
     fid_n = (256 if quick else 1000) if args.fid_n is None else args.fid_n
     fid_steps = args.fid_steps or (25 if quick else 50)
-    fid_seeds = list(range(1, 1 + (args.fid_seeds or (1 if quick else 3))))
+    fid_seeds = args.fid_seeds or list(range(1, 1 + (1 if quick else 3)))
     ab_calib = args.ablation_calib or (4 if quick else 16)
     ab_mode = args.ablation_mode or ("fast" if quick else "exact")
     out_json = result_path(name, args.out)

@@ -91,3 +91,17 @@ def test_writes_merge_with_cells_another_process_added(tmp_path):
     assert cells.main(["--merge", str(other), "--into", str(path)]) == 0
     merged = json.loads(path.read_text())["cells"]
     assert merged["z"] == {"fid": 3.0} and merged["x"] == {"fid": 1.0}  # what is there stays
+
+
+def test_fid_seeds_take_a_count_or_a_range():
+    """A second process can run seed 3 alone (``--fid-seeds 3-3``) beside one on seeds 1..2."""
+    import argparse
+
+    from benchmarks.sweep import fid_seed_list
+
+    assert fid_seed_list("3") == [1, 2, 3]
+    assert fid_seed_list("2-3") == [2, 3]
+    assert fid_seed_list("3-3") == [3]
+    for bad in ("0", "3-2", "x", "0-2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="count N >= 1.*range A-B"):
+            fid_seed_list(bad)
