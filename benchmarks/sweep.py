@@ -256,51 +256,85 @@ def groups_ablation(sw: Sweep, n, steps, calib, mode, log, group_counts=ABLATION
 
 
 def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | None = None) -> list[dict]:
-    """FID of FP and of each (target, budget, method) allocation, same sampler and seeds; one row per seed,
-    appended to ``out`` as each ends (so a caller keeps them when the deadline stops the run)."""
+    """FID of FP and of each (target, budget, method, profile) allocation, same sampler and seeds; one row
+    per seed, appended to ``out`` as each seed ends (so a caller keeps them when the deadline stops the run).
+
+    ``configs`` may hold the string ``"fp"`` to place the FP row (default: first). A second process that
+    shares the cell cache can so start on a quantized row while the first one computes FP: the FP FID
+    is attached to each quantized row once the seed's rows are all known, not stored in its cell."""
     from dadq.metrics import FID_LABEL
 
     dadq = sw.dadq
     ref_id = reference if isinstance(reference, str) else digest(reference.numpy())
     model_fp = sw.model.fingerprint()
     out = [] if out is None else out
+    order = list(configs) if "fp" in configs else ["fp", *configs]
     # the allocations and the digests in their keys do not depend on the seed: made once
     allocs = []
-    for target, budget, method, prof in configs:
+    for c in order:
+        if c == "fp":
+            allocs.append(c)
+            continue
+        target, budget, method, prof = c
         a = allocate_cell(dadq, prof, target, budget, method)
         allocs.append((target, budget, method, prof, a, profile_digest(prof), allocation_digest(a)))
     for seed in seeds:
         where = f"ref={ref_id}", f"n{n}", f"ddim{steps}", f"seed{seed}"
-        key = CellCache.key("fid-fp", model_fp, *where)
-        fp_row = sw.cache.get(key)
-        if fp_row is None:
-            sw.deadline.check(f"FID FP seed {seed}")
-            t0 = time.perf_counter()
-            fp = dadq.sample(sw.model, n=n, steps=steps, seed=seed, desc=f"FID: FP sampling (seed {seed})")
-            fp_row = {"row": "FP", "fid": dadq.fid(fp, reference=reference), "label": FID_LABEL, "n": n,
-                      "sampler": f"DDIM-{steps}", "seed": seed, "avg_bits_used": 32.0,
-                      "seconds": time.perf_counter() - t0}
-            sw.cache.put(key, fp_row)
-        out.append(fp_row)
-        fp_fid = fp_row["fid"]
-        log(f"{FID_LABEL}: FP {fp_fid:.3f} (n={n}, DDIM-{steps}, seed {seed})")
-        for target, budget, method, prof, a, pd, ad in allocs:
-            G = prof.num_groups
-            key = CellCache.key("fid", pd, ad, *where)
-            row = sw.cache.get(key)
-            if row is None:
-                sw.deadline.check(f"FID {target} {budget:g} {method} G={G} seed {seed}")
-                t0 = time.perf_counter()
-                q = dadq.sample(dadq.quantize(sw.model, prof, a), n=n, steps=steps, seed=seed, desc="FID: quantized")
-                row = {"row": f"{target.upper()} {budget:g} {method} G={G}", "target": target, "budget": budget,
-                       "method": method, "G": G, "fid": dadq.fid(q, reference=reference),
-                       "fp_fid_same_sampler_and_seeds": fp_fid, "label": FID_LABEL, "n": n,
-                       "sampler": f"DDIM-{steps}", "seed": seed, "avg_bits_used": float(np.mean(a.group_avg_bits)),
-                       "seconds": time.perf_counter() - t0}
-                sw.cache.put(key, row)
-            out.append(row)
-            log(f"{FID_LABEL}: {row['row']} {row['fid']:.3f} (FP {fp_fid:.3f}, seed {seed})")
+        fp_key = CellCache.key("fid-fp", model_fp, *where)
+        fp_row, quantized = None, []
+        try:
+            for c in allocs:
+                if c == "fp":
+                    fp_row = sw.cache.get(fp_key)
+                    if fp_row is None:
+                        sw.deadline.check(f"FID FP seed {seed}")
+                        t0 = time.perf_counter()
+                        fp = dadq.sample(sw.model, n=n, steps=steps, seed=seed, desc=f"FID: FP sampling (seed {seed})")
+                        fp_row = {"row": "FP", "fid": dadq.fid(fp, reference=reference), "label": FID_LABEL, "n": n,
+                                  "sampler": f"DDIM-{steps}", "seed": seed, "avg_bits_used": 32.0,
+                                  "seconds": time.perf_counter() - t0}
+                        sw.cache.put(fp_key, fp_row)
+                    log(f"{FID_LABEL}: FP {fp_row['fid']:.3f} (n={n}, DDIM-{steps}, seed {seed})")
+                    continue
+                target, budget, method, prof, a, pd, ad = c
+                G = prof.num_groups
+                key = CellCache.key("fid", pd, ad, *where)
+                row = sw.cache.get(key)
+                if row is None:
+                    sw.deadline.check(f"FID {target} {budget:g} {method} G={G} seed {seed}")
+                    t0 = time.perf_counter()
+                    q = dadq.sample(dadq.quantize(sw.model, prof, a), n=n, steps=steps, seed=seed,
+                                    desc="FID: quantized")
+                    row = {"row": f"{target.upper()} {budget:g} {method} G={G}", "target": target,
+                           "budget": budget, "method": method, "G": G, "fid": dadq.fid(q, reference=reference),
+                           "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}", "seed": seed,
+                           "avg_bits_used": float(np.mean(a.group_avg_bits)), "seconds": time.perf_counter() - t0}
+                    sw.cache.put(key, row)
+                quantized.append(row)
+                fp_note = "" if fp_row is None else f"FP {fp_row['fid']:.3f}, "
+                log(f"{FID_LABEL}: {row['row']} {row['fid']:.3f} ({fp_note}seed {seed})")
+        finally:  # on a deadline, keep the finished rows whose FP is known; the others stay in the cache
+            fp_row = fp_row or sw.cache.get(fp_key)
+            if fp_row is not None:
+                out.append(fp_row)
+                out.extend({**r, "fp_fid_same_sampler_and_seeds": fp_row["fid"]} for r in quantized)
     return out
+
+
+def fid_configs(text: str, prof) -> list:
+    """``--fid-configs``: 'target:budget:method' entries and optionally 'fp', comma-separated, on ``prof``."""
+    configs = []
+    for c in text.split(","):
+        parts = c.strip().split(":")
+        if parts == ["fp"]:
+            configs.append("fp")
+            continue
+        try:
+            t, b, m = parts
+            configs.append((t, float(b), m, prof))
+        except ValueError:
+            raise SystemExit(f"--fid-configs: {c!r} is not target:budget:method (e.g. wa:4:exact) or 'fp'.") from None
+    return configs
 
 
 def fid_summary(rows) -> list[dict]:
@@ -384,7 +418,7 @@ def run_parts(sw: Sweep, plan: Plan, result: dict, save, log) -> None:
         configs = [("wa", 4.0, "exact", prof), ("wa", 4.0, "uniform", prof)] if quick else [
             (t, b, m, prof) for t, b in (("w", 4.0), ("wa", 4.0), ("wa", 6.0)) for m in ("exact", "lagrangian", "uniform")]
         if plan.args.fid_configs:
-            configs = [(t, float(b), m, prof) for t, b, m in (c.split(":") for c in plan.args.fid_configs.split(","))]
+            configs = fid_configs(plan.args.fid_configs, prof)
         elif not quick and ab is not None:  # the groups question at W+A 4 bits decided by FID, not only SSIM
             configs += [("wa", 4.0, "exact", ab_profiles[G]) for G in ab_profiles if G != prof.num_groups]
         fid = []
@@ -558,7 +592,9 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
                    help="the FID reference: the shipped MNIST-test stats, or the Fashion-MNIST test set")
     p.add_argument("--fid-configs", default=None,
-                   help="FID rows as target:budget:method,... (e.g. wa:4:exact,wa:4:uniform); default: the headline rows")
+                   help="FID rows as target:budget:method,... (e.g. wa:4:exact,wa:4:uniform); 'fp' places the FP row "
+                        "(default first; e.g. wa:4:uniform,fp in a second process that shares the cell cache "
+                        "while the first computes FP); default: the headline rows")
     p.add_argument("--name", default=None, help="result name (default sweep / sweep_quick; e.g. sweep_fashion)")
     p.add_argument("--ablation-calib", type=int, default=None, help="calib/group of the ablation profiles (quick 4, full 16)")
     p.add_argument("--ablation-mode", default=None, help="mode of the ablation profiles (quick fast, full exact)")

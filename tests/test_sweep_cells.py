@@ -105,3 +105,28 @@ def test_fid_seeds_take_a_count_or_a_range():
     for bad in ("0", "3-2", "x", "0-2"):
         with pytest.raises(argparse.ArgumentTypeError, match="count N >= 1.*range A-B"):
             fid_seed_list(bad)
+
+
+def test_fp_row_placed_last_is_still_attached_to_every_row(tmp_path):
+    """``--fid-configs wa:4:uniform,fp``: the quantized row runs before FP (so a second process sharing
+    the cache need not wait for FP), and the result still gives it the FP FID of the same seed."""
+    from benchmarks import sweep
+
+    out, cache = tmp_path / "f.json", tmp_path / "f.cells.json"
+    common = ["--model", "random", "--n", "2", "--steps", "2", "--no-grid", "--no-ablation", "--threads", "1",
+              "--fid-n", "8", "--fid-steps", "2", "--fid-seeds", "1", "--out", str(out), "--cache", str(cache),
+              "--name", "f"]
+    assert sweep.main(common + ["--fid-configs", "wa:4:uniform,fp"]) == 0
+    first = json.loads(out.read_text())
+    fid_lines = [line for line in first["log"] if "FID" in line and "seed 1" in line]
+    assert "WA 4 uniform" in fid_lines[0] and " FP " in fid_lines[1]  # computed in the order given
+    fp, q = first["fid"]
+    assert fp["row"] == "FP" and q["row"].startswith("WA 4 uniform G=")
+    assert q["fp_fid_same_sampler_and_seeds"] == fp["fid"] and q["fid"] != fp["fid"]
+    assert first["slices"][-1]["cells_computed"] == 2
+    # the default order (FP first) finds both rows in the cache and computes nothing
+    assert sweep.main(common + ["--fid-configs", "wa:4:uniform", "--max-minutes", "0"]) == 0
+    again = json.loads(out.read_text())
+    assert again["complete"] and again["fid"] == first["fid"] and again["slices"][-1]["cells_computed"] == 0
+    with pytest.raises(SystemExit, match="'wa:4' is not target:budget:method"):
+        sweep.main(common + ["--fid-configs", "wa:4"])
