@@ -681,7 +681,7 @@ def build_demo(model_src: str = "default", profile_path: str | None = None) -> g
                                            label="per-pair PSNR / SSIM (quantized vs FP)", max_height=300)
                     grid_files = gr.File(label="PNG grids (FP, quantized)", file_count="multiple", interactive=False)
                 gr.Markdown("---")
-                fid_info = reg("fid_info", gr.Markdown(**V["fid_info"]))
+                reg("fid_info", gr.Markdown(**V["fid_info"]))
                 with gr.Row():
                     fid_n = gr.Slider(16, 2048, value=256, step=16, label="FID samples (each of FP and quantized)")
                     fid_feature = gr.Radio([("MNIST classifier (default)", "mnist"),
