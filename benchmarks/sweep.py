@@ -285,31 +285,17 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
         try:
             for c in allocs:
                 if c == "fp":
-                    fp_row = sw.cache.get(fp_key)
-                    if fp_row is None:
-                        sw.deadline.check(f"FID FP seed {seed}")
-                        t0 = time.perf_counter()
-                        fp = dadq.sample(sw.model, n=n, steps=steps, seed=seed, desc=f"FID: FP sampling (seed {seed})")
-                        fp_row = {"row": "FP", "fid": dadq.fid(fp, reference=reference), "label": FID_LABEL, "n": n,
-                                  "sampler": f"DDIM-{steps}", "seed": seed, "avg_bits_used": 32.0,
-                                  "seconds": time.perf_counter() - t0}
-                        sw.cache.put(fp_key, fp_row)
+                    fp_row = fid_cell(sw, fp_key, f"FID FP seed {seed}", lambda: sw.model, n, steps, seed, reference,
+                                      f"FID: FP sampling (seed {seed})", {"row": "FP", "avg_bits_used": 32.0})
                     log(f"{FID_LABEL}: FP {fp_row['fid']:.3f} (n={n}, DDIM-{steps}, seed {seed})")
                     continue
                 target, budget, method, prof, a, pd, ad = c
                 G = prof.num_groups
-                key = CellCache.key("fid", pd, ad, *where)
-                row = sw.cache.get(key)
-                if row is None:
-                    sw.deadline.check(f"FID {target} {budget:g} {method} G={G} seed {seed}")
-                    t0 = time.perf_counter()
-                    q = dadq.sample(dadq.quantize(sw.model, prof, a), n=n, steps=steps, seed=seed,
-                                    desc="FID: quantized")
-                    row = {"row": f"{target.upper()} {budget:g} {method} G={G}", "target": target,
-                           "budget": budget, "method": method, "G": G, "fid": dadq.fid(q, reference=reference),
-                           "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}", "seed": seed,
-                           "avg_bits_used": float(np.mean(a.group_avg_bits)), "seconds": time.perf_counter() - t0}
-                    sw.cache.put(key, row)
+                row = fid_cell(sw, CellCache.key("fid", pd, ad, *where), f"FID {target} {budget:g} {method} G={G} "
+                               f"seed {seed}", lambda: dadq.quantize(sw.model, prof, a), n, steps, seed, reference,
+                               "FID: quantized", {"row": f"{target.upper()} {budget:g} {method} G={G}",
+                                                  "target": target, "budget": budget, "method": method, "G": G,
+                                                  "avg_bits_used": float(np.mean(a.group_avg_bits))})
                 quantized.append(row)
                 fp_note = "" if fp_row is None else f"FP {fp_row['fid']:.3f}, "
                 log(f"{FID_LABEL}: {row['row']} {row['fid']:.3f} ({fp_note}seed {seed})")
@@ -319,6 +305,24 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
                 out.append(fp_row)
                 out.extend({**r, "fp_fid_same_sampler_and_seeds": fp_row["fid"]} for r in quantized)
     return out
+
+
+def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, reference, desc: str, row: dict) -> dict:
+    """One FID row from the cell cache, or sampled (n samples, DDIM-``steps``, ``seed``) and stored there.
+    ``make_model()`` gives the model to sample (a quantized model is built only on a miss);
+    ``row``: the fields that name the row."""
+    from dadq.metrics import FID_LABEL
+
+    cached = sw.cache.get(key)
+    if cached is not None:
+        return cached
+    sw.deadline.check(what)
+    t0 = time.perf_counter()
+    x = sw.dadq.sample(make_model(), n=n, steps=steps, seed=seed, desc=desc)
+    row = {**row, "fid": sw.dadq.fid(x, reference=reference), "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}",
+           "seed": seed, "seconds": time.perf_counter() - t0}
+    sw.cache.put(key, row)
+    return row
 
 
 def fid_configs(text: str, prof) -> list:
