@@ -59,21 +59,24 @@ class CellCache:
 
     A write merges with what is on disk first (under a lock), and a miss looks at the disk again, so
     cells that another process or ``python -m benchmarks.cells --merge`` added meanwhile are kept and used.
+    The file also keeps every slice that computed cells into it ({slice id: record}), so a result
+    rewritten later lists the slices of all processes that shared the cache, not only its own.
     """
 
     ABOUT = "finished cells of benchmarks/sweep.py; keys name what each depends on"
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
-        self.cells: dict[str, dict] = self._read()
+        self.cells, self.slices = self._read()
         self.hits = 0
         self.added = 0  # cells this process computed and wrote
 
-    def _read(self) -> dict[str, dict]:
+    def _read(self) -> tuple[dict[str, dict], dict[str, dict]]:
         if self.path is None or not self.path.exists():
-            return {}
+            return {}, {}
         try:
-            return json.loads(self.path.read_text())["cells"]
+            data = json.loads(self.path.read_text())
+            return data["cells"], data.get("slices", {})  # caches written before slices were kept have none
         except (ValueError, KeyError) as e:
             raise SystemExit(f"{self.path}: not a cell cache ({e}); move it away to start afresh.") from None
 
@@ -84,7 +87,7 @@ class CellCache:
     def get(self, key: str) -> dict | None:
         row = self.cells.get(key)
         if row is None and self.path is not None:
-            self.cells.update(self._read())
+            self.cells.update(self._read()[0])
             row = self.cells.get(key)
         if row is not None:
             self.hits += 1
@@ -97,6 +100,13 @@ class CellCache:
         self.update({key: jsonable(row)})
         self.added += 1
 
+    def record_slice(self, slice_id: str, record: dict) -> None:
+        """Keep (or refresh) one slice's record: command, start, seconds, cells computed."""
+        from benchmarks.common import jsonable
+
+        self.slices[slice_id] = jsonable(record)
+        self.update({})
+
     def update(self, cells: dict[str, dict]) -> None:
         """Add finished cells and write the file: what is on disk, then ours, then ``cells``."""
         from dadq.io import write_json
@@ -107,8 +117,13 @@ class CellCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self.cells = {**self._read(), **self.cells}
-            write_json(self.path, {"about": self.ABOUT, "cells": self.cells})
+            disk_cells, disk_slices = self._read()
+            self.cells = {**disk_cells, **self.cells}
+            self.slices = {**disk_slices, **self.slices}
+            data = {"about": self.ABOUT, "cells": self.cells}
+            if self.slices:
+                data["slices"] = self.slices
+            write_json(self.path, data)
 
 
 def main(argv=None) -> int:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,14 +371,23 @@ class Plan:
     ab_mode: str
 
 
-def previous_slices(out_json: Path) -> list[dict]:
-    """The slices recorded in an earlier result of the same name, without those that computed nothing
-    (e.g. ``--max-minutes 0`` rewrites)."""
+def previous_slices(out_json: Path, cache: CellCache, name: str) -> list[dict]:
+    """The earlier slices of this result, oldest first: those recorded in an earlier result file of the
+    same name, and those the shared cell cache keeps for this name (a second process with its own
+    ``--out`` records its slice only there). Slices that computed nothing (e.g. ``--max-minutes 0``
+    rewrites) are left out."""
     try:
         old = json.loads(out_json.read_text()).get("slices", [])
     except (OSError, ValueError):
-        return []
-    return [s for s in old if s.get("cells_computed")]
+        old = []
+    old += [s for s in cache.slices.values() if s.get("name") == name]
+    seen, out = set(), []
+    for s in sorted(old, key=lambda s: s.get("utc_start", "")):
+        key = (s.get("command"), s.get("utc_start"))
+        if s.get("cells_computed") and key not in seen:
+            seen.add(key)
+            out.append({k: v for k, v in s.items() if k != "name"})
+    return out
 
 
 def run_parts(sw: Sweep, plan: Plan, result: dict, save, log) -> None:
@@ -661,15 +671,18 @@ def main(argv=None) -> int:
     }
 
     # every slice of a resumable run, oldest first: the result's log holds only the latest one
-    slices = previous_slices(out_json) if cache_path is not None else []
+    slices = previous_slices(out_json, sw.cache, name) if cache_path is not None else []
     utc0 = machine_facts()["utc"]
+    slice_id = f"{utc0} pid {os.getpid()}"
 
     def save():
         result["cells_from_cache"] = sw.cache.hits
         result["seconds_total"] = time.perf_counter() - t_start
-        result["slices"] = slices + [{"command": result["command"], "utc_start": utc0,
-                                      "seconds": round(result["seconds_total"], 1), "cells_computed": sw.cache.added,
-                                      "stopped_before": result.get("stopped_before")}]
+        this = {"command": result["command"], "utc_start": utc0, "seconds": round(result["seconds_total"], 1),
+                "cells_computed": sw.cache.added, "stopped_before": result.get("stopped_before")}
+        if cache_path is not None and sw.cache.added:
+            sw.cache.record_slice(slice_id, {**this, "name": name})
+        result["slices"] = slices + [this]
         result["loadavg_now"] = loadavg()
         result["log"] = lines
         write_result(name, result, args.out)

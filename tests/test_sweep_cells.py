@@ -130,3 +130,26 @@ def test_fp_row_placed_last_is_still_attached_to_every_row(tmp_path):
     assert again["complete"] and again["fid"] == first["fid"] and again["slices"][-1]["cells_computed"] == 0
     with pytest.raises(SystemExit, match="'wa:4' is not target:budget:method"):
         sweep.main(common + ["--fid-configs", "wa:4"])
+
+
+def test_a_rewrite_lists_the_slices_of_every_process_that_shared_the_cache(tmp_path):
+    """A second process writes its own result file (``--out``), so its slice is kept in the shared cell
+    cache too: the main result, rewritten later, lists both processes' slices, oldest first."""
+    from benchmarks import sweep
+
+    cache = tmp_path / "s.cells.json"
+    common = ["--model", "random", "--n", "2", "--steps", "2", "--no-grid", "--no-ablation", "--threads", "1",
+              "--fid-n", "8", "--fid-steps", "2", "--fid-seeds", "1", "--cache", str(cache), "--name", "s"]
+    main, side = tmp_path / "s.json", tmp_path / "side.json"
+    assert sweep.main(common + ["--fid-configs", "fp", "--out", str(main)]) == 0
+    assert sweep.main(common + ["--fid-configs", "wa:4:uniform", "--out", str(side)]) == 0
+    assert len(json.loads(cache.read_text())["slices"]) == 2
+    assert sweep.main(common + ["--fid-configs", "wa:4:uniform", "--out", str(main), "--max-minutes", "0"]) == 0
+    slices = json.loads(main.read_text())["slices"]
+    assert [s["cells_computed"] for s in slices] == [1, 1, 0]
+    assert slices[0]["utc_start"] < slices[1]["utc_start"] < slices[2]["utc_start"]  # each run takes > 1 s
+    assert [row["row"] for row in json.loads(main.read_text())["fid"]][1].startswith("WA 4 uniform")
+    # a process sharing the cache under another name is not this result's slice
+    assert sweep.main(common[:-1] + ["other", "--fid-configs", "wa:4:uniform", "--out", str(tmp_path / "o.json"),
+                                     "--max-minutes", "0"]) == 0
+    assert json.loads((tmp_path / "o.json").read_text())["slices"][0]["cells_computed"] == 0
