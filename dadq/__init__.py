@@ -20,7 +20,9 @@ from . import images, io  # noqa: F401  (dadq.images.save_grid, dadq.io.write_js
 __version__ = "0.1.0"
 
 
-def fid(images, reference="default", **kwargs) -> float:
+# the parameter keeps DESIGN.md's public name `images` (callers may pass it by keyword); inside fid it
+# shadows the dadq.images module, which fid does not use
+def fid(images, reference="default", **kwargs) -> float:  # noqa: F811
     """FID of images [N, C, H, W] in [-1, 1]; see dadq.metrics.fid (MNIST-classifier features by default)."""
     from .metrics import fid as _fid
 
