@@ -718,14 +718,15 @@ def main(argv=None) -> int:
         if g_seeds and len(g_fid) > 1:
             figs["groups_fid"] = plot_groups_fid(result["fid"], f"Timestep groups ablation: FID at W+A 4 bits "
                                                                         f"({fid_n} samples, DDIM-{fid_steps}){partial}")
-    from dadq.plots import allocation_heatmap
+    if not args.no_grid:  # the heatmap belongs to the profile: an FID-only run on it would only copy it
+        from dadq.plots import allocation_heatmap
 
-    a4 = dadq.allocate(prof, budget=4.0, target="wa", method="exact")
-    figs["heatmap_wa4_exact"] = allocation_heatmap(prof, a4)
-    result["heatmap_wa4_exact"] = {"w_bits": a4.w_bits.tolist(), "a_bits": a4.a_bits.tolist(),
-                                   "layer_names": a4.layer_names,
-                                   "mean_w_bits_per_layer": a4.w_bits.mean(0).round(2).tolist(),
-                                   "mean_a_bits_per_layer": a4.a_bits.mean(0).round(2).tolist()}
+        a4 = dadq.allocate(prof, budget=4.0, target="wa", method="exact")
+        figs["heatmap_wa4_exact"] = allocation_heatmap(prof, a4)
+        result["heatmap_wa4_exact"] = {"w_bits": a4.w_bits.tolist(), "a_bits": a4.a_bits.tolist(),
+                                       "layer_names": a4.layer_names,
+                                       "mean_w_bits_per_layer": a4.w_bits.mean(0).round(2).tolist(),
+                                       "mean_a_bits_per_layer": a4.a_bits.mean(0).round(2).tolist()}
     for k, fig in figs.items():
         w = 1100 if k == "heatmap_wa4_exact" else 1000
         res = save_figure(fig, plot_dir / f"{name}_{k}", width=w)

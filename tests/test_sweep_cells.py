@@ -145,10 +145,11 @@ def test_a_rewrite_lists_the_slices_of_every_process_that_shared_the_cache(tmp_p
     assert sweep.main(common + ["--fid-configs", "wa:4:uniform", "--out", str(side)]) == 0
     assert len(json.loads(cache.read_text())["slices"]) == 2
     assert sweep.main(common + ["--fid-configs", "wa:4:uniform", "--out", str(main), "--max-minutes", "0"]) == 0
-    slices = json.loads(main.read_text())["slices"]
+    result = json.loads(main.read_text())
+    slices = result["slices"]
     assert [s["cells_computed"] for s in slices] == [1, 1, 0]
     assert slices[0]["utc_start"] < slices[1]["utc_start"] < slices[2]["utc_start"]  # each run takes > 1 s
-    assert [row["row"] for row in json.loads(main.read_text())["fid"]][1].startswith("WA 4 uniform")
+    assert result["fid"][1]["row"].startswith("WA 4 uniform")
     # a process sharing the cache under another name is not this result's slice
     assert sweep.main(common[:-1] + ["other", "--fid-configs", "wa:4:uniform", "--out", str(tmp_path / "o.json"),
                                      "--max-minutes", "0"]) == 0
