@@ -18,6 +18,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
+EXPERIMENT_RESULTS = REPO / "experiments" / "results"  # evidence sweeps, apart from the speed benchmarks
 DEFAULT_PROFILE = REPO / "assets" / "default" / "profile.safetensors"
 
 if str(REPO) not in sys.path:  # `python benchmarks/x.py` as well as `python -m benchmarks.x`
@@ -195,15 +196,15 @@ def jsonable(obj):
     return obj
 
 
-def result_path(name: str, out: str | None = None) -> Path:
-    return Path(out) if out else RESULTS / f"{name}.json"
+def result_path(name: str, out: str | None = None, results: Path = RESULTS) -> Path:
+    return Path(out) if out else results / f"{name}.json"
 
 
-def write_result(name: str, obj: dict, out: str | None = None) -> Path:
+def write_result(name: str, obj: dict, out: str | None = None, results: Path = RESULTS) -> Path:
     """Write the result JSON atomically (dadq.io.write_json); returns its path."""
     from dadq.io import write_json
 
-    path = result_path(name, out)
+    path = result_path(name, out, results)
     write_json(path, jsonable(obj))
     print(f"wrote {path}", flush=True)
     return path

@@ -1,7 +1,7 @@
 """The README's evidence tables are generated from the committed sweep results, never typed."""
 import json
 
-from benchmarks import report
+from experiments import report
 from benchmarks.common import REPO, RESULTS
 
 
@@ -9,7 +9,7 @@ def test_readme_report_blocks_match_the_committed_results():
     text = (REPO / "README.md").read_text()
     names = [m["name"] for m in report.BLOCK.finditer(text)]
     assert "sweep_quick" in names
-    assert report.update_readme(text, None) == text, "run `python -m benchmarks.report --readme README.md`"
+    assert report.update_readme(text, None) == text, "run `python -m experiments.report --readme README.md`"
     assert report.main(["--readme", str(REPO / "README.md"), "--check"]) == 0
 
 

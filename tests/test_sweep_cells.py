@@ -6,7 +6,7 @@ import time
 import pytest
 
 import dadq
-from benchmarks.cells import CellCache, Deadline, OutOfTime, allocation_digest, profile_digest
+from experiments.cells import CellCache, Deadline, OutOfTime, allocation_digest, profile_digest
 from benchmarks.common import DEFAULT_PROFILE
 
 
@@ -51,7 +51,7 @@ def test_a_time_boxed_slice_resumes_and_plots_what_is_done(tmp_path):
     """The real sweep on a random-weight model, tiny: a first run fills the cell cache; a second,
     given no time, takes every grid cell from the cache, stops before its first FID row, and still
     writes the finished part's plots, marked incomplete."""
-    from benchmarks import sweep
+    from experiments import sweep
 
     out, cache = tmp_path / "s.json", tmp_path / "s.cells.json"
     common = ["--model", "random", "--n", "2", "--steps", "2", "--no-ablation", "--threads", "1",
@@ -77,7 +77,7 @@ def test_a_time_boxed_slice_resumes_and_plots_what_is_done(tmp_path):
 
 def test_writes_merge_with_cells_another_process_added(tmp_path):
     """Two caches on one file (two slices, or a merge while a slice runs) lose nothing."""
-    from benchmarks import cells
+    from experiments import cells
 
     path = tmp_path / "s.cells.json"
     a, b = CellCache(path), CellCache(path)
@@ -97,7 +97,7 @@ def test_fid_seeds_take_a_count_or_a_range():
     """A second process can run seed 3 alone (``--fid-seeds 3-3``) beside one on seeds 1..2."""
     import argparse
 
-    from benchmarks.sweep import fid_seed_list
+    from experiments.sweep import fid_seed_list
 
     assert fid_seed_list("3") == [1, 2, 3]
     assert fid_seed_list("2-3") == [2, 3]
@@ -110,7 +110,7 @@ def test_fid_seeds_take_a_count_or_a_range():
 def test_fp_row_placed_last_is_still_attached_to_every_row(tmp_path):
     """``--fid-configs wa:4:uniform,fp``: the quantized row runs before FP (so a second process sharing
     the cache need not wait for FP), and the result still gives it the FP FID of the same seed."""
-    from benchmarks import sweep
+    from experiments import sweep
 
     out, cache = tmp_path / "f.json", tmp_path / "f.cells.json"
     common = ["--model", "random", "--n", "2", "--steps", "2", "--no-grid", "--no-ablation", "--threads", "1",
@@ -135,7 +135,7 @@ def test_fp_row_placed_last_is_still_attached_to_every_row(tmp_path):
 def test_a_rewrite_lists_the_slices_of_every_process_that_shared_the_cache(tmp_path):
     """A second process writes its own result file (``--out``), so its slice is kept in the shared cell
     cache too: the main result, rewritten later, lists both processes' slices, oldest first."""
-    from benchmarks import sweep
+    from experiments import sweep
 
     cache = tmp_path / "s.cells.json"
     common = ["--model", "random", "--n", "2", "--steps", "2", "--no-grid", "--no-ablation", "--threads", "1",

@@ -1,8 +1,8 @@
 """The evidence sweep: allocation methods x budgets on the default model, with distortion, additivity,
 paired image quality, a timestep-groups ablation and (a few) FIDs.
 
-    python -m benchmarks.sweep --quick     # <= 10 min on the 2-core CPU -> benchmarks/results/sweep_quick.json
-    python -m benchmarks.sweep             # full: 128 paired samples at DDIM-50, 1k-sample FIDs -> sweep.json
+    python -m experiments.sweep --quick     # <= 10 min on the 2-core CPU -> experiments/results/sweep_quick.json
+    python -m experiments.sweep             # full: 128 paired samples at DDIM-50, 1k-sample FIDs -> sweep.json
 
 Main grid (the shipped profile, G=10, bits 2-8): methods lagrangian, exact, greedy, uniform (quick: no
 greedy) x budgets weights-only (A stays FP) 2, 3, 4, 5, 6, 8, joint W+A 4, 5, 6, 8 and W at 4 with A
@@ -26,12 +26,12 @@ exact vs uniform vs FP at 256 samples, DDIM-25; full: headline rows at 1k sample
 same sampler and seeds beside them.
 
 Resuming: a full run costs hours of CPU. Finished cells (grid cells, ablation cells, FID rows) go to
-benchmarks/results/<name>.cells.json as they end, keyed by the model fingerprint, a digest of the
+experiments/results/<name>.cells.json as they end, keyed by the model fingerprint, a digest of the
 profile, the allocation, sampler, n and seed; the ablation profiles go to results/profiles/<name>/.
 ``--max-minutes M`` starts no new cell after M minutes and writes what is done; the same command run
 again resumes there.
 
-    python -m benchmarks.sweep --max-minutes 90     # repeat until the result says "complete": true
+    python -m experiments.sweep --max-minutes 90     # repeat until the result says "complete": true
 
 Plots (PNG through kaleido where a browser is available, always HTML): paired SSIM vs average bits
 per method; predicted vs measured distortion; groups-ablation bars; the 4-bit allocation heatmap.
@@ -50,11 +50,11 @@ import torch
 
 from dadq.parallel import side_by_side
 
-from benchmarks.cells import CellCache, Deadline, OutOfTime, allocation_digest, digest, profile_digest
-from benchmarks.common import (add_common_args, command_line, get_profile, jsonable, load_model, loadavg,
+from experiments.cells import CellCache, Deadline, OutOfTime, allocation_digest, digest, profile_digest
+from benchmarks.common import (EXPERIMENT_RESULTS, add_common_args, command_line, get_profile, jsonable, load_model, loadavg,
                                machine_facts, print_table, profile_path, result_path, save_figure, setup_threads,
                                shown_path, write_result)
-from benchmarks.report import groups_fid
+from experiments.report import groups_fid
 
 METHODS = ("lagrangian", "exact", "greedy", "uniform")
 # (target, budget): "w" weights only, "wa" joint W+A, "w4a" separate budgets: W at 4 bits, A at `budget`
@@ -620,8 +620,8 @@ def main(argv=None) -> int:
                         "finished cells); finished cells stay in the cell cache, and the same command run again "
                         "resumes there (the full run costs hours of CPU)")
     p.add_argument("--cache", default=None,
-                   help="finished-cell cache (default for full runs: benchmarks/results/<name>.cells.json, with the "
-                        "ablation profiles in benchmarks/results/profiles/<name>/; quick runs: none)")
+                   help="finished-cell cache (default for full runs: experiments/results/<name>.cells.json, with the "
+                        "ablation profiles in experiments/results/profiles/<name>/; quick runs: none)")
     p.add_argument("--no-cache", action="store_true", help="recompute every cell")
     args = p.parse_args(argv)
     setup_threads(args.threads)
@@ -636,7 +636,7 @@ def main(argv=None) -> int:
     fid_seeds = args.fid_seeds or list(range(1, 1 + (1 if quick else 3)))
     ab_calib = args.ablation_calib or (4 if quick else 16)
     ab_mode = args.ablation_mode or ("fast" if quick else "exact")
-    out_json = result_path(name, args.out)
+    out_json = result_path(name, args.out, EXPERIMENT_RESULTS)
     plot_dir = out_json.parent
     t_start = time.perf_counter()
     load0 = loadavg()
@@ -685,7 +685,7 @@ def main(argv=None) -> int:
         result["slices"] = slices + [this]
         result["loadavg_now"] = loadavg()
         result["log"] = lines
-        write_result(name, result, args.out)
+        write_result(name, result, args.out, EXPERIMENT_RESULTS)
 
     stopped = None
     try:

@@ -58,12 +58,12 @@ class CellCache:
     """{key: row} in one JSON file, rewritten atomically after every new cell. ``path=None``: memory only.
 
     A write merges with what is on disk first (under a lock), and a miss looks at the disk again, so
-    cells that another process or ``python -m benchmarks.cells --merge`` added meanwhile are kept and used.
+    cells that another process or ``python -m experiments.cells --merge`` added meanwhile are kept and used.
     The file also keeps every slice that computed cells into it ({slice id: record}), so a result
     rewritten later lists the slices of all processes that shared the cache, not only its own.
     """
 
-    ABOUT = "finished cells of benchmarks/sweep.py; keys name what each depends on"
+    ABOUT = "finished cells of experiments/sweep.py; keys name what each depends on"
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
@@ -132,8 +132,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Copy finished cells from one cache into another. Keys name every "
                                             "input a number depends on, so a cell measured by another sweep "
                                             "(e.g. sweep_fid1k's FID rows) is the same number in this one.")
-    p.add_argument("--merge", required=True, help="cache to copy from (e.g. benchmarks/results/sweep_fid1k.cells.json)")
-    p.add_argument("--into", required=True, help="cache to add them to (e.g. benchmarks/results/sweep.cells.json)")
+    p.add_argument("--merge", required=True, help="cache to copy from (e.g. experiments/results/sweep_fid1k.cells.json)")
+    p.add_argument("--into", required=True, help="cache to add them to (e.g. experiments/results/sweep.cells.json)")
     args = p.parse_args(argv)
     src = CellCache(args.merge)
     if not src.cells:

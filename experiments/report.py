@@ -1,8 +1,8 @@
 """Markdown tables of a sweep result, so the README's evidence numbers are generated, not typed.
 
-    python -m benchmarks.report sweep_fashion                 # print the tables of sweep_fashion.json
-    python -m benchmarks.report sweep sweep_fashion --readme README.md   # rewrite their README blocks
-    python -m benchmarks.report --readme README.md --check    # fail if a README block is stale
+    python -m experiments.report sweep_fashion                 # print the tables of sweep_fashion.json
+    python -m experiments.report sweep sweep_fashion --readme README.md   # rewrite their README blocks
+    python -m experiments.report --readme README.md --check    # fail if a README block is stale
 
 A README block sits between ``<!-- report NAME -->`` and ``<!-- /report -->``; ``--readme`` with no
 names rewrites every block it finds. Tables: paired SSIM per budget and method, FID per seed with
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS
+from benchmarks.common import EXPERIMENT_RESULTS as RESULTS
 
 BLOCK = re.compile(r"(<!-- report (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
 TARGET_LABEL = {"w": "W", "wa": "W+A", "w4a": "W 4 + A"}
@@ -153,7 +153,7 @@ def render(result: dict) -> str:
 def load(name: str) -> dict:
     path = RESULTS / f"{name}.json"
     if not path.exists():
-        raise SystemExit(f"no result {path}; run `python -m benchmarks.sweep --name {name}` first")
+        raise SystemExit(f"no result {path}; run `python -m experiments.sweep --name {name}` first")
     return json.loads(path.read_text())
 
 
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
         if new != text:
             stale = [m["name"] for m, k in zip(BLOCK.finditer(text), BLOCK.finditer(new)) if m.group(0) != k.group(0)]
             print(f"{path}: report blocks out of date: {', '.join(stale)}; run "
-                  f"`python -m benchmarks.report --readme {path}`", file=sys.stderr)
+                  f"`python -m experiments.report --readme {path}`", file=sys.stderr)
             return 1
         return 0
     if new != text:

@@ -1,7 +1,7 @@
 """Why some weight RD curves are not monotone: the mean shift that weight rounding adds to a layer's output.
 
-    python -m benchmarks.bias_shift                     # conv_out, shipped profile -> results/bias_shift.json
-    python -m benchmarks.bias_shift --layers conv_out,conv_in
+    python -m experiments.bias_shift                     # conv_out, shipped profile -> results/bias_shift.json
+    python -m experiments.bias_shift --layers conv_out,conv_in
 
 For each named layer, timestep group and bit width, with only that layer's weights quantized:
   D            output distortion (dadq.distortion) on the profile's calibration inputs
@@ -19,7 +19,7 @@ import argparse
 import numpy as np
 import torch
 
-from benchmarks.common import (add_common_args, command_line, get_profile, load_model, machine_facts, print_table,
+from benchmarks.common import (EXPERIMENT_RESULTS, add_common_args, command_line, get_profile, load_model, machine_facts, print_table,
                                setup_threads, write_result)
 
 NAME = "bias_shift"
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     write_result(NAME, {"benchmark": NAME, "command": command_line(NAME), "machine": machine_facts(),
                         "setup": {"model": args.model, "fingerprint": prof.fingerprint, "layers": layers,
                                   "calib_per_group": prof.meta.get("calib_per_group"), "groups": prof.num_groups},
-                        "summary": summary, "rows": rows, "non_monotone_weight_curves": mono}, args.out)
+                        "summary": summary, "rows": rows, "non_monotone_weight_curves": mono}, args.out, EXPERIMENT_RESULTS)
     return 0
 
 
