@@ -1,7 +1,7 @@
 """The FID feature network of the embedded default: a small MNIST classifier.
 
 Inception-v3 features mean little on 28x28 grey digits, so the default FID uses the 128-d
-penultimate layer of this classifier instead (trained by ``scripts/train_featurenet.py``, shipped
+penultimate layer of this classifier instead (trained by ``python -m scripts.train_featurenet``, shipped
 in ``assets/default/featurenet.safetensors``). Scores computed with it are labelled
 "FID (MNIST-classifier features, not Inception)" everywhere (see ``dadq.metrics.FID_LABEL``).
 
@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .models import DEFAULT_MODEL_DIR
+
 ARCH = "MnistFeatureNet-v1"
 FEATURE_DIM = 128
 NUM_CLASSES = 10
@@ -26,9 +28,8 @@ IMAGE_SHAPE = (1, 28, 28)
 # MNIST train-set pixel mean/std on the [0, 1] scale; fixed constants, not learned state.
 _MNIST_MEAN, _MNIST_STD = 0.1307, 0.3081
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "default"
-DEFAULT_FEATURENET_PATH = ASSETS / "featurenet.safetensors"
-_BUILD_HINT = "Build it with `python scripts/train_featurenet.py` (about 3 minutes on one CPU core)."
+DEFAULT_FEATURENET_PATH = DEFAULT_MODEL_DIR / "featurenet.safetensors"
+_BUILD_HINT = "Build it with `python -m scripts.train_featurenet` (about 3 minutes on one CPU core)."
 
 
 class MnistFeatureNet(nn.Module):

@@ -30,14 +30,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .features import (ARCH, ASSETS, DEFAULT_FEATURENET_PATH, IMAGE_SHAPE, FeatureExtractor, load_feature_net,
+from .features import (ARCH, DEFAULT_FEATURENET_PATH, IMAGE_SHAPE, FeatureExtractor, load_feature_net,
                        weights_sha256)
+from .models import DEFAULT_MODEL_DIR
 
 FID_LABEL = "FID (MNIST-classifier features, not Inception)"
 INCEPTION_FID_LABEL = "FID (Inception-v3 2048-d pool features, torchmetrics)"
-DEFAULT_REFERENCE_PATH = ASSETS / "fid_reference_mnist.safetensors"
+DEFAULT_REFERENCE_PATH = DEFAULT_MODEL_DIR / "fid_reference_mnist.safetensors"
 # Optional, user-built: Inception statistics of the MNIST test set (see save_reference_stats).
-DEFAULT_INCEPTION_REFERENCE_PATH = ASSETS / "fid_reference_mnist_inception.safetensors"
+DEFAULT_INCEPTION_REFERENCE_PATH = DEFAULT_MODEL_DIR / "fid_reference_mnist_inception.safetensors"
 REFERENCE_FORMAT = "dadq-fid-reference-v1"
 ANTIALIAS = True  # torchmetrics' default since 1.8; recorded, and only used by the Inception path.
 
@@ -131,7 +132,7 @@ def load_reference_stats(path: str | os.PathLike | None = None, check_feature_ne
     from safetensors import safe_open
 
     path = Path(path) if path is not None else DEFAULT_REFERENCE_PATH
-    fix = ("Rebuild the default with `python scripts/train_featurenet.py`, or write one with "
+    fix = ("Rebuild the default with `python -m scripts.train_featurenet`, or write one with "
            "dadq.metrics.save_reference_stats(path, images).")
     if not path.is_file():
         raise ValueError(f"FID reference statistics {path} not found. {fix}")
@@ -405,3 +406,54 @@ def classify(images: ImageBatch, batch_size: int = 1024) -> tuple[np.ndarray, np
             labels.append(l)
             conf.append(c)
     return torch.cat(labels).numpy().astype(np.int64), torch.cat(conf).numpy().astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# checks and small statistics that UIs call before (or beside) the heavy work
+# ----------------------------------------------------------------------------------------------
+
+FID_MAX_N = 10000
+
+
+def inception_weights(path: str | os.PathLike | None = None) -> Path:
+    """The local Inception-v3 weights file (``path`` or $DADQ_INCEPTION_WEIGHTS); ValueError naming
+    the fix when torch-fidelity or the weights are missing."""
+    return _inception_weights(path)
+
+
+def check_fid_request(sample_shape, n: int, feature: str = "mnist") -> None:
+    """Fail fast, before any sampling, on an FID that cannot be computed: an unknown feature network,
+    images of the wrong size for the MNIST features, n outside 2..FID_MAX_N, or Inception FID
+    without its weights. ``sample_shape``: (C, H, W) of the model's images."""
+    _check_feature(feature)
+    shape = tuple(int(v) for v in sample_shape)
+    if feature == "mnist" and shape != tuple(IMAGE_SHAPE):
+        want, have = "x".join(map(str, IMAGE_SHAPE)), "x".join(map(str, shape))
+        raise ValueError(f"{FID_LABEL} needs {want} images, but this model makes {have}. Load an MNIST-sized "
+                         "model (e.g. the default) to compute FID; images are not resized.")
+    if not 2 <= int(n) <= FID_MAX_N:
+        raise ValueError(f"n={n}: FID needs 2 to {FID_MAX_N} samples.")
+    if feature == "inception":
+        inception_weights(None)
+
+
+def correlation(x, y, log: bool = False) -> float:
+    """Pearson correlation of two 1-d arrays (of their log10 with ``log=True``, positive values
+    only); nan when fewer than two usable points or either side is constant."""
+    x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+    if log:
+        ok = (x > 0) & (y > 0)
+        x, y = np.log10(x[ok]), np.log10(y[ok])
+    if len(x) < 2 or x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def abs_difference(a: ImageBatch, b: ImageBatch) -> np.ndarray:
+    """|a - b| of two image batches [N, C, H, W] in [-1, 1], scaled to [0, 1] (1 = the largest
+    possible difference): float32, same shape."""
+    a = np.clip(np.asarray(torch.as_tensor(a).detach().float().cpu()), -1, 1)
+    b = np.clip(np.asarray(torch.as_tensor(b).detach().float().cpu()), -1, 1)
+    if a.shape != b.shape:
+        raise ValueError(f"abs_difference needs two batches of the same shape, got {a.shape} and {b.shape}.")
+    return (np.abs(a - b) / 2.0).astype(np.float32)

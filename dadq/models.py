@@ -15,8 +15,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_MODEL_DIR = ASSETS / "default"
+# The repository's assets/ folder: the shipped models, the FID network and the shipped test data.
+# dadq finds it beside the package, so it is there for a checkout and an editable install (pip install -e .).
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MODEL_DIR = ASSETS_DIR / "default"  # the embedded default: model, profile, FID network and reference
+# The embedded default's UNet2DModel (about 1 M parameters, 1x28x28), as scripts/train_default.py builds it.
+DEFAULT_UNET_CONFIG = dict(
+    sample_size=28,
+    in_channels=1,
+    out_channels=1,
+    layers_per_block=1,
+    block_out_channels=(32, 64, 64),
+    down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    norm_num_groups=8,
+    attention_head_dim=32,
+)
 QUANTIZABLE = (nn.Conv2d, nn.Linear)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -155,7 +169,8 @@ def load_model(source: str | dict | Path = "default", device: str | torch.device
         src = str(source)
         path = DEFAULT_MODEL_DIR if src == "default" else Path(src).expanduser()
         if src == "default" and not (path / "unet" / "config.json").exists():
-            raise ValueError(f"the default model is missing from {path}; run scripts/train_default.py to build it.")
+            raise ValueError(f"the default model is missing from {path}: it ships in the repository's assets/, so "
+                             "use a checkout (pip install -e .), or rebuild it with python -m scripts.train_default.")
         if path.is_dir():
             model = _from_folder(path, source=src)
         elif path.is_file() and path.suffix == ".json":

@@ -35,7 +35,9 @@ def sample(model, scheduler=None, n: int = 16, steps: int = 50, seed: int = 0, s
 
     model: a DiffusionModel (or a bare UNet2DModel with ``scheduler``).
     steps: DDIM steps, or DDPM steps (0 = all T).  eta: DDIM stochasticity (0 = deterministic).
-    progress: optional callable(fraction in [0, 1], text) for UIs; a tqdm bar is shown as well.
+    progress: None (default): a tqdm bar on stderr for runs of 20 steps or more, as the CLI shows;
+      a callable(fraction in [0, 1], text): reports there instead (a UI's progress bar), no tqdm bar;
+      False: silent.
     """
     if not isinstance(model, DiffusionModel):
         model = DiffusionModel(model, scheduler)
@@ -48,13 +50,13 @@ def sample(model, scheduler=None, n: int = 16, steps: int = 50, seed: int = 0, s
     c, h, w = model.sample_shape
     x_all = torch.randn((n, c, h, w), generator=gen)
     outs = []
+    # DDIM and DDPM steps keep no state between calls, so one scheduler serves every batch.
     sched = _sampler_scheduler(model, sampler, steps)
     total = len(sched.timesteps) * ((n + batch_size - 1) // batch_size)
-    bar = tqdm(total=total, desc=desc, leave=False, disable=total < 20)
+    bar = tqdm(total=total, desc=desc, leave=False, disable=progress is not None or total < 20)
     done = 0
     for start in range(0, n, batch_size):
         x = x_all[start:start + batch_size].to(dev)
-        sched = _sampler_scheduler(model, sampler, steps)
         for t in sched.timesteps:
             tt = torch.full((x.shape[0],), int(t), device=dev, dtype=torch.long)
             eps = model.eps(x, tt)
@@ -63,7 +65,7 @@ def sample(model, scheduler=None, n: int = 16, steps: int = 50, seed: int = 0, s
             x = sched.step(eps.cpu(), int(t), x.cpu(), generator=gen, **kw).prev_sample.to(dev)
             done += 1
             bar.update(1)
-            if progress is not None:
+            if callable(progress):
                 progress(done / total, f"{desc}: step {done}/{total}")
         outs.append(x.clamp(-1, 1).float().cpu())
     bar.close()
@@ -80,6 +82,8 @@ def sample_pair(model: DiffusionModel, qmodel: DiffusionModel, n: int = 16, step
       threads, so two chains side by side finish sooner than one after the other. Each chain then
       equals a plain ``sample`` on that many threads, bit for bit; against a run on all threads only
       float rounding differs (the thread count changes the order of sums; tests bound it by 1e-4).
+    progress: as in ``sample``: None, a tqdm bar per chain; a callable(fraction, text), one report for
+      the pair and no tqdm bar; False, silent.
     timings: a dict to receive the wall time of each chain in seconds ("fp_s", "quantized_s") and
       whether they ran in parallel ("parallel").
     """
@@ -99,7 +103,7 @@ def sample_pair(model: DiffusionModel, qmodel: DiffusionModel, n: int = 16, step
 
         t0 = time.perf_counter()
         out = sample(m, n=n, steps=steps, seed=seed, sampler=sampler, eta=eta, batch_size=batch_size,
-                     progress=report, desc=desc)
+                     progress=report if callable(progress) else progress, desc=desc)
         return out, time.perf_counter() - t0
 
     if not parallel:

@@ -59,3 +59,22 @@ def test_parallel_chain_error_propagates(tiny_model):
     with pytest.raises(ValueError, match="steps"):
         dadq.sample_pair(tiny_model, tiny_model, n=1, steps=0, parallel=True)
     assert torch.get_num_threads() == threads  # restored after the failed chain
+
+
+def test_progress_bar_only_without_a_callback(tiny_model, capfd):
+    """The CLI's tqdm bar shows when no callback is given; a UI's callback (the app) gets no bar in its log."""
+    dadq.sample(tiny_model, n=1, steps=20, seed=0)
+    assert "sampling" in capfd.readouterr().err  # tqdm writes to stderr
+    seen = []
+    dadq.sample_pair(tiny_model, tiny_model, n=1, steps=20, seed=0, parallel=False,
+                     progress=lambda f, text: seen.append(f))
+    assert capfd.readouterr().err == "" and len(seen) == 40 and seen[-1] == 1.0
+    dadq.sample(tiny_model, n=1, steps=20, seed=0, progress=False)
+    assert capfd.readouterr().err == ""
+
+
+def test_batches_share_one_scheduler(tiny_model):
+    """Batches of one call run on one scheduler: DDIM (eta 0) over 2 + 1 equals one batch of 3."""
+    whole = dadq.sample(tiny_model, n=3, steps=5, seed=3)
+    split = dadq.sample(tiny_model, n=3, steps=5, seed=3, batch_size=2)
+    assert torch.allclose(whole, split, atol=1e-5)
