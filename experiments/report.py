@@ -1,13 +1,16 @@
-"""Markdown tables of a sweep result, so the README's evidence numbers are generated, not typed.
+"""The generated tables of docs/results.md and the README's headline tables, written from the result files.
 
-    python -m experiments.report sweep_fashion                 # print the tables of sweep_fashion.json
-    python -m experiments.report sweep sweep_fashion --readme README.md   # rewrite their README blocks
-    python -m experiments.report --readme README.md --check    # fail if a README block is stale
+    python -m experiments.report                  # rewrite every generated block of docs/results.md and README.md
+    python -m experiments.report --check          # exit 1, naming the stale blocks, if one no longer matches its file
+    python -m experiments.report sweep_fashion    # print the markdown of one block
+    python -m experiments.report --doc FILE       # only FILE's blocks (repeatable)
 
-A README block sits between ``<!-- report NAME -->`` and ``<!-- /report -->``; ``--readme`` with no
-names rewrites every block it finds. Tables: paired SSIM per budget and method, FID per seed with
-mean ± std over seeds and the ratio to FP of the same seeds, the groups ablation (paired SSIM and FID),
-additivity, and the bits the 4-bit allocation gives the first and last layers.
+A generated block sits between ``<!-- report NAME -->`` and ``<!-- /report -->``. NAME is a sweep result in
+experiments/results/ (its tables: paired SSIM per budget and method, FID per seed with mean ± std and the
+ratio to FP of the same seeds, shared weights, the groups ablation, additivity, the bits at the ends of
+the network), or one of the summaries in ``BLOCKS`` (speed benchmarks from benchmarks/results/, the
+embedded models' quality cards, cross-result comparisons). The prose around the blocks is written by
+hand and quotes only what they show.
 """
 from __future__ import annotations
 
@@ -16,13 +19,19 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from benchmarks.common import EXPERIMENT_RESULTS as RESULTS
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "experiments" / "results"  # evidence sweeps
+BENCH_RESULTS = REPO / "benchmarks" / "results"  # speed benchmarks
+DOCS = [REPO / "docs" / "results.md", REPO / "README.md"]  # the files with generated blocks
+REGENERATE = "python -m experiments.report"
 
 BLOCK = re.compile(r"(<!-- report (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
 TARGET_LABEL = {"w": "W", "wa": "W+A", "w4a": "W 4 + A"}
+OK = {True: "✔", False: "✘"}
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -34,6 +43,46 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 def _f(x, nd=3) -> str:
     return "–" if x is None else f"{x:.{nd}f}"
 
+
+def _pct(x: float) -> str:
+    """A relative gap as percent: 1 decimal from 1%, 2 from 0.1%, else 1 significant digit."""
+    v = 100.0 * x
+    if abs(v) >= 1:
+        return f"{v:.1f}%"
+    if abs(v) >= 0.1:
+        return f"{v:.2f}%"
+    return f"{v:.1g}%"
+
+
+def _goal(text: str) -> str:
+    """A target as the result files write it ('<= 1.3') in the tables' notation ('≤ 1.3')."""
+    return text.replace("<=", "≤").replace(">=", "≥")
+
+
+def _cmd(command: str) -> str:
+    """The command that made a result, without what does not change its numbers (time boxes, notes)."""
+    command = re.sub(r" --max-minutes [\d.e-]+", "", command)
+    return re.sub(r" --note .*$", "", command)
+
+
+def _load(path: Path) -> dict:
+    if not path.exists():
+        raise SystemExit(f"no result {path.relative_to(REPO)}; run the command that makes it first "
+                         f"(docs/results.md names it)")
+    return json.loads(path.read_text())
+
+
+def load(name: str) -> dict:
+    """A sweep result of experiments/results/ by name."""
+    return _load(RESULTS / f"{name}.json")
+
+
+def bench(name: str) -> dict:
+    """A speed benchmark result of benchmarks/results/ by name."""
+    return _load(BENCH_RESULTS / f"{name}.json")
+
+
+# --- sweep results -------------------------------------------------------------------------------
 
 def ssim_table(cells: list[dict], methods: list[str]) -> str:
     """Paired SSIM (bits used) per grid budget and method, per-group weights."""
@@ -116,9 +165,7 @@ def ends_line(h: dict) -> str:
 def render(result: dict) -> str:
     """The markdown of one sweep result (all parts it holds)."""
     s = result["setup"]
-    # --max-minutes only time-boxes a slice: the same command without it gives the same numbers
-    command = re.sub(r" --max-minutes [\d.e-]+", "", result["command"])
-    out = [f"`{command}` → `benchmarks/results/{result['benchmark']}.json`"
+    out = [f"`{_cmd(result['command'])}` → `experiments/results/{result['benchmark']}.json`"
            + ("" if result.get("complete") else f" (**partial**: stopped before {result['stopped_before']})"
               if "stopped_before" in result else " (**partial**: still running, or interrupted)")]
     cells = result.get("cells") or []
@@ -150,49 +197,318 @@ def render(result: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def load(name: str) -> dict:
-    path = RESULTS / f"{name}.json"
-    if not path.exists():
-        raise SystemExit(f"no result {path}; run `python -m experiments.sweep --name {name}` first")
-    return json.loads(path.read_text())
+# --- comparisons across sweep results --------------------------------------------------------------
+
+def _fid_rows(result: dict, seed: int | None = None) -> dict[str, dict[int, float]]:
+    """{row label: {seed: FID}} of a sweep result (one seed only if given)."""
+    out: dict[str, dict[int, float]] = {}
+    for r in result.get("fid") or []:
+        if seed is None or r["seed"] == seed:
+            out.setdefault(r["row"], {})[r["seed"]] = r["fid"]
+    return out
 
 
-def update_readme(text: str, names: list[str] | None) -> str:
-    """``text`` with every report block (or only those of ``names``) regenerated from its result."""
+HEADLINE_ROWS = [("W 4", "W 4"), ("W+A 4", "WA 4"), ("W+A 6", "WA 6")]
+
+
+def headline() -> str:
+    """The README's headline: 5k-sample FIDs, exact against uniform bits, with FP."""
+    r = load("sweep_fid5k")
+    f = {k: v[1] for k, v in _fid_rows(r, seed=1).items()}
+    fp = f["FP"]
+    n, sampler = r["fid"][0]["n"], r["fid"][0]["sampler"]
+    rows = [[label, f"{f[f'{key} exact G=10']:.2f} ({f[f'{key} exact G=10'] / fp:.2f}× FP)",
+             f"{f[f'{key} uniform G=10']:.2f} ({f[f'{key} uniform G=10'] / fp:.2f}× FP)"]
+            for label, key in HEADLINE_ROWS]
+    return (_table(["average bits", "dadq (exact allocation)", "uniform bits"], rows)
+            + f"\n\nFID with MNIST-classifier features (not Inception), {n:,} samples, {sampler}, seed 1, on the "
+              f"embedded MNIST model; FP {fp:.2f} (`experiments/results/sweep_fid5k.json`).\n")
+
+
+def fid_5k_vs_1k() -> str:
+    """Seed-1 FID at 1k samples (sweep.json) and at 5k (sweep_fid5k.json), the ratios to FP, uniform ÷ exact."""
+    k1 = {k: v[1] for k, v in _fid_rows(load("sweep"), seed=1).items()}
+    k5 = {k: v[1] for k, v in _fid_rows(load("sweep_fid5k"), seed=1).items()}
+    rows = [["FP", f"{k1['FP']:.2f}", f"{k5['FP']:.2f}", f"{k5['FP'] / k1['FP']:.2f}", "–", "–", "–"]]
+    for label, key in HEADLINE_ROWS:
+        for method in ("exact", "uniform"):
+            row = f"{key} {method} G=10"
+            a, b = k1[row], k5[row]
+            vs = f"{b / k5[f'{key} exact G=10']:.1f}×" if method == "uniform" else "–"
+            rows.append([f"{label} {method}", f"{a:.2f}", f"{b:.2f}", f"{b / a:.2f}",
+                         f"{a / k1['FP']:.2f}×", f"{b / k5['FP']:.2f}×", vs])
+    return _table(["row (seed 1, DDIM-50)", "FID 1k", "FID 5k", "5k ÷ 1k", "÷ FP at 1k", "÷ FP at 5k",
+                   "uniform ÷ exact at 5k"], rows) + "\n"
+
+
+def exact_vs_lagrangian() -> str:
+    """FID of exact and lagrangian over the seeds of both full runs: the gain of solving exactly."""
+    rows = []
+    for name, model in (("sweep", "MNIST"), ("sweep_fashion", "Fashion-MNIST")):
+        f = _fid_rows(load(name))
+        for label, key in HEADLINE_ROWS:
+            ex, lg = f[f"{key} exact G=10"], f[f"{key} lagrangian G=10"]
+            seeds = sorted(set(ex) & set(lg))
+            me, ml = np.mean([ex[s] for s in seeds]), np.mean([lg[s] for s in seeds])
+            ahead = sum(ex[s] < lg[s] for s in seeds)
+            rows.append([model, label, f"{me:.2f}", f"{ml:.2f}", f"{100 * (ml / me - 1):+.1f}%",
+                         f"{ahead} of {len(seeds)}"])
+    return _table(["model", "budget", "exact: FID (mean)", "lagrangian: FID (mean)", "lagrangian ÷ exact − 1",
+                   "seeds where exact is lower"], rows) + "\n"
+
+
+def bias_shift() -> str:
+    """conv_out's weight distortion with and without its mean output shift folded into the bias."""
+    r = load("bias_shift")
+    rows = [[str(s["bits"]), f"{s['D_mean']:.3g}", f"{s['D_corrected_mean']:.2g}", f"{s['shift_over_std_mean']:.2f}"]
+            for s in r["summary"] if s["layer"] == "conv_out"]
+    nm = r["non_monotone_weight_curves"]
+    return (f"`{_cmd(r['command'])}` → `experiments/results/bias_shift.json` (model fingerprint "
+            f"{r['setup']['fingerprint']})\n\n"
+            + _table(["conv_out weight bits", "D, mean over groups", "D with the shift in the bias",
+                      "output shift ÷ error spread"], rows)
+            + f"\n\nAcross that profile, {nm['steps_up']} of {nm['steps_total']} weight-curve steps b → b+1 raise D, "
+              f"in {nm['layers_with_steps_up']} of {nm['layers_total']} layers.\n")
+
+
+# --- the embedded models' quality cards -------------------------------------------------------------
+
+QUALITY_ROWS = [("train_10k_vs_test", "{data} train images (sanity: near 0)"), ("ddim50_1k", "model, DDIM-50"),
+                ("ddim100_1k", "model, DDIM-100"), ("ddim50_5k", "model, DDIM-50"), ("ddpm1000_256", "model, DDPM-1000"),
+                ("ddpm1000_5k", "model, DDPM-1000"),
+                ("broken_w2_ddim50_1k", "broken model (all weights 2-bit uniform), DDIM-50"),
+                ("gaussian_noise_1k", "Gaussian noise")]
+
+
+def quality(folder: str) -> str:
+    q = _load(REPO / "assets" / folder / "quality.json")
+    data = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}[q["dataset"]]
+    rows = [[text.format(data=data), f"{q[k]['n']:,}", q[k].get("device", q.get("device", "cpu")).replace("cpu", "CPU"),
+             f"{q[k]['fid']:.2f}"] for k, text in QUALITY_ROWS if k in q]
+    out = [f"`{q['command']}` → `assets/{folder}/quality.json`", "",
+           f"{q['metric']}, against the {q['reference']}:", "",
+           _table(["images", "n", "sampled on", "FID"], rows)]
+    c = q.get("classifier_on_ddim100_1k")
+    if c:
+        out += ["", f"{100 * c['frac_conf_gt_0.9']:.1f}% of the 1k DDIM-100 samples get classifier confidence > 0.9; "
+                    f"every class holds {100 * c['min_class_frac']:.1f}–{100 * c['max_class_frac']:.1f}% of them."]
+    return "\n".join(out) + "\n"
+
+
+def default_model() -> str:
+    out = quality("default")
+    g = _load(REPO / "training" / "gpu_quality.json")
+    c = g["classifier_on_ddim100_1k"]
+    return out + (f"\nThe same DDIM-100 check sampled on the {g['ddim100_1k']['device']} "
+                  f"(`training/gpu_quality.json`): FID {g['ddim100_1k']['fid']:.2f}, "
+                  f"{100 * c['frac_conf_gt_0.9']:.1f}% confident.\n")
+
+
+def fashion_model() -> str:
+    return quality("fashion")
+
+
+# --- speed benchmarks ------------------------------------------------------------------------------
+
+def _timing(r: dict, problem: str, method: str) -> list[float]:
+    return [t["ms_median"] for t in r["timing"] if t["problem"] == problem and t["method"] == method]
+
+
+def _gaps(r: dict, method: str, problem: str = "real") -> dict[float, float]:
+    return {g["budget_avg_bits"]: g["gap_vs_exact"] for g in r["gaps"] if g["problem"] == problem and g["method"] == method}
+
+
+def solver_speed() -> str:
+    r = bench("solver_speed")
+    t = r["targets"]
+    al, syn = t["real: dadq.allocate"], t["synthetic"]
+    milp = [g["gap_vs_exact"] for g in r["gaps"] if g["problem"] == "real" and g["method"] == "reference: HiGHS MILP"]
+    milp_ms = [x["ms_median"] for x in r["timing"] if x["method"] == "reference: HiGHS MILP"]
+    s = r["setup"]
+    size = f"{s['groups']} groups × {s['quantizers_synthetic']} quantizers × {len(s['bits'])} widths"
+    rows = [[f"Lagrangian re-allocation, {size}", f"{al['lagrangian_worst_ms']:.1f} ms (`dadq.allocate`, worst budget), "
+             f"{syn['lagrangian_worst_ms']:.1f} ms on synthetic curves", f"≤ {al['lagrangian_target_ms']:g} ms "
+             f"{OK[al['lagrangian_pass'] and syn['lagrangian_pass']]}"],
+            ["exact re-allocation, same size", f"{al['exact_worst_ms']:.0f} ms (`dadq.allocate`), {syn['exact_worst_ms']:.0f} ms "
+             f"synthetic; HiGHS MILP agrees to ≤ {_pct(max(milp))} and takes {min(milp_ms) / 1e3:.1f}–"
+             f"{max(milp_ms) / 1e3:.1f} s", f"≤ {al['exact_target_ms'] / 1e3:g} s {OK[al['exact_pass'] and syn['exact_pass']]}"]]
+    lag, gre = _gaps(r, "lagrangian"), _gaps(r, "greedy")
+    gap_rows = [[f"{b:g}", _pct(lag[b]), _pct(gre[b])] for b in s["budgets_gap"]]
+    return (f"`{_cmd(r['command'])}` → `benchmarks/results/solver_speed.json`\n\n"
+            + _table(["what", "result", "target"], rows)
+            + "\n\nPredicted distortion above the exact optimum on the shipped profile (W+A, G=10):\n\n"
+            + _table(["budget (avg bits)", "lagrangian", "greedy"], gap_rows) + "\n")
+
+
+def profile_speed() -> str:
+    r = bench("profile_speed")
+    t, sp, ev, cb = r["targets"], r["speed"], r["exact_vs_naive"], r["compute_before_layer"]
+    st = r["setup"]
+    gaps = r["fast_allocation_gap_shipped_profile"]
+    gap_txt = ", ".join(f"+{100 * g['rel_gap']:.1f}% at {g['budget_avg_bits']:g}" + (" bits" if i == 0 else "")
+                        for i, g in enumerate(gaps))
+    rows = [[f"`exact` curves against `naive`", f"max rel. diff {ev['max_rel_diff']:g} over {ev['entries']} entries"
+             + (" (bitwise equal)" if ev["bitwise_equal_fraction"] == 1.0 else ""),
+             f"{_goal(t['exact_matches_naive']['target'])} {OK[t['exact_matches_naive']['pass']]}"],
+            ["`exact` speed-up over `naive`", f"{t['exact_speedup']['value']:.2f}× end to end "
+             f"({t['exact_speedup']['profiling_only']:.2f}× profiling only)",
+             f"{_goal(t['exact_speedup']['target'])} {OK[t['exact_speedup']['pass']]}"],
+            ["`fast` speed-up over `naive`", f"{t['fast_speedup']['value']:.2f}× end to end "
+             f"({t['fast_speedup']['profiling_only']:.2f}× profiling only)",
+             f"{_goal(t['fast_speedup']['target'])} {OK[t['fast_speedup']['pass']]}"],
+            ["`fast` allocation, scored on exact curves", gap_txt, f"{_goal(t['fast_alloc_gap']['target'])} "
+             f"{OK[t['fast_alloc_gap']['pass']]}"]]
+    p, ch = sp["profiling_s"], sp["exact_speedup_per_chunk"]
+    err = r["fast_curve_error"]["all"]
+    return (f"`{_cmd(r['command'])}` → `benchmarks/results/profile_speed.json`\n\n"
+            f"The whole default model: {st['layers_profiled']} layers, G={st['groups']}, bits {st['bits'][0]}–"
+            f"{st['bits'][-1]}, W+A, {st['calib_per_group']} calibration samples per group.\n\n"
+            + _table(["what", "result", "target"], rows)
+            + f"\n\nProfiling took naive {p['naive']:.0f} s, exact {p['exact']:.0f} s, fast {p['fast']:.0f} s, each plus "
+              f"the same {sp['calibration_s']:.1f} s of calibration. {100 * cb['mac_fraction_before_layer_mean']:.1f}% of "
+              f"the MACs lie before the average layer, and timing the skipped prefix predicts "
+              f"{cb['predicted_exact_speedup_from_timed_skip']:.2f}× for exact. Per chunk of "
+              f"{len(st['layer_names']) // len(ch)} layers the exact speed-up rises with depth, from {ch[0]:.2f}× to "
+              f"{ch[-1]:.2f}×. The filled points of `fast` ({', '.join(map(str, r['fast_curve_error']['filled_bits']))} "
+              f"bits) have a median relative error of {100 * err['median_rel_err']:.0f}% (p90 "
+              f"{100 * err['p90_rel_err']:.0f}%).\n")
+
+
+def fast_fill() -> str:
+    """The allocation gap of fast mode for other choices of measured bit widths (shipped profile)."""
+    r = bench("profile_speed")
+    var = r["fill_variants_shipped_profile"]
+    budgets = var[0]["budgets"]
+    rows = []
+    for v in var:
+        mb = v["measured_bits"]
+        label = "{" + ", ".join(map(str, mb)) + "}" if isinstance(mb, list) else mb.replace(",", ", ")
+        rows.append([label + (" (default)" if mb == [2, 4, 6] else "")] + [f"{100 * g:.1f}%" for g in v["rel_gap"]])
+    return _table(["measured bit widths"] + [f"gap at {b:g} bits" for b in budgets], rows) + "\n"
+
+
+def sampling_speed() -> str:
+    r = bench("sampling_speed")
+    s, rv = r["setup"], r["ratios_vs_fp"]
+    rows = [[name, f"{rv[k]['median']:.2f}× (per repeat {rv[k]['min']:.2f}–{rv[k]['max']:.2f})",
+             f"{_goal(r['targets'][k]['target'])} {OK[r['targets'][k]['pass']]}"]
+            for k, name in (("q_wa4", "W+A 4 (lagrangian, per-group)"), ("q_w4", "W 4 (lagrangian, per-group)"))]
+    return (f"`{_cmd(r['command'])}` → `benchmarks/results/sampling_speed.json`\n\n"
+            f"Quantized / FP sampling time, {s['n']} images, DDIM-{s['steps']}, median of {s['repeats']} repeats:\n\n"
+            + _table(["model", "time ÷ FP", "target"], rows) + "\n")
+
+
+def app() -> str:
+    r = bench("app")
+    a, g = r["allocate_roundtrip_ms"], r["generate"]
+    rows = [["`python app.py` to page ready", f"{r['start_to_ready_s']:.1f} s", f"≤ {r['start_target_s']:g} s "
+             f"{OK[r['start_to_ready_s'] <= r['start_target_s']]}"],
+            [f"slider → heatmap round trip (`/allocate` through gradio_client), median of {a['calls']}",
+             f"{a['median']:.0f} ms (p90 {a['p90']:.0f} ms)", f"≤ {a['target_ms']:g} ms {OK[a['median'] <= a['target_ms']]}"],
+            [f"Generate {g['n']} + {g['n']} at {g['sampler']}, against one FP-only run of {g['n']}",
+             f"{g['generate_over_fp_only']:.2f}×", f"≤ {g['target_generate_over_fp_only']:g}× "
+             f"{OK[g['generate_over_fp_only'] <= g['target_generate_over_fp_only']]}"],
+            ["quantized chain / FP chain inside that Generate", f"{g['server_quantized_over_fp']:.2f}×",
+             f"≤ {g['target_quantized_over_fp']:g}× {OK[g['server_quantized_over_fp'] <= g['target_quantized_over_fp']]}"],
+            ["the same pair in one process (`dadq.sample_pair`), one chain after the other / side by side",
+             f"{g['in_process_pair_sequential_over_fp_only']:.2f}× / {g['in_process_pair_parallel_over_fp_only']:.2f}× "
+             "FP-only", "–"]]
+    rng = lambda v: f"{min(v):.1f}–{max(v):.1f} s"  # noqa: E731
+    return ("`python benchmarks/app_bench.py` → `benchmarks/results/app.json`\n\n"
+            + _table(["what", "result", "target"], rows)
+            + f"\n\nOne FP chain of {g['n']} alone, on the server's thread count: {g['fp_only_s_median']:.1f} s (median). "
+              f"Inside Generate, each chain on one thread beside the other: FP {rng(g['server_fp_s'])}, quantized "
+              f"{rng(g['server_quantized_s'])}.\n")
+
+
+def speed_targets() -> str:
+    """The README's summary: every speed target with its measured value and the command that measured it."""
+    so, pr, sa, ap = bench("solver_speed"), bench("profile_speed"), bench("sampling_speed"), bench("app")
+    al, t = so["targets"]["real: dadq.allocate"], pr["targets"]
+    wa4 = sa["targets"]["q_wa4"]
+    rows = [["re-allocation after a budget change, Lagrangian (G=10, 128 quantizers, 7 widths)",
+             f"{al['lagrangian_worst_ms']:.1f} ms", f"≤ {al['lagrangian_target_ms']:g} ms {OK[al['lagrangian_pass']]}",
+             f"`{_cmd(so['command'])}`"],
+            ["the same, exact solver", f"{al['exact_worst_ms']:.0f} ms", f"≤ {al['exact_target_ms'] / 1e3:g} s "
+             f"{OK[al['exact_pass']]}", "same"],
+            ["profile, `exact` mode against `naive` (same curves)", f"{t['exact_speedup']['value']:.2f}× faster, "
+             f"max rel. diff {t['exact_matches_naive']['value']:g}",
+             f"≥ 1.25×, ≤ 1e-4 {OK[t['exact_speedup']['pass'] and t['exact_matches_naive']['pass']]}",
+             f"`{_cmd(pr['command'])}`"],
+            ["profile, `fast` mode against `naive`; its allocation gap", f"{t['fast_speedup']['value']:.2f}×; "
+             f"≤ {100 * t['fast_alloc_gap']['value']:.1f}%", f"≥ 3×; ≤ 5% {OK[t['fast_speedup']['pass'] and t['fast_alloc_gap']['pass']]}",
+             "same"],
+            ["quantized / FP sampling time (W+A 4)", f"{wa4['value']:.2f}×", f"≤ 1.3 {OK[wa4['pass']]}",
+             f"`{_cmd(sa['command'])}`"],
+            ["app start to usable page", f"{ap['start_to_ready_s']:.1f} s", f"≤ {ap['start_target_s']:g} s "
+             f"{OK[ap['start_to_ready_s'] <= ap['start_target_s']]}", "`python benchmarks/app_bench.py`"],
+            ["slider release → heatmap (API round trip, median)", f"{ap['allocate_roundtrip_ms']['median']:.0f} ms",
+             f"≤ 300 ms {OK[ap['allocate_roundtrip_ms']['median'] <= 300]}", "same"]]
+    return _table(["target (2-core CPU)", "measured", "goal", "command"], rows) + "\n"
+
+
+BLOCKS: dict[str, Callable[[], str]] = {
+    "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
+    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "default_model": default_model,
+    "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
+    "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app,
+}
+
+
+def block(name: str) -> str:
+    """The markdown of one generated block: a summary of ``BLOCKS``, or a sweep result's tables."""
+    return BLOCKS[name]() if name in BLOCKS else render(load(name))
+
+
+def update(text: str, names: list[str] | None = None) -> str:
+    """``text`` with every generated block (or only those of ``names``) regenerated from its result."""
     def sub(m):
         if names and m["name"] not in names:
             return m.group(0)
-        return m.group(1) + render(load(m["name"])) + m.group(4)
+        return m.group(1) + block(m["name"]) + m.group(4)
     return BLOCK.sub(sub, text)
+
+
+update_readme = update  # the earlier name
+
+
+def stale_blocks(text: str, names: list[str] | None = None) -> list[str]:
+    """Names of the blocks of ``text`` that differ from what their results give now."""
+    new = update(text, names)
+    return [m["name"] for m, k in zip(BLOCK.finditer(text), BLOCK.finditer(new)) if m.group(0) != k.group(0)]
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("names", nargs="*", help="result names in benchmarks/results (e.g. sweep sweep_fashion)")
-    p.add_argument("--readme", default=None, help="rewrite the report blocks of this markdown file")
-    p.add_argument("--check", action="store_true", help="with --readme: exit 1 if a block differs, write nothing")
+    p.add_argument("names", nargs="*", help="blocks to print (no --doc/--check) or to limit the rewrite to")
+    p.add_argument("--doc", "--readme", action="append", default=None,
+                   help="a markdown file whose blocks to rewrite or check (repeatable; default: docs/results.md "
+                        "and README.md)")
+    p.add_argument("--check", action="store_true", help="exit 1 if a block differs from its result; write nothing")
     args = p.parse_args(argv)
-    if args.readme is None:
-        if not args.names:
-            p.error("name a result, or give --readme")
+    if args.names and args.doc is None and not args.check:
         for n in args.names:
-            print(render(load(n)))
+            print(block(n))
         return 0
-    path = Path(args.readme)
-    text = path.read_text()
-    new = update_readme(text, args.names)
-    if args.check:
+    docs = [Path(d) for d in args.doc] if args.doc else DOCS
+    bad = 0
+    for path in docs:
+        text = path.read_text()
+        shown = path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
+        count = len(BLOCK.findall(text))
+        if args.check:
+            stale = stale_blocks(text, args.names or None)
+            if stale:
+                print(f"{shown}: generated blocks out of date: {', '.join(stale)}; run `{REGENERATE}`",
+                      file=sys.stderr)
+                bad = 1
+            continue
+        new = update(text, args.names or None)
         if new != text:
-            stale = [m["name"] for m, k in zip(BLOCK.finditer(text), BLOCK.finditer(new)) if m.group(0) != k.group(0)]
-            print(f"{path}: report blocks out of date: {', '.join(stale)}; run "
-                  f"`python -m experiments.report --readme {path}`", file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        from dadq.io import write_text
-        write_text(path, new)
-    print(f"{path}: {len(BLOCK.findall(text))} report block(s) up to date")
-    return 0
+            from dadq.io import write_text
+            write_text(path, new)
+        print(f"{shown}: {count} generated block(s) up to date")
+    return bad
 
 
 if __name__ == "__main__":
