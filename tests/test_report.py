@@ -1,16 +1,32 @@
-"""The README's evidence tables are generated from the committed sweep results, never typed."""
+"""docs/results.md and the README's headline tables are generated from the committed results, never typed."""
 import json
+import re
 
 from experiments import report
-from benchmarks.common import REPO, RESULTS
+
+RESULTS_MD = report.REPO / "docs" / "results.md"
+README = report.REPO / "README.md"
 
 
-def test_readme_report_blocks_match_the_committed_results():
-    text = (REPO / "README.md").read_text()
+def test_generated_blocks_match_the_committed_results():
+    text = RESULTS_MD.read_text()
     names = [m["name"] for m in report.BLOCK.finditer(text)]
-    assert "sweep_quick" in names
-    assert report.update_readme(text, None) == text, "run `python -m experiments.report --readme README.md`"
-    assert report.main(["--readme", str(REPO / "README.md"), "--check"]) == 0
+    for name in ("sweep", "sweep_fashion", "sweep_quick", "sweep_fid5k", "headline", "solver_speed", "profile_speed",
+                 "sampling_speed", "app", "default_model"):
+        assert name in names
+    assert report.stale_blocks(text) == [], f"run `{report.REGENERATE}`"
+    assert report.stale_blocks(README.read_text()) == [], f"run `{report.REGENERATE}`"
+    assert report.main(["--check"]) == 0
+
+
+def test_check_fails_when_results_md_is_stale(tmp_path, capsys):
+    stale = tmp_path / "results.md"
+    text = RESULTS_MD.read_text()
+    stale.write_text(text.replace("| FP | 11.58 |", "| FP | 11.57 |", 1))
+    assert report.main(["--doc", str(stale), "--check"]) == 1
+    assert "sweep_fid5k" in capsys.readouterr().err
+    assert report.main(["--doc", str(stale)]) == 0
+    assert stale.read_text() == text
 
 
 def test_fid_table_shows_every_seed_and_the_ratio_to_fp_of_the_same_seeds():
@@ -23,17 +39,40 @@ def test_fid_table_shows_every_seed_and_the_ratio_to_fp_of_the_same_seeds():
 
 
 def test_render_reads_the_numbers_from_the_result(tmp_path):
-    result = json.loads((RESULTS / "sweep_quick.json").read_text())
+    result = json.loads((report.RESULTS / "sweep_quick.json").read_text())
     md = report.render(result)
+    assert "`experiments/results/sweep_quick.json`" in md
     for r in result["fid"]:
         assert f"{r['fid']:.2f}" in md
     exact4 = next(c for c in result["cells"] if (c["target"], c["budget"], c["method"], c["weight_mode"])
                   == ("wa", 4.0, "exact", "per-group"))
     assert f"{exact4['paired_ssim_mean']:.3f} ({exact4['avg_bits_used']:.2f})" in md
-    # a stale block is found and named
-    readme = tmp_path / "R.md"
-    readme.write_text("x\n<!-- report sweep_quick -->\nold numbers\n<!-- /report -->\ny\n")
-    assert report.main(["--readme", str(readme), "--check"]) == 1
-    assert report.main(["--readme", str(readme)]) == 0
-    assert readme.read_text() == "x\n<!-- report sweep_quick -->\n" + md + "<!-- /report -->\ny\n"
-    assert report.main(["--readme", str(readme), "--check"]) == 0
+    # a stale block is found and named, rewritten, and then passes
+    doc = tmp_path / "R.md"
+    doc.write_text("x\n<!-- report sweep_quick -->\nold numbers\n<!-- /report -->\ny\n")
+    assert report.main(["--doc", str(doc), "--check"]) == 1
+    assert report.main(["--doc", str(doc)]) == 0
+    assert doc.read_text() == "x\n<!-- report sweep_quick -->\n" + md + "<!-- /report -->\ny\n"
+    assert report.main(["--doc", str(doc), "--check"]) == 0
+
+
+def test_headline_and_speed_numbers_come_from_their_result_files():
+    fid5k = {r["row"]: r["fid"] for r in json.loads((report.RESULTS / "sweep_fid5k.json").read_text())["fid"]}
+    head = report.headline()
+    for row in ("FP", "W 4 exact G=10", "W 4 uniform G=10", "WA 4 exact G=10", "WA 6 uniform G=10"):
+        assert f"{fid5k[row]:.2f}" in head
+    solver = json.loads((report.BENCH_RESULTS / "solver_speed.json").read_text())
+    ms = solver["targets"]["real: dadq.allocate"]["lagrangian_worst_ms"]
+    assert f"{ms:.1f} ms" in report.speed_targets()
+    app = json.loads((report.BENCH_RESULTS / "app.json").read_text())
+    assert f"{app['allocate_roundtrip_ms']['median']:.0f} ms" in report.speed_targets()
+
+
+def test_readme_is_a_front_page_that_links_only_inside_the_repo():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 150
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links and not [u for u in links if u.startswith("..") or "shared/" in u]
+    for u in links:
+        if not u.startswith(("http", "#")):
+            assert (report.REPO / u.split("#")[0]).exists(), u
