@@ -76,3 +76,12 @@ def test_readme_is_a_front_page_that_links_only_inside_the_repo():
     for u in links:
         if not u.startswith(("http", "#")):
             assert (report.REPO / u.split("#")[0]).exists(), u
+
+
+def test_docs_link_only_to_files_that_exist_in_the_repo():
+    for doc in (RESULTS_MD, report.REPO / "docs" / "method.md", report.REPO / "experiments" / "README.md"):
+        for u in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if u.startswith(("http", "#")):
+                continue
+            target = (doc.parent / u.split("#")[0]).resolve()
+            assert target.is_relative_to(report.REPO) and target.exists(), f"{doc.name}: {u}"
