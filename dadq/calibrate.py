@@ -3,6 +3,17 @@
 Calibration x_t come from the FP model's own DDIM trajectories (fixed seed), so no dataset is
 needed: for group g, each of the N trajectories contributes its x_t at one of its DDIM steps whose
 timestep lies in g, drawn uniformly.
+
+Conditional models (``calibration_conditioning``): trajectory i keeps one condition throughout, so
+every group sees the same N conditions. Class labels are stratified uniform over the classes (N
+distinct random classes when N <= K, else whole random permutations of the K classes, repeated); a
+UNet2DConditionModel cycles through the model's ``encoder_hidden_states`` the same way. The
+trajectories run as sampling runs them: under classifier-free guidance at the profile's
+guidance scale (default: the model's), and every calibration evaluation is one guided call, i.e.
+both branches in one batch: the N conditional inputs and the same N x_t with the null class
+(or null encoder_hidden_states). So each layer's activations are calibrated on both branches (half
+each), and D is measured on the guided eps, the output the sampler uses (``dadq.profile``).
+Without guidance only the conditional branch runs, as it does when sampling.
 """
 from __future__ import annotations
 
@@ -16,13 +27,47 @@ from .models import DiffusionModel
 HIST_BINS = 64
 
 
+def calibration_conditioning(model: DiffusionModel, n: int, seed: int = 0, guidance_scale=None) -> tuple[dict, dict]:
+    """The conditioning of the N calibration trajectories: (kwargs for ``model.eps``, description for the
+    profile's meta["calibration"]). guidance_scale None: the model's default (``model.guidance_scale``)."""
+    s = model.check_guidance(model.guidance_scale if guidance_scale is None else guidance_scale)
+    rng = np.random.default_rng([seed, 20])
+
+    def stratified(k: int) -> np.ndarray:
+        if n <= k:
+            return rng.choice(k, size=n, replace=False)
+        return np.concatenate([rng.permutation(k) for _ in range(-(-n // k))])[:n]
+
+    kwargs: dict = {"guidance_scale": s}
+    desc: dict = {"conditioning": model.conditioning, "guidance_scale": s,
+                  "branches": ["conditional", "null"] if s is not None else
+                  (["conditional"] if model.conditioning else ["unconditional"]),
+                  "distortion_on": "guided eps = eps_null + s (eps_cond - eps_null)" if s is not None else "eps",
+                  "trajectories": "DDIM, eta=0" + (f", guided at s={s}" if s is not None else "")}
+    if model.conditioning == "class":
+        y = stratified(model.num_classes)
+        kwargs["class_labels"] = torch.from_numpy(y).long()
+        desc.update(classes=[int(v) for v in y], num_classes=model.num_classes, null_class=model.null_class,
+                    labels="stratified uniform over the classes, one per trajectory (the same in every group)")
+    elif model.conditioning == "text":
+        if model.encoder_hidden_states is None:
+            raise ValueError("calibrating a UNet2DConditionModel needs conditions: pass load_model(..., "
+                             "encoder_hidden_states=[K, S, D]) (and null_encoder_hidden_states for guidance).")
+        idx = stratified(model.encoder_hidden_states.shape[0])
+        kwargs["encoder_hidden_states"] = model.encoder_hidden_states[torch.from_numpy(idx)]
+        desc.update(conditions=[int(v) for v in idx], num_conditions=int(model.encoder_hidden_states.shape[0]),
+                    labels="indices into the model's encoder_hidden_states, stratified uniform")
+    return kwargs, desc
+
+
 @torch.no_grad()
 def calibration_inputs(model: DiffusionModel, groups: TimestepGroups, n_per_group: int = 16, seed: int = 0,
-                       steps: int | None = None, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+                       steps: int | None = None, progress=None, guidance_scale=None) -> tuple[torch.Tensor, torch.Tensor]:
     """x_t [G, N, C, H, W] and t [G, N] (int64) from N seeded FP DDIM trajectories.
 
     steps: DDIM steps of the trajectories (default max(100, 2G), capped at T), enough for every
-    group to hold at least one step.
+    group to hold at least one step. Conditional models: trajectory i runs with condition i of
+    ``calibration_conditioning(model, N, seed, guidance_scale)``.
     """
     from diffusers import DDIMScheduler
 
@@ -46,6 +91,7 @@ def calibration_inputs(model: DiffusionModel, groups: TimestepGroups, n_per_grou
     c, h, w = model.sample_shape
     x = torch.randn((n_per_group, c, h, w), generator=gen)
     dev = model.device
+    cond, _ = calibration_conditioning(model, n_per_group, seed, guidance_scale)
     out_x = torch.empty((groups.num_groups, n_per_group, c, h, w))
     out_t = torch.empty((groups.num_groups, n_per_group), dtype=torch.long)
     for k, t in enumerate(tqdm(ts, desc="calibration trajectories", leave=False)):
@@ -54,7 +100,7 @@ def calibration_inputs(model: DiffusionModel, groups: TimestepGroups, n_per_grou
             if hit.size:
                 out_x[g, hit] = x[hit]
                 out_t[g, hit] = int(t)
-        eps = model.eps(x.to(dev), torch.full((n_per_group,), int(t), device=dev)).cpu()
+        eps = model.eps(x.to(dev), torch.full((n_per_group,), int(t), device=dev), **cond).cpu()
         x = sched.step(eps, int(t), x, eta=0.0).prev_sample
         if progress is not None:
             progress((k + 1) / len(ts), f"calibration trajectories: step {k + 1}/{len(ts)}")

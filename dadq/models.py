@@ -35,14 +35,140 @@ QUANTIZABLE = (nn.Conv2d, nn.Linear)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+# The denoisers dadq runs, by diffusers class name -> dadq's kind.
+MODEL_KINDS = {
+    "UNet2DModel": "unet",                   # unconditional, or class-conditional with num_class_embeds
+    "DiTTransformer2DModel": "dit",          # class-conditional diffusion transformer, pixel space
+    "UNet2DConditionModel": "unet-cond",     # cross-attention on given encoder_hidden_states
+}
+SUPPORTED_KINDS = ("UNet2DModel (unconditional, or class-conditional with num_class_embeds), "
+                   "DiTTransformer2DModel (pixel space), UNet2DConditionModel (given encoder_hidden_states)")
+
+
+def model_kind(net: nn.Module) -> str:
+    """dadq's kind of a denoiser ("unet", "dit", "unet-cond"); a clear error for any other model."""
+    inner = getattr(net, "fp_unet", net)  # a QuantizedUNet reports its FP original
+    kind = MODEL_KINDS.get(type(inner).__name__)
+    if kind is None:
+        raise ValueError(f"dadq does not support {type(inner).__name__} models; supported kinds: {SUPPORTED_KINDS}.")
+    return kind
+
+
 @dataclass
 class DiffusionModel:
-    """A noise-prediction denoiser ``unet(x_t, t) -> eps`` plus its noise schedule."""
+    """A noise-prediction denoiser ``unet(x_t, t, ...) -> eps`` plus its noise schedule, and its conditioning.
+
+    ``unet`` is any supported denoiser (``MODEL_KINDS``), or dadq's quantized wrapper of one.
+    Conditioning:
+      - class-conditional models (a UNet2DModel with ``num_class_embeds``, a DiT): ``num_classes`` labels
+        0..num_classes-1 and, where the model has one, a ``null_class`` (the unconditional branch of
+        classifier-free guidance). A DiT's null class is diffusers' own: index ``num_embeds_ada_norm`` of its
+        label table. A UNet2DModel declares one with ``null_class`` (load_model argument, or ``dadq.json``
+        in its folder); then its classes are 0..null_class-1.
+      - a UNet2DConditionModel: ``encoder_hidden_states`` [K, S, D], the conditions that calibration and
+        default sampling cycle through, and ``null_encoder_hidden_states`` [S, D] (or [1, S, D]), the
+        unconditional input for guidance.
+    ``guidance_scale``: the model's default classifier-free guidance scale (None: unguided).
+    """
 
     unet: nn.Module
     scheduler: object  # diffusers DDPMScheduler
     source: str = "config"
     info: dict = field(default_factory=dict)
+    null_class: int | None = None
+    guidance_scale: float | None = None
+    encoder_hidden_states: torch.Tensor | None = None
+    null_encoder_hidden_states: torch.Tensor | None = None
+
+    def __post_init__(self):
+        kind = model_kind(self.unet)
+        cfg = self.unet.config
+        if kind == "dit":
+            table = getattr(getattr(self.fp_net, "transformer_blocks", [None])[0], "norm1", None)
+            rows = table.emb.class_embedder.embedding_table.num_embeddings if table is not None else None
+            n = int(cfg.num_embeds_ada_norm)
+            if self.null_class is None and rows is not None and rows > n:
+                self.null_class = n
+        if self.null_class is not None:
+            total = self._label_rows()
+            if total is None or not 0 <= int(self.null_class) < total:
+                raise ValueError(f"null_class={self.null_class}: this {type(self.fp_net).__name__} has "
+                                 f"{total or 0} class embeddings.")
+            self.null_class = int(self.null_class)
+        if kind == "unet-cond" and self.encoder_hidden_states is not None:
+            self.encoder_hidden_states = self._check_ehs(self.encoder_hidden_states, "encoder_hidden_states")
+        if self.null_encoder_hidden_states is not None:
+            e = self._check_ehs(self.null_encoder_hidden_states, "null_encoder_hidden_states")
+            if e.shape[0] != 1:
+                raise ValueError(f"null_encoder_hidden_states: one condition [S, D] expected, got {tuple(e.shape)}.")
+            self.null_encoder_hidden_states = e
+            if self.encoder_hidden_states is not None and self.encoder_hidden_states.shape[1] != e.shape[1]:
+                raise ValueError(f"null_encoder_hidden_states has sequence length {e.shape[1]}, the conditions "
+                                 f"{self.encoder_hidden_states.shape[1]}: guidance batches them together.")
+
+    # --- what the model is ---------------------------------------------------------------------
+    @property
+    def fp_net(self) -> nn.Module:
+        return getattr(self.unet, "fp_unet", self.unet)
+
+    @property
+    def kind(self) -> str:
+        return model_kind(self.unet)
+
+    def _label_rows(self) -> int | None:
+        """Rows of the class-label embedding (classes plus a null class, if any), or None."""
+        net = self.fp_net
+        if self.kind == "dit":
+            return int(net.transformer_blocks[0].norm1.emb.class_embedder.embedding_table.num_embeddings)
+        n = getattr(net.config, "num_class_embeds", None)
+        if n is not None and getattr(net.config, "class_embed_type", None) is None:
+            return int(n)
+        return None
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of real classes (labels 0..num_classes-1), without the null class; None: no labels."""
+        if self.kind == "dit":
+            return int(self.unet.config.num_embeds_ada_norm)
+        rows = self._label_rows()
+        if rows is None:
+            return None
+        return self.null_class if self.null_class is not None else rows
+
+    @property
+    def conditioning(self) -> str | None:
+        """"class" (labels), "text" (encoder_hidden_states) or None (unconditional)."""
+        if self.kind == "unet-cond":
+            return "text"
+        return "class" if self.num_classes is not None else None
+
+    @property
+    def can_guide(self) -> bool:
+        return self.null_class is not None if self.conditioning == "class" else (
+            self.conditioning == "text" and self.null_encoder_hidden_states is not None)
+
+    @property
+    def ehs_shape(self) -> tuple[int | None, int]:
+        """(sequence length or None, feature dim) that encoder_hidden_states must have."""
+        cfg = self.unet.config
+        dim = cfg.encoder_hid_dim if getattr(cfg, "encoder_hid_dim_type", None) else cfg.cross_attention_dim
+        if not isinstance(dim, int):
+            dim = dim[0]
+        seq = self.encoder_hidden_states.shape[1] if self.encoder_hidden_states is not None else None
+        return seq, int(dim)
+
+    def _check_ehs(self, e, what: str) -> torch.Tensor:
+        if self.kind != "unet-cond":
+            raise ValueError(f"{what}: only a UNet2DConditionModel takes encoder_hidden_states; this is a "
+                             f"{type(self.fp_net).__name__}.")
+        e = torch.as_tensor(e, dtype=torch.float32)
+        if e.ndim == 2:
+            e = e[None]
+        _, dim = self.ehs_shape
+        if e.ndim != 3 or e.shape[-1] != dim:
+            raise ValueError(f"{what} has shape {tuple(e.shape)}; expected [batch, sequence, {dim}] "
+                             f"(the model's cross_attention_dim is {dim}).")
+        return e
 
     @property
     def num_timesteps(self) -> int:
@@ -60,11 +186,123 @@ class DiffusionModel:
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
 
+    def with_net(self, net: nn.Module, **changes) -> "DiffusionModel":
+        """The same model's conditioning and schedule around another denoiser (e.g. its quantized copy)."""
+        kw = dict(unet=net, scheduler=self.scheduler, source=self.source, info=dict(self.info),
+                  null_class=self.null_class, guidance_scale=self.guidance_scale,
+                  encoder_hidden_states=self.encoder_hidden_states,
+                  null_encoder_hidden_states=self.null_encoder_hidden_states)
+        kw.update(changes)
+        return DiffusionModel(**kw)
+
+    # --- conditioning ---------------------------------------------------------------------------
+    def default_labels(self, n: int) -> torch.Tensor | None:
+        """Labels 0, 1, ..., K-1, 0, 1, ... for n samples of a class-conditional model (None otherwise)."""
+        k = self.num_classes
+        return None if k is None or self.conditioning != "class" else torch.arange(n) % k
+
+    def check_labels(self, class_labels, n: int) -> torch.Tensor | None:
+        """class_labels (int, sequence or tensor) -> int64 [n]; errors for a model without labels or out of range."""
+        if class_labels is None:
+            return None
+        if self.conditioning != "class":
+            raise ValueError(f"class_labels given, but this {type(self.fp_net).__name__} is not class-conditional "
+                             "(a UNet2DModel needs num_class_embeds; a DiT always has labels).")
+        y = torch.as_tensor(class_labels).long().flatten().cpu()
+        if y.numel() == 1 and n > 1:
+            y = y.expand(n).clone()
+        if y.numel() != n:
+            raise ValueError(f"{y.numel()} class labels for {n} samples; give one label, or one per sample.")
+        k = self.num_classes
+        bad = (y < 0) | (y >= k)
+        if self.null_class is not None:
+            bad &= y != self.null_class
+        if bool(bad.any()):
+            raise ValueError(f"class label {int(y[bad][0])} is out of range: this model has classes 0..{k - 1}"
+                             + (f" (and the null class {self.null_class})." if self.null_class is not None else "."))
+        return y
+
+    def check_guidance(self, guidance_scale) -> float | None:
+        """The effective guidance scale: None or 1 run the conditional pass only; any other s needs a null condition."""
+        if guidance_scale is None:
+            return None
+        s = float(guidance_scale)
+        if not s >= 0:
+            raise ValueError(f"guidance_scale={guidance_scale}: use a scale >= 0 (1 = no guidance).")
+        if s == 1.0:
+            return None
+        if not self.can_guide:
+            what = ("a null class" if self.conditioning == "class" else
+                    "null_encoder_hidden_states" if self.conditioning == "text" else "any conditioning")
+            raise ValueError(f"guidance_scale={s}: classifier-free guidance needs {what}, and this "
+                             f"{type(self.fp_net).__name__} ({self.source}) has none."
+                             + (" Declare the class trained as unconditional with null_class=..." if
+                                self.conditioning == "class" else ""))
+        return s
+
+    def check_ehs(self, encoder_hidden_states, n: int) -> torch.Tensor | None:
+        """encoder_hidden_states -> float32 [n, S, D] (one condition is repeated for all n)."""
+        if encoder_hidden_states is None:
+            return None
+        e = self._check_ehs(encoder_hidden_states, "encoder_hidden_states")
+        if e.shape[0] == 1 and n > 1:
+            e = e.expand(n, -1, -1)
+        if e.shape[0] != n:
+            raise ValueError(f"encoder_hidden_states has {e.shape[0]} conditions for {n} samples; give 1 or {n}.")
+        return e
+
+    def _net_eps(self, x, t, y, e) -> torch.Tensor:
+        kw = {}
+        if y is not None:
+            kw["class_labels"] = y
+        if self.kind == "unet-cond":
+            kw["encoder_hidden_states"] = e
+        out = self.unet(x, t, **kw).sample
+        c = x.shape[1]
+        return out[:, :c] if out.shape[1] > c else out  # learned-sigma models: eps is the first C channels
+
     @torch.no_grad()
-    def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Predicted noise [N, C, H, W] for inputs x_t [N, C, H, W] at integer timesteps t [N]."""
+    def eps(self, x: torch.Tensor, t: torch.Tensor, class_labels=None, encoder_hidden_states=None,
+            guidance_scale: float | None = None) -> torch.Tensor:
+        """Predicted noise [N, C, H, W] for inputs x_t [N, C, H, W] at integer timesteps t [N].
+
+        class_labels: int64 [N] (or one int) for class-conditional models; None runs the null class where
+          the model has one. encoder_hidden_states: [N or 1, S, D] for a UNet2DConditionModel (default: the
+          model's first condition). guidance_scale s (None or 1: the conditional pass alone): classifier-free
+          guidance eps_uncond + s (eps_cond - eps_uncond), both passes in one batch of 2N (conditional first).
+        """
+        n = x.shape[0]
+        s = self.check_guidance(guidance_scale)
+        y = e = None
+        if self.conditioning == "class":
+            y = self.check_labels(class_labels, n)
+            if y is None:
+                if self.null_class is None:
+                    raise ValueError(f"this class-conditional {type(self.fp_net).__name__} needs class_labels "
+                                     f"(0..{self.num_classes - 1}); it has no null class for unconditional samples.")
+                y = torch.full((n,), self.null_class, dtype=torch.long)
+            y = y.to(x.device)
+        elif class_labels is not None:
+            self.check_labels(class_labels, n)  # raises: not class-conditional
+        if self.kind == "unet-cond":
+            e = self.check_ehs(encoder_hidden_states, n)
+            if e is None:
+                if self.encoder_hidden_states is None:
+                    raise ValueError("a UNet2DConditionModel needs encoder_hidden_states [N, S, D]: pass them, or give "
+                                     "load_model(..., encoder_hidden_states=...) a default set.")
+                e = self.check_ehs(self.encoder_hidden_states[:1], n)
+            e = e.to(x.device, self.fp_net.dtype)
+        elif encoder_hidden_states is not None:
+            self._check_ehs(encoder_hidden_states, "encoder_hidden_states")  # raises: wrong kind
         with full_fp32(x.device):
-            return self.unet(x, t).sample
+            if s is None:
+                return self._net_eps(x, t, y, e)
+            y2 = None if y is None else torch.cat([y, torch.full_like(y, self.null_class)])
+            e2 = None if e is None else torch.cat(
+                [e, self.null_encoder_hidden_states.to(e.device, e.dtype).expand(n, -1, -1)])
+            both = self._net_eps(torch.cat([x, x]), torch.cat([t, t]), y2, e2)
+            cond, uncond = both[:n], both[n:]
+            return uncond + s * (cond - uncond)
 
     def fingerprint(self) -> str:
         return fingerprint(self.unet)
@@ -117,71 +355,124 @@ def default_scheduler(num_timesteps: int = 1000):
     return DDPMScheduler(num_train_timesteps=num_timesteps, beta_schedule="linear", clip_sample=True)
 
 
-def _from_folder(folder: Path, source: str) -> DiffusionModel:
-    from diffusers import DDPMScheduler, UNet2DModel
+NAMED_MODELS = {"default": DEFAULT_MODEL_DIR, "dit": ASSETS_DIR / "dit"}  # the shipped models, by name
+_SUBFOLDERS = ("unet", "transformer")  # where diffusers pipelines keep the denoiser
 
-    if (folder / "unet" / "config.json").exists():
-        unet = UNet2DModel.from_pretrained(folder, subfolder="unet")
-        sched_dir = folder / "scheduler"
-        scheduler = (DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
-                     if (sched_dir / "scheduler_config.json").exists() else default_scheduler())
-    elif (folder / "config.json").exists():
-        unet = UNet2DModel.from_pretrained(folder)
-        scheduler = default_scheduler()
-    else:
+
+def _denoiser_class(class_name: str | None, config: dict | None = None):
+    """The diffusers class for a config's ``_class_name`` (or, without one, guessed from its keys)."""
+    import diffusers
+
+    if class_name is None:
+        keys = set(config or {})
+        class_name = ("DiTTransformer2DModel" if {"num_embeds_ada_norm", "patch_size"} & keys else
+                      "UNet2DConditionModel" if "cross_attention_dim" in keys else "UNet2DModel")
+    if class_name not in MODEL_KINDS:
+        raise ValueError(f"dadq does not support {class_name} models; supported kinds: {SUPPORTED_KINDS}.")
+    return getattr(diffusers, class_name)
+
+
+def _conditioning_kwargs(info: dict, null_class, guidance_scale, encoder_hidden_states, null_encoder_hidden_states):
+    """Conditioning for DiffusionModel: explicit arguments win over a folder's dadq.json."""
+    return dict(null_class=info.get("null_class") if null_class is None else null_class,
+                guidance_scale=info.get("guidance_scale") if guidance_scale is None else guidance_scale,
+                encoder_hidden_states=encoder_hidden_states, null_encoder_hidden_states=null_encoder_hidden_states)
+
+
+def _from_folder(folder: Path, source: str, **cond) -> DiffusionModel:
+    """A diffusers folder: pipeline layout (unet/ or transformer/, scheduler/) or a bare model folder.
+    An optional ``dadq.json`` beside them declares {"null_class": int, "guidance_scale": float}."""
+    from diffusers import DDPMScheduler
+
+    sub = next((d for d in _SUBFOLDERS if (folder / d / "config.json").exists()), None)
+    model_dir = folder / sub if sub else folder
+    if not (model_dir / "config.json").exists():
         raise ValueError(
-            f"{folder} is not a diffusers model folder: expected unet/config.json (DDPMPipeline.save_pretrained "
-            "layout) or config.json with diffusion_pytorch_model.safetensors beside it."
+            f"{folder} is not a diffusers model folder: expected unet/config.json or transformer/config.json "
+            "(pipeline save_pretrained layout) or config.json with diffusion_pytorch_model.safetensors beside it."
         )
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{model_dir / 'config.json'} is not valid JSON ({e}).") from None
+    cls = _denoiser_class(config.get("_class_name"), config)
+    unet = cls.from_pretrained(folder, subfolder=sub) if sub else cls.from_pretrained(folder)
+    sched_dir = folder / "scheduler"
+    scheduler = (DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
+                 if sub and (sched_dir / "scheduler_config.json").exists() else default_scheduler())
+    info = {}
+    if (folder / "dadq.json").exists():
+        info = json.loads((folder / "dadq.json").read_text())
     unet.eval()
-    return DiffusionModel(unet, scheduler, source=source)
+    return DiffusionModel(unet, scheduler, source=source, info=info,
+                          **_conditioning_kwargs(info, **cond))
 
 
-def from_config(config: dict, seed: int = 0, num_timesteps: int = 1000) -> DiffusionModel:
-    """A UNet2DModel with random (seeded) weights built from a config dict."""
-    from diffusers import UNet2DModel
-
+def from_config(config: dict, seed: int = 0, num_timesteps: int = 1000, **cond) -> DiffusionModel:
+    """A denoiser with random (seeded) weights built from a config dict: a UNet2DModel, or the class its
+    ``_class_name`` names (DiTTransformer2DModel, UNet2DConditionModel); without one, a config with
+    ``patch_size``/``num_embeds_ada_norm`` builds a DiT and one with ``cross_attention_dim`` a
+    UNet2DConditionModel. ``cond``: null_class, guidance_scale, encoder_hidden_states, null_encoder_hidden_states."""
+    cls = _denoiser_class(config.get("_class_name"), config)
     torch.manual_seed(seed)
     cfg = {k: v for k, v in config.items() if not k.startswith("_")}
     try:
-        unet = UNet2DModel(**cfg)
+        unet = cls(**cfg)
     except TypeError as e:
-        raise ValueError(f"invalid UNet2DModel config: {e}. Pass keys of diffusers.UNet2DModel.") from None
+        raise ValueError(f"invalid {cls.__name__} config: {e}. Pass keys of diffusers.{cls.__name__}.") from None
     unet.eval()
-    return DiffusionModel(unet, default_scheduler(num_timesteps), source="config", info={"config": cfg})
+    return DiffusionModel(unet, default_scheduler(num_timesteps), source="config",
+                          info={"config": cfg, "class": cls.__name__}, **_conditioning_kwargs({}, **{
+                              k: cond.get(k) for k in ("null_class", "guidance_scale", "encoder_hidden_states",
+                                                       "null_encoder_hidden_states")}))
 
 
 def load_model(source: str | dict | Path = "default", device: str | torch.device | None = None,
-               seed: int = 0, cache_dir: str | None = None, local_files_only: bool = False) -> DiffusionModel:
-    """Load a denoiser.
+               seed: int = 0, cache_dir: str | None = None, local_files_only: bool = False, *,
+               null_class: int | None = None, guidance_scale: float | None = None,
+               encoder_hidden_states: torch.Tensor | None = None,
+               null_encoder_hidden_states: torch.Tensor | None = None) -> DiffusionModel:
+    """Load a denoiser: a UNet2DModel (unconditional or class-conditional), a DiTTransformer2DModel or a
+    UNet2DConditionModel (``MODEL_KINDS``); any other model class is an error that names these.
 
     source:
-      - "default": the shipped MNIST DDPM in assets/default;
-      - a local folder in DDPMPipeline.save_pretrained layout (unet/ + scheduler/) or a bare UNet folder;
-      - a path to a UNet2DModel config .json, or a config dict: random weights from ``seed``;
+      - "default": the shipped MNIST DDPM in assets/default; "dit": the shipped class-conditional MNIST
+        DiT in assets/dit (null class 10, default guidance in its dadq.json);
+      - a local folder in pipeline save_pretrained layout (unet/ or transformer/, + scheduler/) or a bare
+        model folder;
+      - a path to a config .json, or a config dict: random weights from ``seed`` (``_class_name`` picks the
+        class, see ``from_config``);
       - a Hugging Face Hub id like "google/ddpm-cifar10-32" (downloaded by huggingface_hub, or
         taken from its cache with ``local_files_only``).
     device: "cpu", "cuda", ... (default: cpu).
+    Conditioning (see DiffusionModel): null_class (a class-conditional UNet2DModel's unconditional class),
+    guidance_scale (the default CFG scale), encoder_hidden_states [K, S, D] and null_encoder_hidden_states
+    [S, D] (a UNet2DConditionModel's conditions and its unconditional input).
     """
+    cond = dict(null_class=null_class, guidance_scale=guidance_scale, encoder_hidden_states=encoder_hidden_states,
+                null_encoder_hidden_states=null_encoder_hidden_states)
     if isinstance(source, dict):
-        model = from_config(source, seed=seed)
+        model = from_config(source, seed=seed, **cond)
     else:
         src = str(source)
-        path = DEFAULT_MODEL_DIR if src == "default" else Path(src).expanduser()
+        path = NAMED_MODELS[src] if src in NAMED_MODELS else Path(src).expanduser()
+        if src == "dit" and not (path / "transformer" / "config.json").exists():
+            raise ValueError(f"the shipped DiT is missing from {path}: use a checkout, or train it with "
+                             "python scripts/train_dit.py --out assets/dit.")
         if src == "default" and not (path / "unet" / "config.json").exists():
             raise ValueError(f"the default model is missing from {path}: it ships in the repository's assets/, so "
                              "use a checkout (pip install -e .), or rebuild it with python -m scripts.train_default.")
         if path.is_dir():
-            model = _from_folder(path, source=src)
+            model = _from_folder(path, source=src, **cond)
         elif path.is_file() and path.suffix == ".json":
             try:
                 config = json.loads(path.read_text())
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path} is not valid JSON ({e}); give a UNet2DModel config file.") from None
-            model = from_config(config, seed=seed)
+            model = from_config(config, seed=seed, **cond)
             model.source = src
         elif _HUB_ID.match(src) and not path.exists():
-            model = _from_hub(src, cache_dir=cache_dir, local_files_only=local_files_only)
+            model = _from_hub(src, cache_dir=cache_dir, local_files_only=local_files_only, **cond)
         else:
             raise ValueError(
                 f"no model at {src!r}: give 'default', a local diffusers folder (unet/ + scheduler/), "
@@ -192,17 +483,17 @@ def load_model(source: str | dict | Path = "default", device: str | torch.device
     return model
 
 
-def _from_hub(repo_id: str, cache_dir: str | None, local_files_only: bool) -> DiffusionModel:
+def _from_hub(repo_id: str, cache_dir: str | None, local_files_only: bool, **cond) -> DiffusionModel:
     from huggingface_hub import snapshot_download
 
     try:
         folder = snapshot_download(
             repo_id, cache_dir=cache_dir, local_files_only=local_files_only,
-            allow_patterns=["*.json", "*.safetensors", "unet/*", "scheduler/*"],
+            allow_patterns=["*.json", "*.safetensors", "unet/*", "transformer/*", "scheduler/*"],
         )
     except Exception as e:  # offline, unknown repo, gated...: one clear line, not a stack
         raise ValueError(
             f"could not fetch hub model {repo_id!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
             "Check the id and the network, or download it and pass the local folder instead."
         ) from None
-    return _from_folder(Path(folder), source=repo_id)
+    return _from_folder(Path(folder), source=repo_id, **cond)

@@ -186,7 +186,13 @@ class QuantizedUNet(nn.Module):
         for gi in torch.unique(g).tolist():
             sel = (g == gi).to(sample.device)
             self.state.group = gi
-            out[sel] = self.inner(sample[sel], t[sel], **kw).sample
+            # conditioning (class_labels, encoder_hidden_states) is per sample: split it with the batch
+            kw_g = {k: v[sel] if torch.is_tensor(v) and v.ndim and v.shape[0] == sample.shape[0] else v
+                    for k, v in kw.items()}
+            res = self.inner(sample[sel], t[sel], **kw_g).sample
+            if out.shape[1] != res.shape[1]:  # learned-sigma models return more channels than they take
+                out = torch.empty((sample.shape[0], *res.shape[1:]), dtype=res.dtype, device=res.device)
+            out[sel] = res
         return _Output(out)
 
     def configure(self, w_bits: np.ndarray, a_bits: np.ndarray, a_range: np.ndarray,
@@ -213,5 +219,5 @@ def quantize(model: DiffusionModel, profile, allocation) -> DiffusionModel:
     a_range = profile.activation_ranges_for(allocation.a_bits)
     qunet.configure(allocation.w_bits, allocation.a_bits, a_range, profile.layer_names)
     qunet.eval()
-    return DiffusionModel(qunet, model.scheduler, source=f"{model.source} [quantized]",
-                          info={"allocation": allocation.summary()})
+    # the same conditioning (null class, default guidance, encoder_hidden_states) as the FP model
+    return model.with_net(qunet, source=f"{model.source} [quantized]", info={"allocation": allocation.summary()})
