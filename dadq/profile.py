@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .calibrate import HIST_BINS, calibration_inputs, histogram
+from .calibrate import HIST_BINS, calibration_conditioning, calibration_inputs, histogram
 from .distortion import SSIM_PARAMS, distortion
 from .groups import TimestepGroups
 from .io import atomic_path
@@ -189,8 +189,10 @@ class PrefixRunner:
     module tree and call order every pass, whatever the bit widths.
     """
 
-    def __init__(self, qunet: QuantizedUNet):
+    def __init__(self, qunet: QuantizedUNet, call=None):
         self.qunet = qunet
+        # call(x, t) -> eps: how the model runs qunet (conditioning, guidance); default qunet(x, t).sample
+        self.call = call or (lambda x, t: qunet(x, t).sample)
         self.modules = list(qunet.inner.modules())
         self.layer_of = {id(ql): name for name, ql in qunet.layers.items()}
         self.pos = 0
@@ -239,14 +241,26 @@ class PrefixRunner:
         self.cache, self.end, self.inputs, self.first_pos = [], [], {}, {}
         self.recording, self.pos = True, 0
         try:
-            return self.qunet(x, t).sample
+            return self.call(x, t)
         finally:
             self.recording = False
 
     @torch.no_grad()
     def run(self, x: torch.Tensor, t: torch.Tensor, skip_until: int = 0) -> torch.Tensor:
         self.pos, self.skip_until = 0, skip_until
-        return self.qunet(x, t).sample
+        return self.call(x, t)
+
+
+def conditioned_call(model: DiffusionModel, qunet: QuantizedUNet, cond: dict):
+    """call(x, t) -> eps of ``qunet`` run as ``model`` runs it, with the calibration conditioning ``cond``
+    (labels / encoder_hidden_states of the first x.shape[0] trajectories, guidance scale)."""
+    qmodel = model.with_net(qunet)
+
+    def call(x, t):
+        kw = {k: (v[:x.shape[0]].to(x.device) if torch.is_tensor(v) else v) for k, v in cond.items()}
+        return qmodel.eps(x, t, **kw)
+
+    return call
 
 
 def fill_noise_model(d: np.ndarray, bits: np.ndarray, measured: np.ndarray,
@@ -326,7 +340,9 @@ def output_noise(model: DiffusionModel, prof: "Profile") -> tuple[np.ndarray, np
     qunet = QuantizedUNet(model.unet, prof.groups, prof.layer_names).eval()
     shape = (prof.num_groups, len(prof.layer_names), len(prof.bits))
     nw, na = np.zeros(shape), np.zeros(shape)
-    with PrefixRunner(qunet) as runner, full_fp32(model.device):
+    cal = prof.meta.get("calibration", {})
+    cond, _ = calibration_conditioning(model, prof.calib_x.shape[1], prof.meta.get("seed", 0), cal.get("guidance_scale"))
+    with PrefixRunner(qunet, conditioned_call(model, qunet, cond)) as runner, full_fp32(model.device):
         for g in range(prof.num_groups):
             qunet.state.group = g
             runner.record(torch.from_numpy(prof.calib_x[g]).to(model.device),
@@ -339,7 +355,7 @@ def output_noise(model: DiffusionModel, prof: "Profile") -> tuple[np.ndarray, np
 
 def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range(2, 9), calib_per_group: int = 16,
             mode: str = "exact", layers=None, seed: int = 0, calib_steps: int | None = None,
-            device: str | torch.device | None = None, progress=None) -> Profile:
+            device: str | torch.device | None = None, progress=None, guidance_scale: float | None = None) -> Profile:
     """Measure RD curves of every quantizer in every timestep group.
 
     groups: G (equal split of T) or a TimestepGroups. bits: candidate bit widths (1..16).
@@ -347,6 +363,10 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     layers: glob pattern(s) ('re:' prefix for regex) restricting the profiled layers.
     progress: optional callable(fraction, text), called after each measured point; it may raise
     to cancel (nothing is written then).
+    guidance_scale: classifier-free guidance of a conditional model's calibration (default: the model's
+    own, ``model.guidance_scale``; 1 = conditional branch only). Every calibration input is evaluated as
+    the sampler runs it: both branches in one batch, and D is measured on the guided eps
+    (``dadq.calibrate``); meta["calibration"] records the classes, the scale and the branches.
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: choose one of {MODES}.")
@@ -359,7 +379,9 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         model.unet.to(device)
     dev = model.device
     t_start = time.perf_counter()
-    calib_x, calib_t = calibration_inputs(model, groups, calib_per_group, seed=seed, steps=calib_steps)
+    calib_x, calib_t = calibration_inputs(model, groups, calib_per_group, seed=seed, steps=calib_steps,
+                                          guidance_scale=guidance_scale)
+    cond, calib_desc = calibration_conditioning(model, calib_per_group, seed, guidance_scale)
 
     from .models import quantizable_layers
 
@@ -377,7 +399,7 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     bar = tqdm(total=total, desc=f"profile ({mode})", unit="pt")
     done = 0
     order = None
-    with PrefixRunner(qunet) as runner, full_fp32(dev):
+    with PrefixRunner(qunet, conditioned_call(model, qunet, cond)) as runner, full_fp32(dev):
         for g in range(G):
             qunet.state.group = g
             x, t = calib_x[g].to(dev), calib_t[g].to(dev)
@@ -427,7 +449,7 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         "activation_quantizer": f"asymmetric per-tensor, range per (layer, group, bits): min/max shrunk by the MSE-best of "
                                 f"{len(ACT_CLIP_GRID)} ratios {ACT_CLIP_GRID[0]:.2f}-1.00",
         "layers_filter": layers if layers is None or isinstance(layers, str) else list(layers),
-        "device": str(dev),
+        "device": str(dev), "model_kind": model.kind, "calibration": calib_desc,
     }
     return Profile(
         layer_names=[names[i] for i in o], layer_types=[types[i] for i in o], bits=bits,
