@@ -28,6 +28,37 @@ def _model_args(p):
     p.add_argument("--device", default=None, help="cpu (default) or cuda")
 
 
+def _cond_args(p, labels: bool = True):
+    if labels:
+        p.add_argument("--class-labels", default=None,
+                       help="class-conditional models: '0-9' (a range), '3,3,7' (a list), '7' (one class) or 'random' "
+                            "(seeded); cycled over the samples. Default: 0, 1, ..., K-1, 0, 1, ...")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (needs a null class; 1 = none). Default: the model's own "
+                        "(dit: its dadq.json), none for unconditional models")
+
+
+def _class_labels(text: str | None, n: int, model, seed: int):
+    """--class-labels text -> n int labels (or None: the model's default)."""
+    if text is None:
+        return None
+    if model.conditioning != "class":
+        raise ValueError(f"--class-labels: {model.source} is not a class-conditional model.")
+    if text.strip().lower() == "random":
+        return np.random.default_rng(seed).integers(0, model.num_classes, n)
+    try:
+        if "-" in text:
+            lo, hi = text.split("-")
+            labels = list(range(int(lo), int(hi) + 1))
+        else:
+            labels = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--class-labels {text!r}: write a range like 0-9, a list like 3,3,7, one class, or random") from None
+    if not labels:
+        raise ValueError(f"--class-labels {text!r} names no class.")
+    return np.resize(np.array(labels), n)
+
+
 def _quant_args(p):
     p.add_argument("--profile", default=None, help="profile .safetensors (default: the shipped one for --model default)")
     p.add_argument("--alloc", default=None, help="allocation .json from `dadq allocate --out`")
@@ -49,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="exact", choices=["exact", "naive", "fast"])
     p.add_argument("--layers", action="append", default=None, help="glob of layer names to profile ('re:' for regex); repeatable")
     p.add_argument("--seed", type=int, default=0)
+    _cond_args(p, labels=False)
     p.add_argument("--out", required=True, help="output .safetensors")
 
     p = sub.add_parser("allocate", help="bit allocation from a profile, by budget or slope")
@@ -71,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (or DDPM steps with --sampler ddpm; 0 = all T)")
     p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
     p.add_argument("--seed", type=int, default=0)
+    _cond_args(p)
     p.add_argument("--out", default="samples", help="output folder (fp.png, quantized.png)")
 
     p = sub.add_parser("fid", help="FID of FP and quantized samples (MNIST-classifier features by default)")
@@ -81,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--feature", default="mnist", choices=["mnist", "inception"])
+    _cond_args(p)
 
     p = sub.add_parser("sweep", help="predicted distortion of every method over a list of budgets")
     p.add_argument("--profile", required=True)
@@ -95,9 +129,9 @@ def _profile_for(args, model):
 
     path = args.profile
     if path is None:
-        if args.model != "default":
-            raise ValueError("--profile is needed for a model other than the default; make one with `python -m dadq profile`.")
-        path = dadq.models.DEFAULT_MODEL_DIR / "profile.safetensors"
+        if args.model not in dadq.models.NAMED_MODELS:
+            raise ValueError("--profile is needed for a model other than the shipped ones; make one with `python -m dadq profile`.")
+        path = dadq.models.NAMED_MODELS[args.model] / "profile.safetensors"
     prof = dadq.Profile.load(path)
     prof.check_model(model)
     return prof
@@ -133,7 +167,7 @@ def run(args) -> int:
     if args.cmd == "profile":
         model = dadq.load_model(args.model, device=args.device)
         prof = dadq.profile(model, groups=args.groups, bits=args.bits, calib_per_group=args.calib, mode=args.mode,
-                            layers=args.layers, seed=args.seed)
+                            layers=args.layers, seed=args.seed, guidance_scale=args.guidance)
         prof.save(args.out)
         print(f"profile of {len(prof.layer_names)} layers x {prof.num_groups} groups x bits {prof.bits.tolist()} "
               f"({prof.meta['seconds']:.1f} s, mode {args.mode}) -> {args.out}")
@@ -161,7 +195,9 @@ def run(args) -> int:
     elif args.cmd == "sample":
         model = dadq.load_model(args.model, device=args.device)
         qmodel, alloc = _quantized(args, model)
-        fp, q = dadq.sample_pair(model, qmodel, n=args.n, steps=args.steps, seed=args.seed, sampler=args.sampler)
+        fp, q = dadq.sample_pair(model, qmodel, n=args.n, steps=args.steps, seed=args.seed, sampler=args.sampler,
+                                 class_labels=_class_labels(args.class_labels, args.n, model, args.seed),
+                                 guidance_scale=args.guidance)
         out = Path(args.out)
         dadq.images.save_grid(fp, out / "fp.png")
         dadq.images.save_grid(q, out / "quantized.png")
@@ -173,7 +209,9 @@ def run(args) -> int:
 
         model = dadq.load_model(args.model, device=args.device)
         qmodel, alloc = _quantized(args, model)
-        fp, q = dadq.sample_pair(model, qmodel, n=args.n, steps=args.steps, seed=args.seed, sampler=args.sampler)
+        fp, q = dadq.sample_pair(model, qmodel, n=args.n, steps=args.steps, seed=args.seed, sampler=args.sampler,
+                                 class_labels=_class_labels(args.class_labels, args.n, model, args.seed),
+                                 guidance_scale=args.guidance)
         f_fp = dadq.fid(fp, feature=args.feature)
         f_q = dadq.fid(q, feature=args.feature)
         label = FID_LABEL if args.feature == "mnist" else "Inception FID"
