@@ -121,7 +121,6 @@ def main(argv=None):
             m = re.search(r"FP ([\d.]+) s, quantized ([\d.]+) s", out[4])
             if m:
                 split.append((float(m.group(1)), float(m.group(2))))
-        sys.path.insert(0, str(REPO))
         import dadq
         import torch
 

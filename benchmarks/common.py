@@ -21,9 +21,6 @@ RESULTS = REPO / "benchmarks" / "results"
 EXPERIMENT_RESULTS = REPO / "experiments" / "results"  # evidence sweeps, apart from the speed benchmarks
 DEFAULT_PROFILE = REPO / "assets" / "default" / "profile.safetensors"
 
-if str(REPO) not in sys.path:  # `python benchmarks/x.py` as well as `python -m benchmarks.x`
-    sys.path.insert(0, str(REPO))
-
 
 # --- setup and machine facts --------------------------------------------------------------------
 
@@ -267,9 +264,7 @@ def load_model(which: str = "default"):
     import dadq
 
     if which == "random":
-        from scripts.train_default import DEFAULT_UNET
-
-        return dadq.load_model(dict(DEFAULT_UNET))
+        return dadq.load_model(dict(dadq.models.DEFAULT_UNET_CONFIG))
     return dadq.load_model(which)
 
 

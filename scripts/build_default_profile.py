@@ -1,17 +1,14 @@
 """Build the shipped profile of a model with the core's dadq.profile (default: the embedded MNIST DDPM).
 
-    python scripts/build_default_profile.py                      # -> assets/default/profile.safetensors
-    python scripts/build_default_profile.py --model assets/fashion --out assets/fashion/profile.safetensors
+    python -m scripts.build_default_profile                      # -> assets/default/profile.safetensors
+    python -m scripts.build_default_profile --model assets/fashion --out assets/fashion/profile.safetensors
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import dadq  # noqa: E402
+import dadq
 
 
 def main(argv=None) -> int:
@@ -27,7 +24,7 @@ def main(argv=None) -> int:
     model = dadq.load_model(args.model)
     prof = dadq.profile(model, groups=args.groups, bits=range(lo, hi + 1), calib_per_group=args.calib,
                         mode="exact", seed=args.seed)
-    prof.meta["command"] = "python scripts/build_default_profile.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    prof.meta["command"] = "python -m scripts.build_default_profile " + " ".join(sys.argv[1:] if argv is None else argv)
     prof.save(args.out)
     print(f"{args.out}: {prof.num_layers} layers x {prof.num_groups} groups x bits {prof.bits.tolist()}, "
           f"{prof.meta['seconds']:.0f} s")

@@ -1,10 +1,10 @@
 """Measure the quality of a trained default model and append it to its model card.
 
-    python scripts/evaluate_default.py                                  # the MNIST default
-    python scripts/evaluate_default.py --model assets/fashion --dataset fashion-mnist --quick
-    python scripts/evaluate_default.py --only ddim50_5k          # add one long run to quality.json
-    python scripts/evaluate_default.py --card-only               # re-render the card from quality.json
-    python scripts/evaluate_default.py --import-rows DIR --only ddpm1000_5k  # rows measured elsewhere (a GPU)
+    python -m scripts.evaluate_default                                  # the MNIST default
+    python -m scripts.evaluate_default --model assets/fashion --dataset fashion-mnist --quick
+    python -m scripts.evaluate_default --only ddim50_5k          # add one long run to quality.json
+    python -m scripts.evaluate_default --card-only               # re-render the card from quality.json
+    python -m scripts.evaluate_default --import-rows DIR --only ddpm1000_5k  # rows measured elsewhere (a GPU)
 
 Every number is labelled as FID with MNIST-classifier features (not Inception FID). Writes
 <model>/quality.json and replaces the "## Quality" section of <model>/README.md. The MNIST card also
@@ -21,15 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import dadq  # noqa: E402
-from dadq.data import load_dataset, to_model_range  # noqa: E402
-from dadq.io import write_json, write_text  # noqa: E402
-from dadq.metrics import FID_LABEL, classify, fid  # noqa: E402
-from dadq.models import device_name  # noqa: E402
-from dadq.quant import QuantizedUNet  # noqa: E402
-from train_default import on_gpu, sha256_of  # noqa: E402  (scripts/ is on the path when a script runs)
+import dadq
+from dadq.data import load_dataset, to_model_range
+from dadq.io import write_json, write_text
+from dadq.metrics import FID_LABEL, classify, fid
+from dadq.models import device_name
+from dadq.quant import QuantizedUNet
+from scripts.train_default import on_gpu, sha256_of
 
 MARK = "## Quality"
 RUNS = ("train_10k_vs_test", "gaussian_noise_1k", "ddim100_1k", "ddim50_1k", "broken_w2_ddim50_1k", "ddim50_5k",
@@ -76,6 +74,11 @@ def main(argv=None) -> int:
     ap.add_argument("--import-rows", default=None, metavar="DIR",
                     help="measure nothing: copy the --only rows from DIR/quality.json, written by this script on "
                          "another machine for the same weights (DIR/training.json's sha256 must match)")
+    ap.add_argument("--data", default=None, metavar="DIR",
+                    help="folder holding mnist/ and fashion-mnist/ (default: $DADQ_DATA, the shipped test splits, "
+                         "../shared/data); the train split is read only for the train_10k_vs_test row")
+    ap.add_argument("--download", action="store_true",
+                    help="fetch a split found nowhere from its public mirror (sha256 checked)")
     args = ap.parse_args(argv)
     only = None if args.only is None else [r.strip() for r in args.only.split(",") if r.strip()]
     if only is not None and (not only or set(only) - set(RUNS)):
@@ -102,7 +105,7 @@ def main(argv=None) -> int:
     batch = 1000 if model.device.type == "cuda" else 256
     t_start = time.time()
     res: dict = {"metric": FID_LABEL, "dataset": args.dataset, "seed": args.seed}
-    cmd = "python scripts/evaluate_default.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    cmd = "python -m scripts.evaluate_default " + " ".join(sys.argv[1:] if argv is None else argv)
     if only is not None:
         old = folder / "quality.json"
         if not old.exists():
@@ -113,8 +116,7 @@ def main(argv=None) -> int:
                              "pass the same --dataset and --seed.")
     wanted = (lambda name: name in only) if only is not None else (
         lambda name: not (args.quick and name in LONG_RUNS) and (name not in GPU_RUNS or device != "cpu"))
-    test_imgs, _ = load_dataset(args.dataset, "test")
-    train_imgs, _ = load_dataset(args.dataset, "train")
+    test_imgs, _ = load_dataset(args.dataset, "test", data_root=args.data, download=args.download)
     # reference: the shipped MNIST-test stats, or the held-out dataset's own test set
     ref = "default" if args.dataset == "mnist" else torch.from_numpy(to_model_range(test_imgs))
     res["reference"] = f"{args.dataset} test set, 10k images"
@@ -133,6 +135,8 @@ def main(argv=None) -> int:
         return images
 
     rng = np.random.default_rng(args.seed)
+    if wanted("train_10k_vs_test"):  # the only row that reads the train split
+        train_imgs, _ = load_dataset(args.dataset, "train", data_root=args.data, download=args.download)
     timed_fid("train_10k_vs_test",
               lambda: torch.from_numpy(to_model_range(train_imgs[rng.choice(60000, 10000, replace=False)])))
     timed_fid("gaussian_noise_1k",

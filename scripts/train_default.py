@@ -1,8 +1,9 @@
 """Train the embedded default DDPM (a ~1M-parameter diffusers UNet2DModel) on MNIST or Fashion-MNIST.
 
-    python scripts/train_default.py --dataset mnist --steps 8000 --out assets/default
+    python -m scripts.train_default --dataset mnist --steps 8000 --out assets/default
 
-Reads the IDX .gz files from ../shared/data with numpy, trains with AdamW and EMA weights, keeps a
+Reads the IDX .gz files with numpy (``--data DIR``, else $DADQ_DATA, else ../shared/data; ``--download``
+fetches them; see dadq.data), trains with AdamW and EMA weights, keeps a
 resumable checkpoint (``--resume``), and writes the diffusers ``save_pretrained`` layout (safetensors)
 plus a model card and an 8x8 sample grid into ``--out``.
 """
@@ -20,29 +21,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dadq.data import load_dataset, to_model_range  # noqa: E402
-from dadq.io import atomic_path, write_text  # noqa: E402
-from dadq.models import device_name  # noqa: E402
-
-DEFAULT_UNET = dict(
-    sample_size=28,
-    in_channels=1,
-    out_channels=1,
-    layers_per_block=1,
-    block_out_channels=(32, 64, 64),
-    down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-    up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-    norm_num_groups=8,
-    attention_head_dim=32,
-)
+from dadq.data import load_dataset, to_model_range
+from dadq.io import atomic_path, write_text
+from dadq.models import DEFAULT_UNET_CONFIG, device_name
 
 
 def build_unet(config: dict | None = None):
     from diffusers import UNet2DModel
 
-    return UNet2DModel(**(config or DEFAULT_UNET))
+    return UNet2DModel(**(config or DEFAULT_UNET_CONFIG))
 
 
 def build_ema(parameters, decay: float, warmup: bool = True, foreach: bool = False):
@@ -85,6 +72,12 @@ def sha256_of(path: Path) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="folder holding mnist/ and fashion-mnist/ (default: $DADQ_DATA, else ../shared/data)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch the dataset from its public mirror (sha256 checked) if it is found nowhere")
+    p.add_argument("--split", choices=["train", "test"], default="train",
+                   help="the split to train on: train (60k, the default) or test (10k, shipped in the repo; for tests)")
     p.add_argument("--steps", type=int, default=8000, help="optimizer steps")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -122,10 +115,10 @@ def main(argv=None) -> int:
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    images, _ = load_dataset(args.dataset, "train")
+    images, _ = load_dataset(args.dataset, args.split, data_root=args.data, download=args.download)
     data = torch.from_numpy(to_model_range(images)).to(dev)
 
-    config = dict(DEFAULT_UNET)
+    config = dict(DEFAULT_UNET_CONFIG)
     if args.tiny:
         config.update(block_out_channels=(8, 16, 16), norm_num_groups=4, attention_head_dim=8)
     unet = build_unet(config)
@@ -232,9 +225,9 @@ def main(argv=None) -> int:
         imgs = sample(unet, scheduler, n=64, steps=args.grid_steps, seed=args.seed).numpy()
         save_grid(imgs, out / "samples.png")
         grid_note = f"\n![samples](samples.png)\n\n8×8 grid: DDIM-{args.grid_steps}, η=0, seed {args.seed}, EMA weights.\n"
-    cmd = "python scripts/train_default.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    cmd = "python -m scripts.train_default " + " ".join(sys.argv[1:] if argv is None else argv)
     meta = {
-        "dataset": args.dataset, "command": cmd, "seed": args.seed, "steps": step, "batch": args.batch,
+        "dataset": args.dataset, "split": args.split, "command": cmd, "seed": args.seed, "steps": step, "batch": args.batch,
         "lr": args.lr, "ema_decay": args.ema_decay, "ema_warmup": not args.no_ema_warmup, "bf16": args.bf16, "final_loss_last500": final_loss,
         "wall_time_s": round(elapsed, 1), "params": n_params, "unet_sha256": sha256_of(weights),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "history": history,
@@ -277,7 +270,7 @@ def model_card(meta: dict, grid_note: str) -> str:
 
 A diffusers `UNet2DModel` ({meta['params']:,} parameters, 1×28×28) with a `DDPMScheduler`
 (T = 1000, linear betas 1e-4 … 0.02), trained by `scripts/train_default.py` on the
-{meta['dataset']} training set (60k images, scaled to [-1, 1]). EMA weights are shipped.
+{meta['dataset']} {"test set (10k" if meta.get("split") == "test" else "training set (60k"} images, scaled to [-1, 1]). EMA weights are shipped.
 
 | field | value |
 |---|---|

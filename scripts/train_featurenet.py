@@ -5,7 +5,7 @@ Writes, each atomically, into --out (default assets/default/):
   fid_reference_mnist.safetensors feature mean/cov (float64) and count of the 10k MNIST test images
   featurenet.json                 model card: accuracy, seed, epochs, wall time, command, sha256s
 
-Usage:  python scripts/train_featurenet.py [--seed 0] [--epochs 4] [--out assets/default]
+Usage:  python -m scripts.train_featurenet [--seed 0] [--epochs 4] [--out assets/default] [--data DIR]
 Takes about 3 minutes on one CPU core (--threads 1). Refuses to write assets if test accuracy < --min-accuracy.
 """
 from __future__ import annotations
@@ -23,13 +23,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from dadq import metrics  # noqa: E402
-from dadq.data import load_dataset, to_model_range  # noqa: E402
-from dadq.features import ARCH, MnistFeatureNet, file_sha256, weights_sha256  # noqa: E402
-from dadq.io import atomic_path, write_json  # noqa: E402
+from dadq import metrics
+from dadq.data import load_dataset, to_model_range
+from dadq.features import ARCH, MnistFeatureNet, file_sha256, weights_sha256
+from dadq.io import atomic_path, write_json
+from dadq.models import DEFAULT_MODEL_DIR
 
 
 def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
@@ -62,7 +60,12 @@ def main(argv=None) -> int:
     ap.add_argument("--max-shift", type=int, default=2, help="random translation augmentation in pixels (0 = off)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     ap.add_argument("--min-accuracy", type=float, default=0.99, help="refuse to write assets below this")
-    ap.add_argument("--out", type=Path, default=REPO / "assets" / "default")
+    ap.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument("--data", default=None, metavar="DIR",
+                    help="folder holding mnist/ (default: $DADQ_DATA, else ../shared/data; the test split also ships "
+                         "in assets/data)")
+    ap.add_argument("--download", action="store_true",
+                    help="fetch MNIST from its public mirror (sha256 checked) if it is found nowhere")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -70,8 +73,8 @@ def main(argv=None) -> int:
     np.random.seed(args.seed)
     t0 = time.time()
 
-    xtr_u8, ytr_u8 = load_dataset("mnist", "train")
-    xte_u8, yte_u8 = load_dataset("mnist", "test")
+    xtr_u8, ytr_u8 = load_dataset("mnist", "train", data_root=args.data, download=args.download)
+    xte_u8, yte_u8 = load_dataset("mnist", "test", data_root=args.data, download=args.download)
     # The feature net's input convention is [0, 1] floats: pixels / 255.
     xtr = torch.from_numpy(xtr_u8).float().div_(255.0)[:, None]
     ytr = torch.from_numpy(ytr_u8.astype(np.int64))
@@ -163,8 +166,8 @@ def main(argv=None) -> int:
         "history": history,
         "wall_time_s": round(time.time() - t0, 1),
         "threads": args.threads,
-        "command": "python " + " ".join(shlex.quote(a) for a in
-                                        [str(Path(sys.argv[0]))] + list(argv if argv is not None else sys.argv[1:])),
+        "command": "python -m scripts.train_featurenet " + " ".join(
+            shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
         "torch": torch.__version__,
         "python": platform.python_version(),
         # weights_sha256 hashes the tensors only and is reproducible; the file hash also covers the

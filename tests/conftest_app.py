@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,8 +17,6 @@ import torch  # noqa: E402
 torch.set_num_threads(1)  # the CI box has 2 cores; keep the server's sampling to one
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 DEFAULT_PROFILE = REPO / "assets" / "default" / "profile.safetensors"
 CHROMIUM = "/usr/bin/chromium"

@@ -51,26 +51,26 @@ def test_assets_size_limit():
 def test_trainer_runs_and_resumes(tmp_path):
     out = tmp_path / "m"
     ckpt = tmp_path / "ck.pt"
-    base = [sys.executable, str(ROOT / "scripts" / "train_default.py"), "--tiny", "--batch", "8", "--grid-steps", "0",
-            "--out", str(out), "--checkpoint", str(ckpt)]
-    r = subprocess.run(base + ["--steps", "20"], capture_output=True, text=True, timeout=300)
+    # the shipped test split (10k) stands in for the training set, so the test runs on a fresh clone
+    trainer = [sys.executable, "-m", "scripts.train_default", "--split", "test"]
+    run = lambda args: subprocess.run(trainer + args, capture_output=True, text=True, timeout=300, cwd=ROOT)  # noqa: E731
+    base = ["--tiny", "--batch", "8", "--grid-steps", "0", "--out", str(out), "--checkpoint", str(ckpt)]
+    r = run(base + ["--steps", "20"])
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").exists() and ckpt.exists()
-    r = subprocess.run(base + ["--steps", "30", "--resume"], capture_output=True, text=True, timeout=300)
+    r = run(base + ["--steps", "30", "--resume"])
     assert r.returncode == 0, r.stderr[-2000:]
     log = (out / "train.log").read_text()
     assert "# start step=0" in log and "# start step=20" in log
-    import json
-
     meta = json.loads((out / "training.json").read_text())
-    assert meta["steps"] == 30
+    assert meta["steps"] == 30 and meta["split"] == "test"
+    assert "mnist test set (10k images" in (out / "README.md").read_text()
     m = dadq.load_model(str(out))
     assert m.sample_shape == (1, 28, 28)
     # --init-from: a new run starts from the saved weights and carries the earlier run into the card
     out2 = tmp_path / "m2"
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_default.py"), "--tiny", "--batch", "8",
-                        "--grid-steps", "0", "--out", str(out2), "--checkpoint", str(tmp_path / "ck2.pt"),
-                        "--steps", "5", "--init-from", str(out), "--bf16", "--no-ema-warmup"], capture_output=True, text=True, timeout=300)
+    r = run(["--tiny", "--batch", "8", "--grid-steps", "0", "--out", str(out2), "--checkpoint", str(tmp_path / "ck2.pt"),
+             "--steps", "5", "--init-from", str(out), "--bf16", "--no-ema-warmup"])
     assert r.returncode == 0, r.stderr[-2000:]
     meta2 = json.loads((out2 / "training.json").read_text())
     assert meta2["steps"] == 5 and meta2["history"][0]["steps"] == 30
@@ -79,14 +79,12 @@ def test_trainer_runs_and_resumes(tmp_path):
     assert meta2["history"][0]["unet_sha256"] == meta["unet_sha256"]
     card2 = (out2 / "README.md").read_text()
     assert "earlier runs in all: 30 steps" in card2 and "(no warm-up)" in card2
-    r = subprocess.run(base + ["--steps", "5", "--init-from", str(tmp_path / "nowhere")], capture_output=True, text=True,
-                       timeout=300)
+    r = run(base + ["--steps", "5", "--init-from", str(tmp_path / "nowhere")])
     assert r.returncode != 0 and "--init-from: no" in r.stderr
 
 
 def test_ema_decay_with_and_without_warmup():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from train_default import build_ema
+    from scripts.train_default import build_ema
 
     params = [torch.nn.Parameter(torch.zeros(3))]
     pinned, ramped = build_ema(params, 0.9995, warmup=False), build_ema(params, 0.9995, warmup=True)
@@ -97,8 +95,7 @@ def test_ema_decay_with_and_without_warmup():
 
 
 def test_classifier_check_on_real_digits():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from evaluate_default import classifier_check
+    from scripts.evaluate_default import classifier_check
 
     from dadq.data import load_dataset, to_model_range
 
@@ -109,8 +106,7 @@ def test_classifier_check_on_real_digits():
 
 
 def test_model_card_quality_section(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from evaluate_default import MARK, card_with_quality
+    from scripts.evaluate_default import MARK, card_with_quality
 
     card = tmp_path / "README.md"
     card.write_text("# card\n\nbody\n\n## Quality\n\nold numbers\n")
@@ -144,8 +140,7 @@ def test_import_rows_only_for_the_same_weights(tmp_path):
     """Rows measured on another machine (a GPU) merge into the card only for identical weights."""
     import shutil
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import evaluate_default
+    from scripts import evaluate_default
 
     ours, gpu = tmp_path / "ours", tmp_path / "gpu"
     for d in (ours, gpu):
@@ -170,3 +165,104 @@ def test_import_rows_only_for_the_same_weights(tmp_path):
     (gpu / "training.json").write_text(json.dumps({"unet_sha256": "0" * 64}))
     with pytest.raises(SystemExit, match="not .* rows of another model cannot be merged"):
         evaluate_default.main(args + ["ddpm1000_5k"])
+
+
+# --- data: the shipped test splits, the data-folder lookup, the checksummed download -----------------
+
+def test_shipped_test_splits_are_the_originals():
+    from dadq import data
+
+    for name in data.DATASETS:
+        for fname in data.split_files("test"):
+            path = data.SHIPPED_DATA / name / fname
+            assert data.file_sha256(path) == data.SHA256[name][fname], path
+        images, labels = data.load_dataset(name, "test", data_root=data.SHIPPED_DATA)
+        assert images.shape == (10000, 28, 28) and images.dtype == np.uint8 and labels.shape == (10000,)
+        assert np.bincount(labels).tolist() == ([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+                                                 if name == "mnist" else [1000] * 10)
+
+
+def test_data_lookup_order(tmp_path, monkeypatch):
+    import shutil
+
+    from dadq import data
+
+    monkeypatch.delenv(data.DATA_ENV, raising=False)
+    monkeypatch.setattr(data, "SHARED_DATA", tmp_path / "no-shared")  # as on a fresh clone
+    assert data.find_split("mnist", "test") == data.SHIPPED_DATA / "mnist"
+    assert data.find_split("mnist", "train") is None
+    with pytest.raises(FileNotFoundError, match=r"train split is not here .*--data DIR.*python -m dadq.data mnist"):
+        data.load_dataset("mnist", "train")
+    # an explicit folder comes first: the argument, else $DADQ_DATA
+    mine = tmp_path / "mine"
+    (mine / "mnist").mkdir(parents=True)
+    for fname in data.split_files("test"):
+        shutil.copy(data.SHIPPED_DATA / "mnist" / fname, mine / "mnist" / fname)
+    assert data.find_split("mnist", "test", data_root=mine) == mine / "mnist"
+    monkeypatch.setenv(data.DATA_ENV, str(mine))
+    assert data.find_split("mnist", "test") == mine / "mnist"
+    # ... and a split it lacks is still found in the shipped data
+    assert data.find_split("fashion-mnist", "test") == data.SHIPPED_DATA / "fashion-mnist"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.load_dataset("mnist", "test", data_root=tmp_path / "typo")
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        data.load_dataset("cifar10", "test")
+
+
+def _mirror(folder: Path, corrupt: str | None = None) -> str:
+    """A local folder in the mirrors' layout serving the shipped MNIST test files, as a file:// URL;
+    ``corrupt`` names a file served with one bit flipped."""
+    from dadq import data
+
+    folder.mkdir(parents=True)
+    for fname in data.split_files("test"):
+        raw = (data.SHIPPED_DATA / "mnist" / fname).read_bytes()
+        (folder / fname).write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]) if fname == corrupt else raw)
+    return folder.as_uri() + "/"
+
+
+def test_download_verifies_and_keeps_good_files(tmp_path, monkeypatch):
+    from dadq import data
+
+    root = tmp_path / "root"
+    folder = data.download("mnist", root, splits=("test",), mirror=_mirror(tmp_path / "mirror"))
+    assert folder == root / "mnist"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(data.split_files("test"))  # no temporary files left
+    for fname in data.split_files("test"):
+        assert data.file_sha256(folder / fname) == data.SHA256["mnist"][fname]
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    data.download("mnist", root, splits=("test",), mirror="file:///nowhere/")  # verified files are kept
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+    # load_dataset(download=True) fetches a split found nowhere into the explicit data folder
+    monkeypatch.setitem(data.MIRRORS, "mnist", _mirror(tmp_path / "mirror2"))
+    monkeypatch.setattr(data, "SHIPPED_DATA", tmp_path / "no-shipped")
+    monkeypatch.setattr(data, "SHARED_DATA", tmp_path / "no-shared")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with pytest.raises(FileNotFoundError, match="not here"):
+        data.load_dataset("mnist", "test", data_root=fresh)
+    images, labels = data.load_dataset("mnist", "test", data_root=fresh, download=True)
+    assert images.shape == (10000, 28, 28) and (fresh / "mnist" / "t10k-labels-idx1-ubyte.gz").is_file()
+
+
+def test_download_checksum_mismatch_writes_nothing(tmp_path):
+    from dadq import data
+
+    root = tmp_path / "root"
+    bad = _mirror(tmp_path / "mirror", corrupt="t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(ValueError, match="checksum mismatch for file://.*t10k-labels-idx1-ubyte.gz"):
+        data.download("mnist", root, splits=("test",), mirror=bad)
+    assert [p.name for p in (root / "mnist").iterdir()] == ["t10k-images-idx3-ubyte.gz"]  # the good file only
+
+
+def test_download_offline_says_what_to_do(tmp_path):
+    import socket
+
+    from dadq import data
+
+    with socket.socket() as s:  # a port nobody listens on: the connection is refused, as offline
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionError, match=r"could not download http://127.0.0.1:\d+/t10k-images.*no network\?.*--data"):
+        data.download("mnist", tmp_path, splits=("test",), mirror=f"http://127.0.0.1:{port}/")
+    assert list((tmp_path / "mnist").iterdir()) == []
