@@ -77,6 +77,156 @@ def save_folder(model, out: Path, name: str = "transformer") -> None:
         shutil.rmtree(old)
 
 
+# --- evaluation, model card and profile of the trained DiT -----------------------------------------
+
+def _accuracy(model, n: int, steps: int, seed: int, scale: float, threads: int):
+    """Samples with labels 0..9 cycled, the classifier's labels, accuracy on the requested class."""
+    import dadq
+    from dadq.metrics import classify
+
+    labels = np.arange(n) % 10
+    x = dadq.sample(model, n=n, steps=steps, seed=seed, class_labels=labels, guidance_scale=scale, progress=False)
+    pred, conf = classify(x)
+    return x, labels, pred, conf
+
+
+def evaluate(out: Path, guidance: float | None, scales: list[float], sweep_n: int, n: int, steps: int,
+             sweep_steps: int, threads: int) -> dict:
+    """Guidance sweep (sweep_n samples, seed 1) unless ``guidance`` is given, then accuracy and FID on n
+    samples (seed 0) at the chosen scale; writes quality.json, dadq.json, samples.png."""
+    import dadq
+    from dadq.images import save_grid
+    from dadq.io import write_json
+    from dadq.metrics import FID_LABEL
+
+    torch.set_num_threads(threads)
+    model = dadq.load_model(str(out))
+    q = {"sweep": []}
+    t0 = time.time()
+    if guidance is None:
+        for sc in scales:
+            _, labels, pred, conf = _accuracy(model, sweep_n, sweep_steps, 1, sc, threads)
+            row = dict(guidance_scale=sc, n=sweep_n, sampler=f"DDIM-{sweep_steps}", seed=1,
+                       accuracy=round(float((pred == labels).mean()), 4), mean_confidence=round(float(conf.mean()), 4))
+            q["sweep"].append(row)
+            print(row, flush=True)
+        best = max(q["sweep"], key=lambda r: (r["accuracy"], -r["guidance_scale"]))
+        # the smallest scale within 1 point of the best accuracy: guidance beyond it costs diversity (FID)
+        guidance = min(r["guidance_scale"] for r in q["sweep"] if r["accuracy"] >= best["accuracy"] - 0.01)
+    x, labels, pred, conf = _accuracy(model, n, steps, 0, guidance, threads)
+    acc = float((pred == labels).mean())
+    fid = float(dadq.fid(x))
+    per_class = {int(c): round(float((pred[labels == c] == c).mean()), 4) for c in range(10)}
+    m = max(1, min(10, n // 10))  # one row per class, m samples of it (sample i has class i % 10)
+    order = torch.tensor([c + 10 * j for c in range(10) for j in range(m) if c + 10 * j < n])
+    save_grid(x[order], out / "samples.png", nrow=m)
+    q.update(guidance_scale=guidance, n=n, sampler=f"DDIM-{steps}", eta=0.0, seed=0,
+             labels="0..9 cycled (n/10 per class)", class_accuracy=round(acc, 4), per_class_accuracy=per_class,
+             mean_confidence=round(float(conf.mean()), 4), accuracy_bar=0.9, meets_bar=acc >= 0.9,
+             fid=round(fid, 3), fid_metric=FID_LABEL, fid_reference="assets/default MNIST test-set statistics",
+             classifier="dadq.metrics.classify (the project's MNIST feature network)",
+             seconds=round(time.time() - t0, 1), threads=threads)
+    write_json(out / "quality.json", q)
+    info = json.loads((out / "dadq.json").read_text()) if (out / "dadq.json").exists() else {}
+    info.update(null_class=10, guidance_scale=guidance)
+    write_json(out / "dadq.json", info)
+    print(json.dumps({k: v for k, v in q.items() if k != "sweep"}, indent=1))
+    return q
+
+
+def build_profile(out: Path, threads: int, calib: int = 4, mode: str = "fast", layers=None) -> None:
+    import dadq
+
+    torch.set_num_threads(threads)
+    model = dadq.load_model(str(out))
+    prof = dadq.profile(model, groups=10, bits=range(2, 9), calib_per_group=calib, mode=mode, layers=layers)
+    prof.save(out / "profile.safetensors")
+    print(f"profile: {len(prof.layer_names)} layers, {prof.meta['seconds']} s -> {out / 'profile.safetensors'}")
+
+
+def write_card(out: Path) -> None:
+    import hashlib
+
+    from dadq.io import write_text
+
+    tr = json.loads((out / "training.json").read_text())
+    q = json.loads((out / "quality.json").read_text()) if (out / "quality.json").exists() else {}
+    wfile = out / "transformer" / "diffusion_pytorch_model.safetensors"
+    sha = hashlib.sha256(wfile.read_bytes()).hexdigest()
+    cfg = tr["config"]
+    hidden = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+    a = tr["args"]
+    cmd = (f"python scripts/train_dit.py --minutes {a['minutes']:g} --batch {a['batch']} --lr {a['lr']:g} "
+           f"--seed {a['seed']} --hidden {a['hidden']} --heads {a['heads']} --depth {a['depth']} --patch {a['patch']} "
+           f"--out assets/dit")
+    sweep = "".join(f"| {r['guidance_scale']:g} | {r['accuracy']:.3f} | {r['mean_confidence']:.3f} |\n"
+                    for r in q.get("sweep", []))
+    hist = tr.get("history", [])
+    loss_tail = np.mean([h["loss"] for h in hist[-5:]]) if hist else float("nan")
+    prof_line = ("`profile.safetensors`: `dadq.profile(dit, groups=10, bits=range(2, 9), calib_per_group=4, "
+                 "mode=\"fast\")` under guidance at the default scale (`python scripts/train_dit.py --profile`)."
+                 if (out / "profile.safetensors").exists() else
+                 "No profile ships yet: build one with `python scripts/train_dit.py --profile` "
+                 "(G=10, bits 2-8, 4 calibration samples per group, fast mode).")
+    text = f"""# dadq's second embedded model: a class-conditional DiT on MNIST
+
+A small diffusion transformer (diffusers `DiTTransformer2DModel`, pixel space, 1x28x28) trained on the
+MNIST training split (60k digits, `../shared/data/mnist`) with a null class for classifier-free
+guidance. `dadq.load_model("dit")` loads it (this folder: `transformer/`, `scheduler/`, `dadq.json`).
+
+```python
+import dadq
+dit = dadq.load_model("dit")                                  # classes 0-9, null class 10
+x = dadq.sample(dit, n=20, steps=50, class_labels=[3] * 10 + [7] * 10, guidance_scale={q.get('guidance_scale', 'None')})
+```
+
+## Model
+| | |
+|---|---|
+| class | `DiTTransformer2DModel` (diffusers {__import__('diffusers').__version__}) |
+| patch size | {cfg['patch_size']} ({(28 // cfg['patch_size']) ** 2} tokens) |
+| hidden / heads / depth | {hidden} / {cfg['num_attention_heads']} / {cfg['num_layers']} (adaLN-Zero blocks, GELU-tanh MLP x4) |
+| classes | 0-9 (`num_embeds_ada_norm=10`); null class 10 = diffusers' CFG row of `LabelEmbedding` |
+| parameters | {tr['params']:,} |
+| weights | {wfile.stat().st_size / 1e6:.2f} MB float32 safetensors, sha256 `{sha}` |
+| scheduler | DDPM, T=1000, linear betas 1e-4..0.02, epsilon prediction |
+
+## Training
+- command: `{cmd}` (one CPU thread; `--resume` continues from the git-ignored checkpoint `assets/.ckpt-dit.pt`)
+- seed {tr['seed']}; AdamW lr {a['lr']:g} ({a['warmup']} warm-up steps), no weight decay, grad-norm clip 1.0,
+  batch {tr['batch']}, EMA {tr['ema_decay']} (warm-up (1+step)/(10+step)); the shipped weights are the EMA.
+- labels dropped to the null class with probability {tr['class_dropout']} (diffusers' `LabelEmbedding` in `train()` mode).
+- {tr['steps']:,} steps in {tr['seconds'] / 60:.1f} min on {tr['device']} ({tr['threads']} thread, CPU shared with other jobs);
+  mean loss of the last 500 steps {loss_tail:.4f}. Log: `train.log`; curve: `training.json`.
+- This is a time-boxed CPU run: the loss was still falling. To train longer, resume:
+  `python scripts/train_dit.py --resume --minutes 120`, or on a GPU
+  `python scripts/train_dit.py --device cuda --batch 256 --lr 1e-3 --minutes 30` (a fresh run; weights stay float32).
+
+## Quality
+Class accuracy: the project's MNIST classifier (`dadq.metrics.classify`) labels each sample; a sample counts
+when it gets the *requested* class. Bar: >= 90% of 1k samples at the default guidance.
+
+| guidance s | accuracy ({q.get('sweep', [{{}}])[0].get('n', 200) if q.get('sweep') else 200} samples, seed 1) | mean confidence |
+|---|---|---|
+{sweep}
+Default guidance: **s = {q.get('guidance_scale')}** (the smallest scale within 1 point of the best accuracy in the sweep;
+larger scales cost diversity). At it, {q.get('n')} samples ({q.get('sampler')}, eta 0, seed 0, labels 0-9 cycled):
+
+- class accuracy **{q.get('class_accuracy')}** (bar 0.9: {'met' if q.get('meets_bar') else 'NOT met'}); per class {q.get('per_class_accuracy')}
+- {q.get('fid_metric', 'FID')} **{q.get('fid')}** (reference: MNIST test set, the same statistics as the default model's card; it is not Inception FID)
+
+`samples.png`: one row per class, at the default guidance. `quality.json` holds these numbers.
+
+## Profile
+{prof_line}
+Calibration draws 4 classes per run (stratified uniform), runs guided DDIM trajectories, and evaluates every
+calibration input as the sampler does: conditional and null-class branches in one batch; D is measured on
+the guided eps (see `dadq/calibrate.py`).
+"""
+    write_text(out / "README.md", text)
+    print(f"card -> {out / 'README.md'}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=60.0, help="wall-time budget; training stops and saves then")
@@ -100,7 +250,27 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--bench", type=int, default=0, help="time this many steps, print s/step and exit")
+    p.add_argument("--evaluate", action="store_true",
+                   help="no training: guidance sweep, class accuracy and FID of <out>; writes quality.json, dadq.json, card")
+    p.add_argument("--guidance", type=float, default=None, help="--evaluate at this scale (no sweep)")
+    p.add_argument("--scales", default="1,2,3,4,5", help="guidance scales of the sweep")
+    p.add_argument("--sweep-n", type=int, default=200)
+    p.add_argument("--sweep-steps", type=int, default=25)
+    p.add_argument("--eval-n", type=int, default=1000)
+    p.add_argument("--eval-steps", type=int, default=50)
+    p.add_argument("--card", action="store_true", help="no training: (re)write <out>/README.md from training.json and quality.json")
+    p.add_argument("--profile", action="store_true", help="no training: build <out>/profile.safetensors (G=10, bits 2-8, fast)")
+    p.add_argument("--profile-layers", action="append", default=None, help="glob of layers (for timing a subset)")
     args = p.parse_args(argv)
+    if args.evaluate or args.card or args.profile:
+        out = Path(args.out)
+        if args.evaluate:
+            evaluate(out, args.guidance, [float(v) for v in args.scales.split(",")], args.sweep_n, args.eval_n,
+                     args.eval_steps, args.sweep_steps, args.threads)
+        if args.profile:
+            build_profile(out, args.threads, layers=args.profile_layers)
+        write_card(out)
+        return 0
 
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
