@@ -13,7 +13,16 @@ SSIM_PARAMS = dict(gaussian_kernel=True, kernel_size=11, sigma=1.5, data_range=8
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample SSIM of two batches [N, C, H, W] -> [N], with the pinned SSIM_PARAMS."""
+    """Per-sample SSIM of two batches [N, C, H, W] -> [N], with the pinned SSIM_PARAMS.
+
+    Border handling (torchmetrics >= 1.4.3): the images are reflect-padded by the window radius (5 px)
+    and the SSIM map is averaged over every pixel, border windows included. scikit-image's
+    ``structural_similarity`` (gaussian_weights=True, sigma=1.5, use_sample_covariance=False, same
+    data_range) averages only the interior, cropping 5 px per side; per window the two agree. So this
+    score equals skimage's on the reflect-padded images (``np.pad(x, 5, mode="reflect")``), not on the
+    raw ones: on 28x28 digits, whose black borders agree, it is higher, by up to about 0.3 on
+    FP/4-bit image pairs. tests/test_ssim_reference.py pins both facts on real sample pairs.
+    """
     return structural_similarity_index_measure(a.float(), b.float(), reduction="none", **SSIM_PARAMS)
 
 
