@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .calibrate import profile_conditioning
 from .distortion import distortion
 from .models import DiffusionModel
 from .quant import quantize
@@ -16,10 +17,11 @@ def measure_distortion(model: DiffusionModel, profile, allocation, qmodel: Diffu
     qmodel = qmodel or quantize(model, profile, allocation)
     dev = model.device
     out = np.zeros(profile.num_groups)
+    cond = profile_conditioning(model, profile)  # conditional models: the profile's labels and guidance
     for g in range(profile.num_groups):
         x = torch.from_numpy(profile.calib_x[g]).to(dev)
         t = torch.from_numpy(profile.calib_t[g]).to(dev)
-        out[g] = distortion(model.eps(x, t), qmodel.eps(x, t))
+        out[g] = distortion(model.eps(x, t, **cond), qmodel.eps(x, t, **cond))
     return out
 
 

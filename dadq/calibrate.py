@@ -60,6 +60,15 @@ def calibration_conditioning(model: DiffusionModel, n: int, seed: int = 0, guida
     return kwargs, desc
 
 
+def profile_conditioning(model: DiffusionModel, prof) -> dict:
+    """The ``model.eps`` kwargs a profile's calibration inputs were measured with (its meta["calibration"])."""
+    cal = prof.meta.get("calibration")
+    # a profile without the record predates conditional models; one that records no guidance ran unguided (s = 1)
+    s = None if cal is None else (cal.get("guidance_scale") or 1.0)
+    kwargs, _ = calibration_conditioning(model, int(prof.calib_x.shape[1]), int(prof.meta.get("seed", 0)), s)
+    return kwargs
+
+
 @torch.no_grad()
 def calibration_inputs(model: DiffusionModel, groups: TimestepGroups, n_per_group: int = 16, seed: int = 0,
                        steps: int | None = None, progress=None, guidance_scale=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .calibrate import HIST_BINS, calibration_conditioning, calibration_inputs, histogram
+from .calibrate import HIST_BINS, calibration_conditioning, calibration_inputs, histogram, profile_conditioning
 from .distortion import SSIM_PARAMS, distortion
 from .groups import TimestepGroups
 from .io import atomic_path
@@ -340,8 +340,7 @@ def output_noise(model: DiffusionModel, prof: "Profile") -> tuple[np.ndarray, np
     qunet = QuantizedUNet(model.unet, prof.groups, prof.layer_names).eval()
     shape = (prof.num_groups, len(prof.layer_names), len(prof.bits))
     nw, na = np.zeros(shape), np.zeros(shape)
-    cal = prof.meta.get("calibration", {})
-    cond, _ = calibration_conditioning(model, prof.calib_x.shape[1], prof.meta.get("seed", 0), cal.get("guidance_scale"))
+    cond = profile_conditioning(model, prof)
     with PrefixRunner(qunet, conditioned_call(model, qunet, cond)) as runner, full_fp32(model.device):
         for g in range(prof.num_groups):
             qunet.state.group = g

@@ -62,6 +62,8 @@ def test_pipeline_profile_allocate_quantize_sample_fid(models, name):
     alloc = dadq.allocate(prof, budget=4.0)
     qmodel = dadq.quantize(model, prof, alloc)
     assert qmodel.kind == model.kind and qmodel.null_class == model.null_class
+    # additivity re-measures on the calibration inputs with the profile's labels and guidance
+    assert np.isfinite(dadq.additivity(model, prof, alloc)["measured"]).all()
     fp, q = dadq.sample_pair(model, qmodel, n=4, steps=3, seed=0, class_labels=labels, guidance_scale=3.0,
                              encoder_hidden_states=ehs, parallel=False)
     assert fp.shape == q.shape == (4, 1, 28, 28)
