@@ -3,7 +3,7 @@
     python -m benchmarks.solver_speed      # dadq.solve / dadq.allocate times; gap of each solver to the exact optimum
     python -m benchmarks.profile_speed     # profile modes naive / exact / fast: speed and accuracy
     python -m benchmarks.sampling_speed    # quantized / FP sampling time
-    python benchmarks/app_bench.py         # app start, slider -> heatmap round trip, Generate
+    python -m benchmarks.app_bench         # app start, slider -> heatmap round trip, Generate
 
 Absolute times on the 2-core development CPU vary about 3x from run to run, so every benchmark
 reports ratios measured within one run, with the compared variants interleaved and repeated, and

@@ -28,6 +28,7 @@ RESULTS = REPO / "experiments" / "results"  # evidence sweeps
 BENCH_RESULTS = REPO / "benchmarks" / "results"  # speed benchmarks
 DOCS = [REPO / "docs" / "results.md", REPO / "README.md"]  # the files with generated blocks
 REGENERATE = "python -m experiments.report"
+APP_BENCH = "python -m benchmarks.app_bench"  # app.json records no command
 
 BLOCK = re.compile(r"(<!-- report (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
 TARGET_LABEL = {"w": "W", "wa": "W+A", "w4a": "W 4 + A"}
@@ -62,7 +63,9 @@ def _goal(text: str) -> str:
 def _cmd(command: str) -> str:
     """The command that made a result, without what does not change its numbers (time boxes, notes)."""
     command = re.sub(r" --max-minutes [\d.e-]+", "", command)
-    return re.sub(r" --note .*$", "", command)
+    command = re.sub(r" --note .*$", "", command)
+    # the repository's script folders are packages, run from the root with -m (no import-path edits)
+    return re.sub(r"\bpython3? (scripts|benchmarks|training|experiments)/(\w+)\.py\b", r"python -m \1.\2", command)
 
 
 def _load(path: Path) -> dict:
@@ -285,7 +288,7 @@ def quality(folder: str) -> str:
     data = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}[q["dataset"]]
     rows = [[text.format(data=data), f"{q[k]['n']:,}", q[k].get("device", q.get("device", "cpu")).replace("cpu", "CPU"),
              f"{q[k]['fid']:.2f}"] for k, text in QUALITY_ROWS if k in q]
-    out = [f"`{q['command']}` → `assets/{folder}/quality.json`", "",
+    out = [f"`{_cmd(q['command'])}` → `assets/{folder}/quality.json`", "",
            f"{q['metric']}, against the {q['reference']}:", "",
            _table(["images", "n", "sampled on", "FID"], rows)]
     c = q.get("classifier_on_ddim100_1k")
@@ -414,7 +417,7 @@ def app() -> str:
              f"{g['in_process_pair_sequential_over_fp_only']:.2f}× / {g['in_process_pair_parallel_over_fp_only']:.2f}× "
              "FP-only", "–"]]
     rng = lambda v: f"{min(v):.1f}–{max(v):.1f} s"  # noqa: E731
-    return ("`python benchmarks/app_bench.py` → `benchmarks/results/app.json`\n\n"
+    return (f"`{APP_BENCH}` → `benchmarks/results/app.json`\n\n"
             + _table(["what", "result", "target"], rows)
             + f"\n\nOne FP chain of {g['n']} alone, on the server's thread count: {g['fp_only_s_median']:.1f} s (median). "
               f"Inside Generate, each chain on one thread beside the other: FP {rng(g['server_fp_s'])}, quantized "
@@ -441,7 +444,7 @@ def speed_targets() -> str:
             ["quantized / FP sampling time (W+A 4)", f"{wa4['value']:.2f}×", f"≤ 1.3 {OK[wa4['pass']]}",
              f"`{_cmd(sa['command'])}`"],
             ["app start to usable page", f"{ap['start_to_ready_s']:.1f} s", f"≤ {ap['start_target_s']:g} s "
-             f"{OK[ap['start_to_ready_s'] <= ap['start_target_s']]}", "`python benchmarks/app_bench.py`"],
+             f"{OK[ap['start_to_ready_s'] <= ap['start_target_s']]}", f"`{APP_BENCH}`"],
             ["slider release → heatmap (API round trip, median)", f"{ap['allocate_roundtrip_ms']['median']:.0f} ms",
              f"≤ 300 ms {OK[ap['allocate_roundtrip_ms']['median'] <= 300]}", "same"]]
     return _table(["target (2-core CPU)", "measured", "goal", "command"], rows) + "\n"
