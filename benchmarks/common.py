@@ -279,31 +279,12 @@ def wait_for(path: Path, timeout_s: float, poll_s: float = 20.0) -> bool:
     return True
 
 
-def option_index(profile, bits: np.ndarray) -> np.ndarray:
-    """Bits [G, L] -> option indices into profile.bits, -1 for full precision."""
-    lookup = {int(b): m for m, b in enumerate(profile.bits)}
-    return np.vectorize(lambda b: lookup.get(int(b), -1), otypes=[np.int64])(bits)
-
-
-def score_allocation(profile, alloc) -> float:
-    """Sum over groups and quantizers of ``profile``'s D at the allocation's choices (FP: 0)."""
-    total = 0.0
-    G, L = alloc.w_bits.shape
-    g = np.arange(G)[:, None]
-    l = np.arange(L)[None, :]
-    for kind, bits in (("w", alloc.w_bits), ("a", alloc.a_bits)):
-        idx = option_index(profile, bits)
-        d = profile.curves(kind)
-        total += float(np.where(idx >= 0, d[g, l, np.maximum(idx, 0)], 0.0).sum())
-    return total
-
-
 def profile_path(model_name: str = "default", path: str | Path | None = None) -> Path:
-    """Where the profile to benchmark with lives: ``path``; else a model folder's own
-    ``profile.safetensors`` (e.g. assets/fashion); else the shipped default model's."""
-    if path is None and model_name not in ("default", "random") and (Path(model_name) / "profile.safetensors").exists():
-        path = Path(model_name) / "profile.safetensors"
-    return Path(path) if path is not None else DEFAULT_PROFILE
+    """Where the profile to benchmark with lives: ``path``; else the one that ships with the model
+    (dadq.models.default_profile_path, e.g. assets/fashion); else the shipped default model's."""
+    from dadq.models import default_profile_path
+
+    return Path(path) if path is not None else (default_profile_path(model_name) or DEFAULT_PROFILE)
 
 
 def shown_path(path: str | Path) -> str:

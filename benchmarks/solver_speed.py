@@ -31,9 +31,9 @@ import numpy as np
 
 from benchmarks.common import (DEFAULT_PROFILE, add_common_args, command_line, fmt, loadavg, machine_facts, median,
                                print_table, setup_threads, wait_for, write_result)
+from dadq.allocate import METHODS
 
 NAME = "solver_speed"
-METHODS = ("lagrangian", "exact", "greedy", "uniform")
 REFERENCE = "reference: HiGHS MILP"  # an independent exact solver that certifies dadq's (see reference_exact)
 SOLVE_METHODS = METHODS + (REFERENCE,)
 TIME_BUDGETS = (3.0, 4.0, 6.0)

@@ -16,6 +16,7 @@ distortion D[i, j] and size s[i, j] (bits); minimise sum D subject to sum s <= b
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import reduce
 from math import gcd
@@ -23,12 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .bitwidths import FP_BITS, option_index
+from .groups import TimestepGroups
 from .io import write_json
-from .quant import FP_BITS
 
 METHODS = ("lagrangian", "exact", "greedy", "uniform")
-TARGETS = ("wa", "w", "a")
+TARGETS = ("wa", "w", "a")  # joint W+A, weights only (A stays FP), activations only (W stays FP)
 WEIGHT_MODES = ("per-group", "shared")
+BUDGET_SCOPES = ("group", "mean")  # every group meets the budget / the mean over groups does
 DP_MAX_CELLS = 4_000_000  # N x (budget / gcd) cells above which the MILP is used instead
 
 
@@ -210,17 +213,36 @@ def _exact(d, s, budget):
     # Reduced-cost fixing shrinks the DP table by orders of magnitude on real profiles (timings in
     # benchmarks/results/solver_speed.json); the plain DP and then HiGHS's MILP are the fall-backs.
     if np.allclose(s, np.rint(s)) and s.max() > 0:
-        for keep in (_reduced_cost_keep(d, s, budget), None):
-            choice = _dp(d, s, budget, keep)
+        keep = _reduced_cost_keep(d, s, budget)
+        for k in (keep, None):
+            choice = _dp(d, s, budget, k)
             if choice is not None:
                 return choice
+        # Pooled knapsacks (all groups in one) have ten times the rows: a DP over only the rows that
+        # kept more than one option fits where the whole table does not. HiGHS's MILP stops at an
+        # absolute gap of 1e-6, which is not exact on such sums of small distortions.
+        choice = _dp_free_rows(d, s, budget, keep)
+        if choice is not None:
+            return choice
     return _milp(d, s, budget)
+
+
+def _dp_free_rows(d, s, budget, keep):
+    """The exact DP over the rows with more than one kept option; the others take their one option."""
+    free = keep.sum(axis=1) > 1
+    choice = np.where(keep, s, np.inf).argmin(axis=1)
+    fixed = float(s[~free, choice[~free]].sum())
+    sub = _dp(d[free], s[free], budget - fixed, keep[free])
+    if sub is None:
+        return None
+    choice[free] = sub
+    return choice
 
 
 def _greedy(d, s, budget):
     n = d.shape[0]
     rows = np.arange(n)
-    choice = np.lexsort((d, s), axis=1)[:, 0] if False else np.array([np.lexsort((d[i], s[i]))[0] for i in rows])
+    choice = np.array([np.lexsort((d[i], s[i]))[0] for i in rows])  # the smallest option, least D among equals
     total = float(s[rows, choice].sum())
     while True:
         ds = s - s[rows, choice][:, None]
@@ -263,71 +285,203 @@ def solve(distortion, size, budget: float, method: str = "exact") -> np.ndarray:
 
 # --- allocation over a Profile ---------------------------------------------------------------
 
+ALLOCATION_FORMAT = "dadq-allocation/2"
+OLD_ALLOCATION_FORMAT = "dadq-allocation/1"  # bits and sizes only: it needs its profile to quantize
+
+
+def target_numel(numels, target: str) -> float:
+    """Elements the target covers in one denoising step: W, A (one sample's layer inputs) or both.
+
+    numels: anything with ``w_numel`` and ``a_numel`` int [L] (a Profile or an Allocation)."""
+    w, a = float(numels.w_numel.sum()), float(numels.a_numel.sum())
+    return {"wa": w + a, "w": w, "a": a}[target]
+
+
+def chosen_distortion(curves: np.ndarray, options, bits: np.ndarray) -> np.ndarray:
+    """D [G, L] of each chosen option: curves [G, L, M] over the widths ``options`` [M], read at
+    bits [G, L]; 0 where full precision (nothing quantized, nothing lost)."""
+    idx = option_index(options, bits)
+    g = np.arange(bits.shape[0])[:, None]
+    l = np.arange(bits.shape[1])[None, :]
+    return np.where(idx >= 0, curves[g, l, np.maximum(idx, 0)], 0.0)
+
+
 @dataclass
 class Allocation:
-    """Bits per (group, layer) for weights and activations, with sizes and predicted distortion.
+    """Bits per (group, layer) for weights and activations, with everything quantizing needs.
 
-    w_bits, a_bits: int [G, L] (FP_BITS = 32 means full precision, float32).
-    Sizes are in bits unless named otherwise:
-      group_bits [G]        W + A size that one denoising step in group g uses
-      group_avg_bits [G]    that size per element of the target (average bits per element)
-      stored_weight_bits    weights as stored: shared mode one copy, per-group mode every distinct copy
-    predicted [G]: sum of the profiled per-quantizer distortions (additivity assumption).
+    Shapes: G groups, L layers (the profile's execution order), M candidate bit widths.
+      w_bits, a_bits   int [G, L]      bits (FP_BITS = 32: full precision, float32)
+      d_w, d_a         float [G, L]    the profile's D at each chosen width (0 at FP)
+      w_numel, a_numel int [L]         weight elements; one sample's input elements
+      act_range        float [G, L, 2] activation (lo, hi) at each chosen width (FP: calibration min/max)
+      bit_options      int [M]         the profile's candidate widths
+    The profile facts it depends on (fingerprint, layer names, T, widths, ``settings``: rounding,
+    bias correction, metric) are recorded, so ``check`` can refuse a model or profile made otherwise.
+    budget: average bits per element of the target, or (w, a) for separate budgets; budget_scope:
+    'group' (every group meets it) or 'mean' (the mean over groups does).
+    Sizes (properties) are in bits unless named otherwise.
     """
 
     layer_names: list[str]
     w_bits: np.ndarray
     a_bits: np.ndarray
-    predicted: np.ndarray
-    group_bits: np.ndarray
-    group_avg_bits: np.ndarray
-    stored_weight_bits: float
-    fp_weight_bits: float
+    d_w: np.ndarray
+    d_a: np.ndarray
+    w_numel: np.ndarray
+    a_numel: np.ndarray
+    act_range: np.ndarray
+    bit_options: np.ndarray
+    num_timesteps: int
+    fingerprint: str
+    settings: dict
     method: str
     target: str
     weight_mode: str
+    budget_scope: str
     budget: float | tuple | None
     lam: float | None
-    fingerprint: str
     notes: list[str] = field(default_factory=list)
 
+    # --- derived ----------------------------------------------------------------------------
     @property
-    def bits(self) -> np.ndarray:
-        """int [G, L, 2]: [..., 0] weights, [..., 1] activations."""
-        return np.stack([self.w_bits, self.a_bits], axis=-1)
+    def num_groups(self) -> int:
+        return int(self.w_bits.shape[0])
 
     @property
-    def stored_weight_bytes(self) -> float:
-        return self.stored_weight_bits / 8
+    def groups(self) -> TimestepGroups:
+        return TimestepGroups(self.num_timesteps, self.num_groups)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """float [G]: the sum of the profiled per-quantizer distortions (additivity assumption)."""
+        return self.d_w.sum(1) + self.d_a.sum(1)
+
+    @property
+    def group_bits(self) -> np.ndarray:
+        """float [G]: the target's size (bits) that one denoising step in group g uses."""
+        wb = (self.w_bits * self.w_numel[None, :]).sum(1).astype(float)
+        ab = (self.a_bits * self.a_numel[None, :]).sum(1).astype(float)
+        return {"wa": wb + ab, "w": wb, "a": ab}[self.target]
+
+    @property
+    def group_avg_bits(self) -> np.ndarray:
+        """float [G]: group_bits per element of the target (average bits per element)."""
+        return self.group_bits / target_numel(self, self.target)
+
+    @property
+    def stored_weight_bits(self) -> float:
+        """Weights as stored: every distinct bit width of a layer is one copy (shared mode: one)."""
+        return float(sum(self.w_numel[l] * np.unique(self.w_bits[:, l]).sum() for l in range(len(self.layer_names))))
+
+    @property
+    def fp_weight_bits(self) -> float:
+        return float(self.w_numel.sum() * FP_BITS)
 
     @property
     def compression(self) -> float:
         """FP32 weight size / stored weight size."""
         return self.fp_weight_bits / max(self.stored_weight_bits, 1.0)
 
-    def check_profile(self, profile) -> None:
-        if self.fingerprint != profile.fingerprint or self.layer_names != profile.layer_names:
-            raise ValueError("this allocation belongs to another profile/model (fingerprint "
-                             f"{self.fingerprint} vs {profile.fingerprint}); allocate again from this profile.")
+    def sizes(self) -> dict:
+        """Sizes in MB (10^6 bytes), each with its meaning.
+
+        step_w_MB / step_a_MB: weights read / activations (one sample's layer inputs) quantized in one
+        denoising step, mean over groups; fp32_w_MB / fp32_a_MB the same at FP32; stored_w_MB: weights
+        as stored (every distinct copy per layer); compression_x: fp32 weights / stored weights;
+        avg_bits: mean over groups of the per-step average bits per target element."""
+        wb = (self.w_bits * self.w_numel[None, :]).sum(1).astype(float)
+        ab = (self.a_bits * self.a_numel[None, :]).sum(1).astype(float)
+        return {
+            "step_w_MB": float(wb.mean()) / 8e6, "step_a_MB": float(ab.mean()) / 8e6,
+            "fp32_w_MB": float(self.w_numel.sum()) * FP_BITS / 8e6,
+            "fp32_a_MB": float(self.a_numel.sum()) * FP_BITS / 8e6,
+            "stored_w_MB": self.stored_weight_bits / 8e6, "compression_x": self.compression,
+            "avg_bits": float(np.mean(self.group_avg_bits)),
+        }
+
+    def distortion_on(self, profile) -> np.ndarray:
+        """float [G]: the summed D of this allocation's choices on ``profile``'s curves (e.g. exact
+        curves scoring an allocation made on fast-mode curves of the same model)."""
+        return (chosen_distortion(profile.d_w, profile.bits, self.w_bits).sum(1)
+                + chosen_distortion(profile.d_a, profile.bits, self.a_bits).sum(1))
 
     def summary(self) -> dict:
         return {
             "method": self.method, "target": self.target, "weight_mode": self.weight_mode,
-            "budget": self.budget, "lam": self.lam,
+            "budget_scope": self.budget_scope, "budget": self.budget, "lam": self.lam,
             "mean_group_avg_bits": float(np.mean(self.group_avg_bits)),
             "stored_weight_MB": self.stored_weight_bits / 8e6, "fp32_weight_MB": self.fp_weight_bits / 8e6,
             "compression_x": self.compression, "predicted_distortion_mean": float(np.mean(self.predicted)),
         }
 
+    def to_frame(self):
+        """A tidy pandas DataFrame, one row per (kind, group, layer): layer, kind ('w'/'a'), group,
+        bits (chosen; 32 = FP), D (the profile's D at that width; 0 at FP), size_bits (numel x bits)."""
+        import pandas as pd
+
+        G, L = self.w_bits.shape
+        parts = []
+        for kind, bits, d, numel in (("w", self.w_bits, self.d_w, self.w_numel), ("a", self.a_bits, self.d_a, self.a_numel)):
+            parts.append(pd.DataFrame({
+                "layer": np.tile(np.asarray(self.layer_names, dtype=object), G), "kind": kind,
+                "group": np.repeat(np.arange(G), L), "bits": bits.ravel().astype(np.int64), "D": d.ravel().astype(float),
+                "size_bits": (bits * numel[None, :]).ravel().astype(np.int64),
+            }))
+        return pd.concat(parts, ignore_index=True)
+
+    # --- validation ---------------------------------------------------------------------------
+    def check(self, model=None, profile=None) -> None:
+        """Raise ValueError (one message per problem, naming the fix) unless the arrays are whole and
+        consistent, and the allocation belongs to ``model`` / ``profile`` where given."""
+        if profile is not None and (self.fingerprint != profile.fingerprint
+                                    or self.layer_names != list(profile.layer_names)):
+            raise ValueError("this allocation belongs to another profile/model (fingerprint "
+                             f"{self.fingerprint} vs {profile.fingerprint}); allocate again from this profile.")
+        if model is not None and self.fingerprint != model.fingerprint():
+            raise ValueError(f"this allocation belongs to another model (fingerprint {self.fingerprint}, model "
+                             f"{model.fingerprint()} from {model.source}); allocate from this model's profile.")
+        L = len(self.layer_names)
+        G = profile.num_groups if profile is not None else (self.w_bits.shape[0] if self.w_bits.ndim == 2 else 0)
+        for name, shape in (("w_bits", (G, L)), ("a_bits", (G, L)), ("d_w", (G, L)), ("d_a", (G, L)),
+                            ("act_range", (G, L, 2)), ("w_numel", (L,)), ("a_numel", (L,))):
+            arr = getattr(self, name)
+            if G < 1 or tuple(arr.shape) != shape:
+                raise ValueError(f"this allocation's {name} has shape {tuple(arr.shape)}; {G} groups x {L} layers "
+                                 f"need {shape}. Allocate again from the profile.")
+        allowed = set(int(b) for b in self.bit_options) | {FP_BITS}
+        for name in ("w_bits", "a_bits"):
+            bad = set(int(b) for b in getattr(self, name).ravel()) - allowed
+            if bad:
+                raise ValueError(f"this allocation's {name} uses bits {sorted(bad)} that its profile does not hold "
+                                 f"({sorted(allowed - {FP_BITS})} or {FP_BITS} = FP); allocate again from the profile.")
+        if not all(np.isfinite(a).all() for a in (self.d_w, self.d_a, self.act_range)):
+            raise ValueError("this allocation holds non-finite distortions or ranges; allocate again from the profile.")
+        if profile is not None:
+            ours = (self.num_timesteps, [int(b) for b in self.bit_options], self.settings)
+            theirs = (profile.num_timesteps, [int(b) for b in profile.bits], profile.settings())
+            if ours != theirs:
+                raise ValueError(f"this allocation was made from a profile with (T, bit widths, settings) {ours}; "
+                                 f"this profile has {theirs}. Allocate again from this profile.")
+
+    def check_profile(self, profile) -> None:
+        """``check(profile=profile)``; kept for callers written before ``check``."""
+        self.check(profile=profile)
+
+    # --- persistence: JSON, no pickle -------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
-            "format": "dadq-allocation/1", "layer_names": self.layer_names,
-            "w_bits": self.w_bits.tolist(), "a_bits": self.a_bits.tolist(),
+            "format": ALLOCATION_FORMAT, "fingerprint": self.fingerprint, "layer_names": self.layer_names,
+            "num_timesteps": self.num_timesteps, "bit_options": self.bit_options.tolist(), "settings": self.settings,
+            "method": self.method, "target": self.target, "weight_mode": self.weight_mode,
+            "budget_scope": self.budget_scope, "budget": self.budget, "lam": self.lam, "notes": self.notes,
+            "w_bits": self.w_bits.tolist(), "a_bits": self.a_bits.tolist(), "d_w": self.d_w.tolist(),
+            "d_a": self.d_a.tolist(), "w_numel": self.w_numel.tolist(), "a_numel": self.a_numel.tolist(),
+            "act_range": self.act_range.tolist(),
+            # derived, for readers of the file; recomputed on load
             "predicted": self.predicted.tolist(), "group_bits": self.group_bits.tolist(),
             "group_avg_bits": self.group_avg_bits.tolist(), "stored_weight_bits": self.stored_weight_bits,
-            "fp_weight_bits": self.fp_weight_bits, "method": self.method, "target": self.target,
-            "weight_mode": self.weight_mode, "budget": self.budget, "lam": self.lam,
-            "fingerprint": self.fingerprint, "notes": self.notes, "summary": self.summary(),
+            "fp_weight_bits": self.fp_weight_bits, "summary": self.summary(),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -335,150 +489,184 @@ class Allocation:
         return Path(path)
 
     @classmethod
-    def from_dict(cls, obj: dict) -> "Allocation":
+    def from_dict(cls, obj: dict, profile=None) -> "Allocation":
+        """Read either format; the old one (no activation ranges) only with the ``profile`` it was
+        made from, whose facts then fill it in. The result is checked (and against ``profile``)."""
+        fmt = obj.get("format") if isinstance(obj, dict) else None
+        if fmt == OLD_ALLOCATION_FORMAT and profile is None:
+            raise ValueError(f"this allocation has the old format {OLD_ALLOCATION_FORMAT}, which holds no activation "
+                             "ranges: load it with its profile (Allocation.load(path, profile=...)), or allocate again "
+                             "from the profile.")
         try:
-            if obj.get("format") != "dadq-allocation/1":
+            if fmt not in (ALLOCATION_FORMAT, OLD_ALLOCATION_FORMAT):
                 raise KeyError("format")
             budget = obj["budget"]
-            return cls(
-                layer_names=list(obj["layer_names"]), w_bits=np.asarray(obj["w_bits"], dtype=np.int64),
-                a_bits=np.asarray(obj["a_bits"], dtype=np.int64), predicted=np.asarray(obj["predicted"], float),
-                group_bits=np.asarray(obj["group_bits"], float), group_avg_bits=np.asarray(obj["group_avg_bits"], float),
-                stored_weight_bits=float(obj["stored_weight_bits"]), fp_weight_bits=float(obj["fp_weight_bits"]),
-                method=obj["method"], target=obj["target"], weight_mode=obj["weight_mode"],
+            w_bits = np.asarray(obj["w_bits"], dtype=np.int64)
+            a_bits = np.asarray(obj["a_bits"], dtype=np.int64)
+            common = dict(
+                layer_names=list(obj["layer_names"]), w_bits=w_bits, a_bits=a_bits, method=obj["method"],
+                target=obj["target"], weight_mode=obj["weight_mode"], fingerprint=obj["fingerprint"],
                 budget=tuple(budget) if isinstance(budget, list) else budget, lam=obj["lam"],
-                fingerprint=obj["fingerprint"], notes=list(obj.get("notes", [])),
-            )
+                notes=list(obj.get("notes", [])))
+            if fmt == ALLOCATION_FORMAT:
+                alloc = cls(**common, d_w=np.asarray(obj["d_w"], float), d_a=np.asarray(obj["d_a"], float),
+                            w_numel=np.asarray(obj["w_numel"], dtype=np.int64),
+                            a_numel=np.asarray(obj["a_numel"], dtype=np.int64),
+                            act_range=np.asarray(obj["act_range"], float),
+                            bit_options=np.asarray(obj["bit_options"], dtype=np.int64),
+                            num_timesteps=int(obj["num_timesteps"]), settings=dict(obj["settings"]),
+                            budget_scope=obj["budget_scope"])
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"not a dadq allocation (missing or bad field {e}); export one with "
                              "Allocation.save or `python -m dadq allocate --out`.") from None
+        if fmt == OLD_ALLOCATION_FORMAT:
+            alloc = _upgrade(common, profile)
+        alloc.check(profile=profile)
+        return alloc
 
     @classmethod
-    def load(cls, path: str | Path) -> "Allocation":
+    def load(cls, path: str | Path, profile=None) -> "Allocation":
+        """Read and check an allocation file; with ``profile``, also check that it belongs to it."""
         try:
             obj = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ValueError(f"no allocation file at {path}.") from None
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not valid JSON ({e}); it is corrupt or truncated.") from None
-        return cls.from_dict(obj)
+        return cls.from_dict(obj, profile)
 
 
-def _target_numel(profile, target: str) -> float:
-    w, a = float(profile.w_numel.sum()), float(profile.a_numel.sum())
-    return {"wa": w + a, "w": w, "a": a}[target]
+def _upgrade(common: dict, profile) -> Allocation:
+    """An old-format allocation completed from the profile it was made from (checked first)."""
+    shell = Allocation(**common, d_w=np.zeros(common["w_bits"].shape), d_a=np.zeros(common["a_bits"].shape),
+                       w_numel=profile.w_numel, a_numel=profile.a_numel,
+                       act_range=np.zeros(common["a_bits"].shape + (2,)), bit_options=profile.bits,
+                       num_timesteps=profile.num_timesteps, settings=profile.settings(),
+                       budget_scope="mean" if _joint_shared(common["weight_mode"], common["target"], common["budget"])
+                       else "group")
+    shell.check(profile=profile)
+    shell.d_w = chosen_distortion(profile.d_w, profile.bits, shell.w_bits)
+    shell.d_a = chosen_distortion(profile.d_a, profile.bits, shell.a_bits)
+    shell.act_range = profile.activation_ranges_for(shell.a_bits)
+    return shell
 
 
-def allocate(profile, budget: float | tuple | None = None, lam: float | None = None, target: str = "wa",
+def _joint_shared(weight_mode: str, target: str, budget) -> bool:
+    """Shared weights under one joint W+A budget: one weight copy couples the groups' budgets."""
+    return weight_mode == "shared" and target == "wa" and not isinstance(budget, (tuple, list))
+
+
+def _choose(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: choose one of {choices}.")
+
+
+def allocate(profile, budget: float | None = None, lam: float | None = None, target: str = "wa",
              method: str = "lagrangian", weight_mode: str = "per-group", w_budget: float | None = None,
-             a_budget: float | None = None) -> Allocation:
+             a_budget: float | None = None, budget_scope: str | None = None) -> Allocation:
     """Bit allocation per timestep group from a Profile.
 
-    budget: average bits per element of the target (all W and A elements for 'wa', W for 'w',
-      A for 'a'), per group; or a pair (w_avg, a_avg) / ``w_budget`` + ``a_budget`` for separate
-      W and A budgets. lam: instead of a budget, the slope λ in distortion per average bit
-      (always the Lagrangian point). target: 'wa' | 'w' (A stays FP) | 'a' (W stays FP).
+    Give exactly one of:
+      budget              average bits per element of the target (all W and A elements for 'wa', W for
+                          'w', A for 'a') per denoising step;
+      w_budget, a_budget  separate W and A budgets (average bits each; target 'wa');
+      lam                 the slope λ: distortion (summed over quantizers, mean over groups) per average
+                          bit. Always the Lagrangian point: with lam, leave method at 'lagrangian'.
+    target: 'wa' | 'w' (A stays FP) | 'a' (W stays FP). method: one of METHODS.
     weight_mode: 'per-group' (the paper: weights may differ per group; stored size counts every
-      distinct copy) or 'shared' (one weight allocation minimising the sum over groups; the
-      budget then bounds the mean over groups).
+      distinct copy) or 'shared' (one weight allocation minimising the sum over groups).
+    budget_scope: 'group' (every group meets the budget: bounds the peak per step; the paper) or
+      'mean' (the mean over groups of the per-step size meets it: bounds the average over the
+      trajectory, so bits move to the groups that need them; all groups form one knapsack).
+      None: 'group', except shared weights under a joint W+A budget, which is always 'mean': the one
+      weight copy is in every group, so the groups share one knapsack (an explicit 'group' is an
+      error there). With shared weights, a weights-only budget is the same in both scopes.
     """
-    if target not in TARGETS:
-        raise ValueError(f"target={target!r}: choose 'wa' (joint), 'w' (weights only) or 'a' (activations only).")
-    if weight_mode not in WEIGHT_MODES:
-        raise ValueError(f"weight_mode={weight_mode!r}: choose 'per-group' or 'shared'.")
-    if method not in METHODS:
-        raise ValueError(f"method={method!r}: choose one of {METHODS}.")
+    _choose("target", target, TARGETS)
+    _choose("weight_mode", weight_mode, WEIGHT_MODES)
+    _choose("method", method, METHODS)
     if isinstance(budget, (tuple, list)):
-        w_budget, a_budget = budget
-        budget = None
+        raise ValueError("budget is one number (average bits); for separate W and A budgets pass "
+                         "w_budget=... and a_budget=....")
+    if lam is not None and method != "lagrangian":
+        raise ValueError(f"lam={lam:g} asks for the Lagrangian point, method={method!r} for another solver: give a "
+                         "budget with that method, or lam alone.")
     separate = w_budget is not None or a_budget is not None
     if separate and (w_budget is None or a_budget is None):
         raise ValueError("separate budgets need both w_budget and a_budget (average bits each).")
     if separate and target != "wa":
         raise ValueError("separate W and A budgets apply to target 'wa'.")
     if sum(x is not None for x in (budget, lam)) + separate != 1:
-        raise ValueError("give exactly one of budget (average bits), (w_budget, a_budget), or lam (slope).")
+        raise ValueError("give exactly one of budget (average bits), w_budget and a_budget, or lam (slope).")
+    joint_shared = _joint_shared(weight_mode, target, (w_budget, a_budget) if separate else budget)
+    if budget_scope is None:
+        budget_scope = "mean" if joint_shared else "group"
+    _choose("budget_scope", budget_scope, BUDGET_SCOPES)
+    if budget_scope == "group" and joint_shared:
+        raise ValueError("shared weights under a joint W+A budget can bound only the mean over groups: use "
+                         "budget_scope='mean', separate budgets (w_budget, a_budget), or weight_mode='per-group'.")
 
     G, L, bits = profile.num_groups, profile.num_layers, profile.bits
-    w_idx = np.full((G, L), -1, dtype=np.int64)  # -1: full precision
-    a_idx = np.full((G, L), -1, dtype=np.int64)
-    sw, sa = profile.sizes("w"), profile.sizes("a")
-    notes = []
-
-    def run(d, s, b_avg, numel):
-        """One knapsack (rows of d/s); budget in average bits over ``numel`` elements."""
-        if lam is not None:
-            return lagrangian_choice(d, s / numel, lam)
-        try:
-            return solve(d, s, b_avg * numel, method)
-        except ValueError as e:
-            if "infeasible" in str(e):
-                lo = smallest_budget(s) / numel
-                raise ValueError(f"budget {b_avg:g} average bits is infeasible: the smallest feasible budget "
-                                 f"is {lo:.4g} average bits (every quantizer at {bits.min()} bits).") from None
-            raise
-
-    parts = []  # (kind, budget) knapsacks to solve
-    if separate:
-        parts = [("w", w_budget), ("a", a_budget)]
-    elif target == "wa":
-        parts = [("wa", budget)]
-    else:
-        parts = [(target, budget)]
-    for kind, b_avg in parts:
-        kinds = ["w", "a"] if kind == "wa" else [kind]
-        numel = sum(float((profile.w_numel if k == "w" else profile.a_numel).sum()) for k in kinds)
-        if weight_mode == "per-group" or "w" not in kinds:
-            for g in range(G):
-                d = np.concatenate([profile.curves(k)[g] for k in kinds])
-                s = np.concatenate([sw if k == "w" else sa for k in kinds])
-                ch = run(d, s, b_avg, numel)
-                for ki, k in enumerate(kinds):
-                    (w_idx if k == "w" else a_idx)[g] = ch[ki * L:(ki + 1) * L]
+    sizes = {k: profile.sizes(k) for k in ("w", "a")}
+    idx = {k: np.full((G, L), -1, dtype=np.int64) for k in ("w", "a")}  # -1: full precision
+    parts = [("w", w_budget), ("a", a_budget)] if separate else [(target, budget)]
+    for part, b_avg in parts:
+        kinds = ["w", "a"] if part == "wa" else [part]
+        numel = target_numel(profile, part)  # elements of one step's target
+        # A knapsack is a list of blocks of L rows: (kind, group), group None = the one shared weight copy
+        # (D summed over groups, size counted once per group, so the budget bounds the mean over groups).
+        if weight_mode == "shared" and "w" in kinds:
+            knapsacks = [[("w", None)] + [("a", g) for g in range(G) if "a" in kinds]]
+        elif budget_scope == "mean":
+            knapsacks = [[(k, g) for g in range(G) for k in kinds]]
         else:
-            # shared weights: one knapsack over L weight rows (D summed over groups, size x G) and
-            # G*L activation rows; the budget bounds the total over groups, i.e. the mean per group.
-            d = [profile.d_w.sum(axis=0)]
-            s = [sw * G]
-            if "a" in kinds:
-                d += [profile.d_a[g] for g in range(G)]
-                s += [sa] * G
-            ch = run(np.concatenate(d), np.concatenate(s), b_avg, numel * G)
-            w_idx[:] = ch[:L][None, :]
-            if "a" in kinds:
-                a_idx[:] = ch[L:].reshape(G, L)
-            notes.append("shared weights: the budget bounds the mean over groups of the per-step W+A size")
+            knapsacks = [[(k, g) for k in kinds] for g in range(G)]
+        for blocks in knapsacks:
+            steps = G if len(knapsacks) == 1 else 1  # denoising steps (one per group) the knapsack covers
+            d = np.concatenate([profile.d_w.sum(axis=0) if g is None else profile.curves(k)[g] for k, g in blocks])
+            s = np.concatenate([sizes[k] * (G if g is None else 1) for k, g in blocks])
+            ch = _solve_part(d, s, b_avg, numel, steps, lam, method, bits)
+            for bi, (k, g) in enumerate(blocks):
+                idx[k][slice(None) if g is None else g] = ch[bi * L:(bi + 1) * L]
 
-    def to_bits(idx):
-        return np.where(idx >= 0, bits[np.maximum(idx, 0)], FP_BITS)
-
-    w_bits, a_bits = to_bits(w_idx), to_bits(a_idx)
-    g_ar = np.arange(G)[:, None]
-    l_ar = np.arange(L)[None, :]
-    pred = (np.where(w_idx >= 0, profile.d_w[g_ar, l_ar, np.maximum(w_idx, 0)], 0.0).sum(1)
-            + np.where(a_idx >= 0, profile.d_a[g_ar, l_ar, np.maximum(a_idx, 0)], 0.0).sum(1))
-    wb = (w_bits * profile.w_numel[None, :]).sum(1).astype(float)
-    ab = (a_bits * profile.a_numel[None, :]).sum(1).astype(float)
-    group_bits = {"wa": wb + ab, "w": wb, "a": ab}[target]
-    group_avg = group_bits / _target_numel(profile, target)
-    # storage: every distinct weight copy of a layer must be held
-    stored = float(sum(profile.w_numel[l] * np.unique(w_bits[:, l]).sum() for l in range(L)))
+    w_bits, a_bits = (np.where(idx[k] >= 0, bits[np.maximum(idx[k], 0)], FP_BITS) for k in ("w", "a"))
+    notes = []
+    if budget_scope == "mean" and lam is None:
+        notes.append("budget scope 'mean': the budget bounds the mean over groups of the per-step size; "
+                     "single groups may use more")
     return Allocation(
-        layer_names=list(profile.layer_names), w_bits=w_bits, a_bits=a_bits, predicted=pred,
-        group_bits=group_bits, group_avg_bits=group_avg, stored_weight_bits=stored,
-        fp_weight_bits=float(profile.w_numel.sum() * FP_BITS), method="lagrangian" if lam is not None else method,
-        target=target, weight_mode=weight_mode,
-        budget=(w_budget, a_budget) if separate else budget, lam=lam, fingerprint=profile.fingerprint, notes=notes,
+        layer_names=list(profile.layer_names), w_bits=w_bits, a_bits=a_bits,
+        d_w=chosen_distortion(profile.d_w, bits, w_bits), d_a=chosen_distortion(profile.d_a, bits, a_bits),
+        w_numel=profile.w_numel.astype(np.int64), a_numel=profile.a_numel.astype(np.int64),
+        act_range=profile.activation_ranges_for(a_bits), bit_options=bits.astype(np.int64),
+        num_timesteps=int(profile.num_timesteps), fingerprint=profile.fingerprint, settings=profile.settings(),
+        method=method, target=target, weight_mode=weight_mode, budget_scope=budget_scope,
+        budget=(w_budget, a_budget) if separate else budget, lam=lam, notes=notes,
     )
 
 
-def rd_sweep(profile, target: str = "wa", g: int | None = None, num: int | None = None):
-    """The Lagrangian trade-off of the whole model: (avg_bits [K], distortion [K]) hull points from
-    the smallest to the largest size, summed over groups (or for group g), per-group weights."""
-    kinds = ["w", "a"] if target == "wa" else [target]
-    groups = range(profile.num_groups) if g is None else [g]
-    d = np.concatenate([profile.curves(k)[gg] for gg in groups for k in kinds])
-    s = np.concatenate([profile.sizes(k) for _ in groups for k in kinds])
+def _solve_part(d, s, b_avg, numel, steps, lam, method, bits):
+    """Option indices [rows] of one knapsack over ``steps`` denoising steps of ``numel`` elements each.
+
+    With lam: the Lagrangian point of D + λ·(size / numel), i.e. λ in D per average bit of one step;
+    the choice is separable per row, so pooling groups does not change it. Else the budget is
+    b_avg average bits per step, b_avg·numel·steps bits in all."""
+    if lam is not None:
+        return lagrangian_choice(d, s / numel, lam)
+    try:
+        return solve(d, s, b_avg * (numel * steps), method)
+    except ValueError as e:
+        if "infeasible" in str(e):
+            lo = smallest_budget(s) / (numel * steps)
+            raise ValueError(f"budget {b_avg:g} average bits is infeasible: the smallest feasible budget "
+                             f"is {lo:.4g} average bits (every quantizer at {bits.min()} bits).") from None
+        raise
+
+
+# --- trade-off curves for display ----------------------------------------------------------------
+
+def _hull_curve(d: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(total size [K], total D [K]) along the Lagrangian sweep of one knapsack (rows of d, s)."""
     start, moves, _ = hull_path(d, s)
     rows = np.arange(len(d))
     size = [float(s[rows, start].sum())]
@@ -488,5 +676,60 @@ def rd_sweep(profile, target: str = "wa", g: int | None = None, num: int | None 
         size.append(size[-1] + s[i, o] - s[i, cur[i]])
         dist.append(dist[-1] + d[i, o] - d[i, cur[i]])
         cur[i] = o
-    numel = _target_numel(profile, target) * len(groups)
-    return np.asarray(size) / numel, np.asarray(dist) / len(groups)
+    return np.asarray(size), np.asarray(dist)
+
+
+def rd_sweep(profile, target: str = "wa", g: int | None = None, scope: str = "mean"):
+    """The Lagrangian trade-off of the whole model, per-group weights: (avg_bits [K], D [K]) from the
+    smallest to the largest size; avg_bits per element of the target per step, D summed over
+    quantizers; both the mean over groups.
+
+    g: one group's curve. Else scope 'mean': all groups pooled in one knapsack (the frontier of
+    budget_scope='mean'); 'group': every group at the same budget x, each at its largest hull point
+    that fits (the Lagrangian allocations of budget_scope='group'; a staircase)."""
+    _choose("target", target, TARGETS)
+    _choose("scope", scope, BUDGET_SCOPES)
+    kinds = ["w", "a"] if target == "wa" else [target]
+    numel = target_numel(profile, target)
+
+    def rows(groups):
+        return (np.concatenate([profile.curves(k)[gg] for gg in groups for k in kinds]),
+                np.concatenate([profile.sizes(k) for _ in groups for k in kinds]))
+
+    if g is not None or scope == "mean":
+        groups = range(profile.num_groups) if g is None else [g]
+        size, dist = _hull_curve(*rows(groups))
+        return size / (numel * len(groups)), dist / len(groups)
+    curves = [_hull_curve(*rows([gg])) for gg in range(profile.num_groups)]
+    xs = np.unique(np.concatenate([c[0] for c in curves]))
+    xs = xs[xs >= max(c[0][0] for c in curves)]  # every group fits
+    ys = np.mean([c[1][np.searchsorted(c[0], xs, side="right") - 1] for c in curves], axis=0)
+    return xs / numel, ys
+
+
+def uniform_points(profile, target: str = "wa"):
+    """Uniform allocations: every targeted quantizer at bits[m]. Returns (bits [M], avg_bits [M],
+    distortion [M]), the distortion being the mean over groups of the summed per-quantizer D."""
+    kinds = ["w", "a"] if target == "wa" else [target]
+    d = sum(profile.curves(k).sum(axis=1) for k in kinds)  # [G, M]
+    return profile.bits.astype(int), profile.bits.astype(np.float64), d.mean(axis=0)
+
+
+def sweep_slopes(sweep) -> np.ndarray:
+    """Positive slopes −ΔD/Δavg_bits between consecutive hull points: the λ values of the sweep."""
+    xs, ys = (np.asarray(v, dtype=np.float64) for v in sweep)
+    dx, dy = np.diff(xs), -np.diff(ys)
+    ok = (dx > 0) & (dy > 0)
+    return dy[ok] / dx[ok]
+
+
+def lambda_range(sweeps) -> tuple[float, float, float]:
+    """(lo, hi, mid) of log10 λ for a slider spanning every slope of the given sweeps, with half a
+    decade of margin on each side: below lo every quantizer takes its top width, above hi its lowest."""
+    slopes = np.concatenate([sweep_slopes(s) for s in sweeps] or [np.array([1.0])])
+    slopes = slopes[np.isfinite(slopes) & (slopes > 0)]
+    if slopes.size == 0:
+        return -1.0, 1.0, 0.0
+    lo = math.floor(2 * math.log10(slopes.min())) / 2 - 0.5
+    hi = math.ceil(2 * math.log10(slopes.max())) / 2 + 0.5
+    return lo, hi, float(np.round(np.log10(np.median(slopes)), 2))

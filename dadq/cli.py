@@ -11,16 +11,23 @@ from pathlib import Path
 
 import numpy as np
 
+from .allocate import BUDGET_SCOPES, METHODS, TARGETS, WEIGHT_MODES
+from .bitwidths import parse_bits
+from .profile import MODES
+
 
 def _bits(text: str) -> list[int]:
-    """'2-8' or '2,4,8' -> list of ints."""
     try:
-        if "-" in text:
-            lo, hi = text.split("-")
-            return list(range(int(lo), int(hi) + 1))
-        return [int(b) for b in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bits {text!r}: write a range like 2-8 or a list like 2,4,8") from None
+        return parse_bits(text)
+    except ValueError as e:  # argparse shows an ArgumentTypeError's own words
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _write_csv(frame, path) -> None:
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def _model_args(p):
@@ -60,12 +67,20 @@ def _class_labels(text: str | None, n: int, model, seed: int):
 
 
 def _quant_args(p):
-    p.add_argument("--profile", default=None, help="profile .safetensors (default: the shipped one for --model default)")
+    p.add_argument("--profile", default=None,
+                   help="profile .safetensors (default: the one in the model's folder, e.g. the shipped default's)")
     p.add_argument("--alloc", default=None, help="allocation .json from `dadq allocate --out`")
     p.add_argument("--budget", type=float, default=None, help="average bits (if no --alloc)")
-    p.add_argument("--target", default="wa", choices=["wa", "w", "a"])
-    p.add_argument("--method", default="lagrangian", choices=["lagrangian", "exact", "greedy", "uniform"])
-    p.add_argument("--weight-mode", default="per-group", choices=["per-group", "shared"])
+    _alloc_args(p)
+
+
+def _alloc_args(p):
+    p.add_argument("--target", default="wa", choices=TARGETS)
+    p.add_argument("--method", default="lagrangian", choices=METHODS)
+    p.add_argument("--weight-mode", default="per-group", choices=WEIGHT_MODES)
+    p.add_argument("--budget-scope", default=None, choices=BUDGET_SCOPES,
+                   help="group: every timestep group meets the budget (peak per step; default); mean: the mean "
+                        "over groups does (average over the trajectory); shared weights with a joint budget: mean")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,11 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", type=int, default=10, help="timestep groups G (default 10)")
     p.add_argument("--bits", type=_bits, default=list(range(2, 9)), help="candidate bit widths, e.g. 2-8 (default) or 1-10")
     p.add_argument("--calib", type=int, default=16, help="calibration samples per group (default 16)")
-    p.add_argument("--mode", default="exact", choices=["exact", "naive", "fast"])
+    p.add_argument("--mode", default="exact", choices=MODES)
     p.add_argument("--layers", action="append", default=None, help="glob of layer names to profile ('re:' for regex); repeatable")
     p.add_argument("--seed", type=int, default=0)
     _cond_args(p, labels=False)
     p.add_argument("--out", required=True, help="output .safetensors")
+    p.add_argument("--csv", default=None, help="also write the curves as a long CSV table (Profile.to_frame)")
 
     p = sub.add_parser("allocate", help="bit allocation from a profile, by budget or slope")
     p.add_argument("--profile", required=True)
@@ -89,12 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--budget", type=float, help="average bits per element of the target")
     g.add_argument("--lam", type=float, help="slope λ (distortion per average bit)")
     g.add_argument("--wa-budgets", nargs=2, type=float, metavar=("W", "A"), help="separate W and A average bits")
-    p.add_argument("--target", default="wa", choices=["wa", "w", "a"])
-    p.add_argument("--method", default="lagrangian", choices=["lagrangian", "exact", "greedy", "uniform"])
-    p.add_argument("--weight-mode", default="per-group", choices=["per-group", "shared"])
+    _alloc_args(p)
     p.add_argument("--measure", action="store_true", help="also measure the real distortion (additivity check); needs --model")
     p.add_argument("--model", default=None)
     p.add_argument("--out", default=None, help="write the allocation JSON here")
+    p.add_argument("--csv", default=None, help="write the allocation as a long CSV table (Allocation.to_frame)")
 
     p = sub.add_parser("sample", help="FP and quantized samples from identical noise -> PNG grids")
     _model_args(p)
@@ -119,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="predicted distortion of every method over a list of budgets")
     p.add_argument("--profile", required=True)
     p.add_argument("--budgets", default="3,4,5,6,8", help="comma-separated average bits")
-    p.add_argument("--target", default="wa", choices=["wa", "w", "a"])
+    p.add_argument("--target", default="wa", choices=TARGETS)
+    p.add_argument("--budget-scope", default=None, choices=BUDGET_SCOPES)
     p.add_argument("--out", default=None, help="write JSON here")
     return ap
 
@@ -127,24 +143,30 @@ def build_parser() -> argparse.ArgumentParser:
 def _profile_for(args, model):
     import dadq
 
-    path = args.profile
+    path = args.profile or dadq.models.default_profile_path(args.model)
     if path is None:
-        if args.model not in dadq.models.NAMED_MODELS:
-            raise ValueError("--profile is needed for a model other than the shipped ones; make one with `python -m dadq profile`.")
-        path = dadq.models.NAMED_MODELS[args.model] / "profile.safetensors"
+        raise ValueError(f"no profile ships with model {args.model!r}: give --profile, or make one with "
+                         "`python -m dadq profile`.")
     prof = dadq.Profile.load(path)
     prof.check_model(model)
     return prof
 
 
+def _alloc_kw(args) -> dict:
+    return dict(target=args.target, method=args.method, weight_mode=args.weight_mode, budget_scope=args.budget_scope)
+
+
 def _quantized(args, model):
+    """(quantized model, allocation): from --alloc (it carries what quantizing needs; checked against
+    the model, and against --profile where given) or from --budget on the model's profile."""
     import dadq
 
-    prof = _profile_for(args, model)
     if args.alloc:
-        alloc = dadq.Allocation.load(args.alloc)
+        prof = _profile_for(args, model) if args.profile else None
+        alloc = dadq.Allocation.load(args.alloc, profile=prof)
     elif args.budget is not None:
-        alloc = dadq.allocate(prof, budget=args.budget, target=args.target, method=args.method, weight_mode=args.weight_mode)
+        prof = _profile_for(args, model)
+        alloc = dadq.allocate(prof, budget=args.budget, **_alloc_kw(args))
     else:
         raise ValueError("give --alloc FILE or --budget BITS to say how to quantize.")
     return dadq.quantize(model, prof, alloc), alloc
@@ -152,7 +174,7 @@ def _quantized(args, model):
 
 def _print_alloc(alloc, profile) -> None:
     s = alloc.summary()
-    print(f"method {s['method']}, target {s['target']}, weights {s['weight_mode']}; "
+    print(f"method {s['method']}, target {s['target']}, weights {s['weight_mode']}, budget scope {s['budget_scope']}; "
           f"mean W+A size per step {s['mean_group_avg_bits']:.3f} avg bits; stored weights "
           f"{s['stored_weight_MB']:.3f} MB vs FP32 {s['fp32_weight_MB']:.3f} MB ({s['compression_x']:.2f}x)")
     labels = profile.groups.labels()
@@ -169,15 +191,17 @@ def run(args) -> int:
         prof = dadq.profile(model, groups=args.groups, bits=args.bits, calib_per_group=args.calib, mode=args.mode,
                             layers=args.layers, seed=args.seed, guidance_scale=args.guidance)
         prof.save(args.out)
+        if args.csv:
+            _write_csv(prof.to_frame(), args.csv)
         print(f"profile of {len(prof.layer_names)} layers x {prof.num_groups} groups x bits {prof.bits.tolist()} "
               f"({prof.meta['seconds']:.1f} s, mode {args.mode}) -> {args.out}")
     elif args.cmd == "allocate":
         prof = dadq.Profile.load(args.profile)
-        kw = dict(target=args.target, method=args.method, weight_mode=args.weight_mode)
+        kw = _alloc_kw(args)
         if args.lam is not None:
             alloc = dadq.allocate(prof, lam=args.lam, **kw)
         elif args.wa_budgets:
-            alloc = dadq.allocate(prof, budget=tuple(args.wa_budgets), **kw)
+            alloc = dadq.allocate(prof, w_budget=args.wa_budgets[0], a_budget=args.wa_budgets[1], **kw)
         else:
             alloc = dadq.allocate(prof, budget=args.budget, **kw)
         _print_alloc(alloc, prof)
@@ -192,6 +216,9 @@ def run(args) -> int:
         if args.out:
             alloc.save(args.out)
             print(f"allocation -> {args.out}")
+        if args.csv:
+            _write_csv(alloc.to_frame(), args.csv)
+            print(f"allocation table -> {args.csv}")
     elif args.cmd == "sample":
         model = dadq.load_model(args.model, device=args.device)
         qmodel, alloc = _quantized(args, model)
@@ -224,9 +251,10 @@ def run(args) -> int:
         rows = []
         for b in budgets:
             row = {"budget": b}
-            for meth in ("lagrangian", "exact", "greedy", "uniform"):
+            for meth in METHODS:
                 try:
-                    row[meth] = float(np.mean(dadq.allocate(prof, budget=b, target=args.target, method=meth).predicted))
+                    row[meth] = float(np.mean(dadq.allocate(prof, budget=b, target=args.target, method=meth,
+                                                            budget_scope=args.budget_scope).predicted))
                 except ValueError:
                     row[meth] = None
             rows.append(row)

@@ -497,3 +497,12 @@ def _from_hub(repo_id: str, cache_dir: str | None, local_files_only: bool, **con
             "Check the id and the network, or download it and pass the local folder instead."
         ) from None
     return _from_folder(Path(folder), source=repo_id, **cond)
+
+
+def default_profile_path(source: str) -> Path | None:
+    """The profile that ships with a model: profile.safetensors in its folder (a named model's, e.g.
+    assets/default/ for 'default', or a local model folder); None where there is none."""
+    src = str(source)
+    folder = NAMED_MODELS[src] if src in NAMED_MODELS else Path(src).expanduser()
+    path = folder / "profile.safetensors"
+    return path if path.is_file() else None

@@ -18,7 +18,11 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
-FP_BITS = 32  # dadq.quant.FP_BITS; repeated so that plotting needs no torch import
+# lambda_range and the two most_* layers are computed in the core; named here too until the app imports
+# them from dadq.allocate / dadq.profile
+from .allocate import lambda_range, target_numel, uniform_points  # noqa: F401
+from .bitwidths import FP_BITS, option_index
+from .profile import group_curves, most_group_dependent_layer, most_sensitive_layer, sensitivity_ranking  # noqa: F401
 # Layers that deployment recipes (e.g. NVIDIA ModelOpt) keep in high precision: made easy to find.
 KEY_LAYER_PATTERNS = ("conv_in", "conv_out", "time_embedding", "conv_shortcut")
 KEY_MARK = "★"
@@ -113,15 +117,6 @@ def _lst(a) -> list:
 
 # --- view 1: layer sensitivity ----------------------------------------------------------------
 
-def _group_curves(profile, kind: str, group: int | None) -> np.ndarray:
-    d = profile.curves(kind)
-    if group is None or group < 0:
-        return d.mean(axis=0)
-    if not 0 <= group < profile.num_groups:
-        raise ValueError(f"group {group} is out of range 0..{profile.num_groups - 1}.")
-    return d[group]
-
-
 def rd_curves(profile, group: int | None = None, x: str = "bits", layers=None) -> go.Figure:
     """Per-layer RD curves, W and A side by side: D (log) against bits or size, one line per layer.
 
@@ -138,7 +133,7 @@ def rd_curves(profile, group: int | None = None, x: str = "bits", layers=None) -
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=("Weights (W)", "Input activations (A)"))
     for col, kind in enumerate(("w", "a"), start=1):
-        d = _positive(_group_curves(profile, kind, group))
+        d = _positive(group_curves(profile, kind, group))
         sizes = profile.sizes(kind)
         for k, li in enumerate(keep):
             xs = bits.tolist() if x == "bits" else (sizes[li] / 8e3).tolist()
@@ -194,14 +189,7 @@ def rd_curves_groups(profile, layer, x: str = "bits") -> go.Figure:
 def sensitivity_table(profile, group: int | None = None, bits: int | None = None):
     """Layers ranked by D_W + D_A at ``bits`` (default: the lowest profiled width), most sensitive
     first, for one group or the mean over groups. Returns (headers, rows)."""
-    pbits = profile.bits.astype(int).tolist()
-    b = pbits[0] if bits is None else int(bits)
-    if b not in pbits:
-        raise ValueError(f"{b} bits were not profiled; choose one of {pbits}.")
-    m = pbits.index(b)
-    dw = _group_curves(profile, "w", group)[:, m]
-    da = _group_curves(profile, "a", group)[:, m]
-    order = np.argsort(-(dw + da), kind="stable")
+    b, order, dw, da = sensitivity_ranking(profile, group, bits)
     labels = layer_labels(profile.layer_names)
     headers = ["rank", "layer", "type", f"D_W @{b}b", f"D_A @{b}b", "D_W + D_A", "weights", "input elems"]
     rows = [[r + 1, labels[i], profile.layer_types[i], float(f"{dw[i]:.4g}"), float(f"{da[i]:.4g}"),
@@ -210,29 +198,7 @@ def sensitivity_table(profile, group: int | None = None, bits: int | None = None
     return headers, rows
 
 
-def most_sensitive_layer(profile) -> str:
-    """The layer with the largest D_W + D_A at the lowest bit width, mean over groups."""
-    d = profile.d_w.mean(0)[:, 0] + profile.d_a.mean(0)[:, 0]
-    return profile.layer_names[int(np.argmax(d))]
-
-
 # --- view 2: activation distributions ---------------------------------------------------------
-
-def most_group_dependent_layer(profile) -> str:
-    """The layer whose calibrated input range varies most across groups (largest max/min width ratio)."""
-    width = (profile.act_minmax[..., 1] - profile.act_minmax[..., 0]).astype(np.float64)  # [G, L]
-    ratio = width.max(0) / np.maximum(width.min(0), 1e-12)
-    return profile.layer_names[int(np.argmax(ratio))]
-
-
-def _bit_index(profile, bits) -> int | None:
-    if bits is None:
-        return None
-    pbits = profile.bits.astype(int).tolist()
-    if int(bits) not in pbits:
-        raise ValueError(f"{bits} bits were not profiled; choose one of {pbits}.")
-    return pbits.index(int(bits))
-
 
 def activation_hist(profile, layer, style: str = "overlay", bits: int | None = None, log_y: bool = True) -> go.Figure:
     """A layer's input distribution in every timestep group over one shared value axis.
@@ -244,7 +210,7 @@ def activation_hist(profile, layer, style: str = "overlay", bits: int | None = N
     if style not in ("overlay", "ridge"):
         raise ValueError(f"style={style!r}: choose 'overlay' or 'ridge'.")
     li = _layer_index(profile, layer)
-    m = _bit_index(profile, bits)
+    m = None if bits is None else option_index(profile.bits, bits, fp_ok=False)
     G = profile.num_groups
     glabels = group_labels(profile)
     colours = group_colours(G)
@@ -299,7 +265,7 @@ def activation_table(profile, layer, bits: int | None = None):
     """Each group's calibrated range of a layer's input: (headers, rows) with min, max, and the
     clipped range (lo, hi) the quantizer uses at ``bits`` (default: the lowest profiled width)."""
     li = _layer_index(profile, layer)
-    m = _bit_index(profile, bits if bits is not None else int(profile.bits[0]))
+    m = option_index(profile.bits, bits if bits is not None else int(profile.bits[0]), fp_ok=False)
     b = int(profile.bits[m])
     glabels = group_labels(profile)
     headers = ["group", "min", "max", f"clip lo @{b}b", f"clip hi @{b}b", "clip / full width", "step @b"]
@@ -322,17 +288,6 @@ def _bits_display(bits: np.ndarray, pbits: np.ndarray) -> np.ndarray:
     return np.where(bits >= FP_BITS, top + 1, bits)
 
 
-def _chosen_d(profile, alloc, kind: str) -> np.ndarray:
-    """D [G, L] of each chosen (group, layer) option; 0 where full precision."""
-    bits = alloc.w_bits if kind == "w" else alloc.a_bits
-    lookup = {int(b): m for m, b in enumerate(profile.bits)}
-    idx = np.vectorize(lambda b: lookup.get(int(b), -1))(bits)
-    d = profile.curves(kind)
-    g = np.arange(bits.shape[0])[:, None]
-    l = np.arange(bits.shape[1])[None, :]
-    return np.where(idx >= 0, d[g, l, np.maximum(idx, 0)], 0.0)
-
-
 def allocation_heatmap(profile, alloc) -> go.Figure:
     """Bits per layer (rows, network order) and timestep group (columns), W and A side by side.
     Colour is bits (FP above the top width); hover shows the layer's D at that choice and its size."""
@@ -346,7 +301,7 @@ def allocation_heatmap(profile, alloc) -> go.Figure:
                         subplot_titles=("Weight bits (W)", "Activation bits (A)"))
     for col, kind in enumerate(("w", "a"), start=1):
         bits = (alloc.w_bits if kind == "w" else alloc.a_bits).astype(int)  # [G, L]
-        d = _chosen_d(profile, alloc, kind)
+        d = alloc.d_w if kind == "w" else alloc.d_a
         numel = profile.w_numel if kind == "w" else profile.a_numel
         text = [["FP" if bits[g, l] >= FP_BITS else str(bits[g, l]) for g in range(bits.shape[0])]
                 for l in range(bits.shape[1])]
@@ -373,19 +328,6 @@ def allocation_heatmap(profile, alloc) -> go.Figure:
     return fig
 
 
-def _target_numel(profile, target: str) -> float:
-    w, a = float(profile.w_numel.sum()), float(profile.a_numel.sum())
-    return {"wa": w + a, "w": w, "a": a}[target]
-
-
-def uniform_points(profile, target: str = "wa"):
-    """Uniform allocations: every targeted quantizer at bits[m]. Returns (bits [M], avg_bits [M],
-    distortion [M]), the distortion being the mean over groups of the summed per-quantizer D."""
-    kinds = ["w", "a"] if target == "wa" else [target]
-    d = sum(profile.curves(k).sum(axis=1) for k in kinds)  # [G, M]
-    return profile.bits.astype(int), profile.bits.astype(np.float64), d.mean(axis=0)
-
-
 def thin_curve(xs, ys, max_points: int = 400):
     """At most ~max_points points of a curve with increasing xs, spread evenly in x (ends kept)."""
     xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
@@ -404,7 +346,7 @@ def tradeoff(profile, sweep, alloc=None, target: str = "wa", max_points: int = 4
     ``max_points`` points (evenly spaced in size), which keeps the figure small.
     """
     xs, ys = thin_curve(*sweep, max_points=max_points)
-    numel = _target_numel(profile, target)
+    numel = target_numel(profile, target)
     mb = lambda avg: avg * numel / 8e6  # noqa: E731  per-step size of the target in MB
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=_lst(xs), y=_lst(_positive(ys)), mode="lines", name="λ sweep (Lagrangian hull)",
@@ -434,47 +376,10 @@ def tradeoff(profile, sweep, alloc=None, target: str = "wa", max_points: int = 4
     return fig
 
 
-def sweep_slopes(sweep) -> np.ndarray:
-    """Positive slopes −ΔD/Δavg_bits between consecutive hull points: the λ values of the sweep."""
-    xs, ys = (np.asarray(v, dtype=np.float64) for v in sweep)
-    dx, dy = np.diff(xs), -np.diff(ys)
-    ok = (dx > 0) & (dy > 0)
-    return dy[ok] / dx[ok]
-
-
-def lambda_range(sweeps) -> tuple[float, float, float]:
-    """(lo, hi, mid) of log10 λ for a slider spanning every slope of the given sweeps, with half a
-    decade of margin on each side: below lo every quantizer takes its top width, above hi its lowest."""
-    slopes = np.concatenate([sweep_slopes(s) for s in sweeps] or [np.array([1.0])])
-    slopes = slopes[np.isfinite(slopes) & (slopes > 0)]
-    if slopes.size == 0:
-        return -1.0, 1.0, 0.0
-    lo = math.floor(2 * math.log10(slopes.min())) / 2 - 0.5
-    hi = math.ceil(2 * math.log10(slopes.max())) / 2 + 0.5
-    return lo, hi, float(np.round(np.log10(np.median(slopes)), 2))
-
-
-def allocation_sizes(profile, alloc) -> dict:
-    """Sizes of an allocation, in MB, each with its meaning.
-
-    step_w_MB / step_a_MB: weights read / activations (one sample's layer inputs) quantized in one
-    denoising step, mean over groups; fp32_w_MB / fp32_a_MB the same at FP32; stored_w_MB: weights as
-    stored (every distinct copy per layer); compression_x: fp32 weights / stored weights."""
-    wb = (alloc.w_bits * profile.w_numel[None, :]).sum(1).astype(float)
-    ab = (alloc.a_bits * profile.a_numel[None, :]).sum(1).astype(float)
-    return {
-        "step_w_MB": float(wb.mean()) / 8e6, "step_a_MB": float(ab.mean()) / 8e6,
-        "fp32_w_MB": float(profile.w_numel.sum()) * FP_BITS / 8e6,
-        "fp32_a_MB": float(profile.a_numel.sum()) * FP_BITS / 8e6,
-        "stored_w_MB": alloc.stored_weight_bits / 8e6, "compression_x": alloc.compression,
-        "avg_bits": float(np.mean(alloc.group_avg_bits)),
-    }
-
-
 def allocation_summary(profile, alloc, requested=None) -> str:
     """Markdown: what was solved, the sizes with their meanings, and the predicted distortion.
     requested: the budget the user asked for (average bits), to show the Lagrangian's unused gap."""
-    s = allocation_sizes(profile, alloc)
+    s = alloc.sizes()
     tname = {"wa": "W+A (joint)", "w": "weights only (A stays FP)", "a": "activations only (W stays FP)"}[alloc.target]
     if isinstance(alloc.budget, (tuple, list)):
         tname = "W and A, separate budgets"

@@ -29,17 +29,21 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .calibrate import HIST_BINS, calibration_conditioning, calibration_inputs, histogram, profile_conditioning
+from .calibrate import HIST_BINS, calibration_conditioning, calibration_inputs, histogram
 from .distortion import SSIM_PARAMS, distortion
+from .bitwidths import option_index
 from .groups import TimestepGroups
 from .io import atomic_path
 from .models import DiffusionModel, full_fp32
 from .quant import (ACT_CLIP_GRID, FP_BITS, WEIGHT_CLIP_GRID, QuantizedUNet, activation_range,
-                    fake_quant_activation, is_fp)
+                    fake_quant_activation)
 
 FORMAT = "dadq-profile/1"
 KINDS = ("w", "a")
 MODES = ("exact", "naive", "fast")
+# meta fields an allocation records and checks (Profile.settings), with the value of profiles made
+# before the field existed
+SETTINGS = {"distortion": "(1 - SSIM) + MSE on eps"}
 
 
 @dataclass
@@ -105,17 +109,35 @@ class Profile:
 
     def activation_ranges_for(self, a_bits: np.ndarray) -> np.ndarray:
         """(lo, hi) [G, L, 2] for activation bits [G, L]; FP entries get the calibration min/max."""
-        out = self.act_minmax.astype(np.float64).copy()
-        lookup = {int(b): m for m, b in enumerate(self.bits)}
-        for g in range(a_bits.shape[0]):
-            for l in range(a_bits.shape[1]):
-                b = int(a_bits[g, l])
-                if is_fp(b):
-                    continue
-                if b not in lookup:
-                    raise ValueError(f"activation bits {b} were not profiled (profiled: {self.bits.tolist()}).")
-                out[g, l] = self.act_range[g, l, lookup[b]]
-        return out
+        idx = option_index(self.bits, a_bits)
+        g = np.arange(idx.shape[0])[:, None]
+        l = np.arange(idx.shape[1])[None, :]
+        chosen = self.act_range[g, l, np.maximum(idx, 0)].astype(np.float64)
+        return np.where((idx >= 0)[..., None], chosen, self.act_minmax.astype(np.float64))
+
+    def settings(self) -> dict:
+        """The header facts an allocation depends on besides the model and the layers: how weights
+        were rounded, whether biases were corrected, which distortion the curves measure. A profile
+        written before a field existed gets the value it was made with."""
+        return {k: self.meta.get(k, default) for k, default in SETTINGS.items()}
+
+    def to_frame(self):
+        """A tidy pandas DataFrame, one row per (kind, group, layer, width): layer, kind ('w'/'a'),
+        group, bits, D, size_bits (numel x bits; A: one sample's input), measured (False: filled by
+        fast mode's noise model)."""
+        import pandas as pd
+
+        G, L, M = self.d_w.shape
+        parts = []
+        for kind in KINDS:
+            parts.append(pd.DataFrame({
+                "layer": np.tile(np.repeat(np.asarray(self.layer_names, dtype=object), M), G), "kind": kind,
+                "group": np.repeat(np.arange(G), L * M), "bits": np.tile(self.bits.astype(np.int64), G * L),
+                "D": self.curves(kind).ravel().astype(float),
+                "size_bits": np.tile(self.sizes(kind).ravel(), G).astype(np.int64),
+                "measured": np.tile(self.measured.astype(bool), G * L),
+            }))
+        return pd.concat(parts, ignore_index=True)
 
     # --- persistence: one safetensors file, JSON metadata in its header -------------------------
     _ARRAYS = ("bits", "w_numel", "a_numel", "d_w", "d_a", "act_range", "act_minmax", "act_hist",
@@ -157,6 +179,40 @@ class Profile:
         return cls(layer_names=header["layer_names"], layer_types=header["layer_types"],
                    num_timesteps=header["num_timesteps"], num_groups=header["num_groups"],
                    fingerprint=header["fingerprint"], meta=header["meta"], **arrays)
+
+
+# --- what the curves say: views of a Profile ---------------------------------------------------------
+
+def group_curves(profile: Profile, kind: str, group: int | None = None) -> np.ndarray:
+    """D [L, M] of kind 'w' or 'a' in one timestep group, or the mean over groups (group None or -1)."""
+    d = profile.curves(kind)
+    if group is None or group < 0:
+        return d.mean(axis=0)
+    if not 0 <= group < profile.num_groups:
+        raise ValueError(f"group {group} is out of range 0..{profile.num_groups - 1}.")
+    return d[group]
+
+
+def sensitivity_ranking(profile: Profile, group: int | None = None, bits: int | None = None):
+    """Layers ranked by D_W + D_A at ``bits`` (default: the lowest profiled width), most sensitive
+    first, in one group or the mean over groups. Returns (bits, order int [L], D_W [L], D_A [L])."""
+    b = int(profile.bits[0]) if bits is None else int(bits)
+    m = option_index(profile.bits, b, fp_ok=False)
+    dw = group_curves(profile, "w", group)[:, m]
+    da = group_curves(profile, "a", group)[:, m]
+    return b, np.argsort(-(dw + da), kind="stable"), dw, da
+
+
+def most_sensitive_layer(profile: Profile) -> str:
+    """The layer with the largest D_W + D_A at the lowest bit width, mean over groups."""
+    return profile.layer_names[int(sensitivity_ranking(profile)[1][0])]
+
+
+def most_group_dependent_layer(profile: Profile) -> str:
+    """The layer whose calibrated input range varies most across groups (largest max/min width ratio)."""
+    width = (profile.act_minmax[..., 1] - profile.act_minmax[..., 0]).astype(np.float64)  # [G, L]
+    ratio = width.max(0) / np.maximum(width.min(0), 1e-12)
+    return profile.layer_names[int(np.argmax(ratio))]
 
 
 # --- the profiler ------------------------------------------------------------------------------
@@ -340,7 +396,8 @@ def output_noise(model: DiffusionModel, prof: "Profile") -> tuple[np.ndarray, np
     qunet = QuantizedUNet(model.unet, prof.groups, prof.layer_names).eval()
     shape = (prof.num_groups, len(prof.layer_names), len(prof.bits))
     nw, na = np.zeros(shape), np.zeros(shape)
-    cond = profile_conditioning(model, prof)
+    cal = prof.meta.get("calibration", {})
+    cond, _ = calibration_conditioning(model, prof.calib_x.shape[1], prof.meta.get("seed", 0), cal.get("guidance_scale"))
     with PrefixRunner(qunet, conditioned_call(model, qunet, cond)) as runner, full_fp32(model.device):
         for g in range(prof.num_groups):
             qunet.state.group = g

@@ -17,17 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .bitwidths import FP_BITS, is_fp
 from .groups import TimestepGroups
 from .models import QUANTIZABLE, DiffusionModel
 
-FP_BITS = 32  # how full precision is written in bit arrays: float32 storage
 WEIGHT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_SEARCH_SAMPLES = 1 << 15
-
-
-def is_fp(bits: int) -> bool:
-    return bits <= 0 or bits > 16
 
 
 def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
@@ -210,14 +206,20 @@ class _Output:
     sample: torch.Tensor
 
 
-def quantize(model: DiffusionModel, profile, allocation) -> DiffusionModel:
-    """A fake-quantized DiffusionModel that follows ``allocation`` (bits per group and layer), with
-    activation ranges from ``profile``. The FP model is left untouched; its weights are shared."""
-    profile.check_model(model)
-    allocation.check_profile(profile)
-    qunet = QuantizedUNet(model.unet, profile.groups, profile.layer_names)
-    a_range = profile.activation_ranges_for(allocation.a_bits)
-    qunet.configure(allocation.w_bits, allocation.a_bits, a_range, profile.layer_names)
+def quantize(model: DiffusionModel, profile=None, allocation=None) -> DiffusionModel:
+    """A fake-quantized DiffusionModel that follows ``allocation`` (bits and activation ranges per
+    group and layer). The FP model is left untouched; its weights are shared.
+
+    ``quantize(model, profile, allocation)`` checks the allocation against the model and the profile.
+    The allocation carries all that quantizing needs, so ``profile`` may be None
+    (``quantize(model, allocation=alloc)``): then it is checked against the model only.
+    """
+    if allocation is None:
+        raise ValueError("quantize needs an allocation: dadq.quantize(model, profile, allocation), with one from "
+                         "dadq.allocate or Allocation.load.")
+    allocation.check(model=model, profile=profile)
+    qunet = QuantizedUNet(model.unet, allocation.groups, allocation.layer_names)
+    qunet.configure(allocation.w_bits, allocation.a_bits, allocation.act_range, allocation.layer_names)
     qunet.eval()
     # the same conditioning (null class, default guidance, encoder_hidden_states) as the FP model
     return model.with_net(qunet, source=f"{model.source} [quantized]", info={"allocation": allocation.summary()})

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dadq.allocate import METHODS
 from dadq.parallel import side_by_side
 
 from experiments.cells import CellCache, Deadline, OutOfTime, allocation_digest, digest, profile_digest
@@ -56,7 +57,6 @@ from benchmarks.common import (EXPERIMENT_RESULTS, add_common_args, command_line
                                shown_path, write_result)
 from experiments.report import groups_fid
 
-METHODS = ("lagrangian", "exact", "greedy", "uniform")
 # (target, budget): "w" weights only, "wa" joint W+A, "w4a" separate budgets: W at 4 bits, A at `budget`
 GRID = [("w", 2.0), ("w", 3.0), ("w", 4.0), ("w", 5.0), ("w", 6.0), ("w", 8.0), ("wa", 4.0), ("wa", 5.0), ("wa", 6.0),
         ("wa", 8.0), ("w4a", 6.0), ("w4a", 8.0)]

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from .conftest import TINY
@@ -26,18 +27,25 @@ def tiny_folder(tmp_path_factory):
 def test_cli_end_to_end(tiny_folder, tmp_path):
     prof = tmp_path / "p.safetensors"
     r = dadq_cli("profile", "--model", str(tiny_folder), "--groups", "2", "--bits", "2,4,8", "--calib", "2",
-                 "--layers", "conv_*", "--layers", "*resnets.0.conv1", "--out", str(prof))
+                 "--layers", "conv_*", "--layers", "*resnets.0.conv1", "--out", str(prof), "--csv", str(tmp_path / "p.csv"))
     assert r.returncode == 0, r.stderr
     assert "profile of 7 layers x 2 groups" in r.stdout and prof.exists()
+    import pandas as pd
+
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 2 * 2 * 7 * 3  # kinds x groups x layers x widths
 
     alloc = tmp_path / "a.json"
     r = dadq_cli("allocate", "--profile", str(prof), "--budget", "4", "--method", "exact", "--out", str(alloc),
-                 "--measure", "--model", str(tiny_folder))
+                 "--csv", str(tmp_path / "a.csv"), "--measure", "--model", str(tiny_folder))
     assert r.returncode == 0, r.stderr
-    assert "additivity: measured / predicted" in r.stdout
+    assert "additivity: measured / predicted" in r.stdout and "budget scope group" in r.stdout
     saved = json.loads(alloc.read_text())
-    assert saved["format"] == "dadq-allocation/1" and len(saved["w_bits"]) == 2
+    assert saved["format"] == "dadq-allocation/2" and len(saved["w_bits"]) == 2
     assert max(saved["group_avg_bits"]) <= 4.0 + 1e-9
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "a.csv")
+    assert len(table) == 2 * 2 * 7 and table.groupby("group").size_bits.sum().tolist() == saved["group_bits"]
 
     out = tmp_path / "samples"
     r = dadq_cli("sample", "--model", str(tiny_folder), "--profile", str(prof), "--alloc", str(alloc),
@@ -45,6 +53,21 @@ def test_cli_end_to_end(tiny_folder, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (out / "fp.png").exists() and (out / "quantized.png").exists()
     assert "paired PSNR" in r.stdout
+    # the allocation carries what quantizing needs: no profile, and a damaged file is refused
+    r = dadq_cli("sample", "--model", str(tiny_folder), "--alloc", str(alloc), "--n", "2", "--steps", "2",
+                 "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    saved["a_bits"][0][0] = 3
+    (tmp_path / "bad.json").write_text(json.dumps(saved))
+    r = dadq_cli("sample", "--model", str(tiny_folder), "--alloc", str(tmp_path / "bad.json"), "--n", "2",
+                 "--steps", "2", "--out", str(out))
+    assert r.returncode == 2 and "a_bits uses bits [3]" in r.stderr
+
+    r = dadq_cli("allocate", "--profile", str(prof), "--budget", "3", "--budget-scope", "mean", "--method", "exact",
+                 "--out", str(tmp_path / "m.json"))
+    assert r.returncode == 0, r.stderr
+    mean = json.loads((tmp_path / "m.json").read_text())
+    assert mean["budget_scope"] == "mean" and np.mean(mean["group_avg_bits"]) <= 3.0 + 1e-9
 
     r = dadq_cli("sweep", "--profile", str(prof), "--budgets", "3,6", "--out", str(tmp_path / "sw.json"))
     assert r.returncode == 0, r.stderr

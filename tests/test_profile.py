@@ -140,11 +140,40 @@ def test_fast_mode_close_to_exact(tiny_model):
     # Allocation chosen on fast curves, scored on exact curves. Fast does not reach the 5% target
     # at every budget (benchmarks/results/profile_speed.json), so this asserts what it does
     # deliver: it recovers at least 80% of what mixed precision gains over uniform bits.
-    idx = {int(v): i for i, v in enumerate(exact.bits)}
-    score = lambda a: sum(exact.d_w[g, l, idx[a.w_bits[g, l]]] + exact.d_a[g, l, idx[a.a_bits[g, l]]]  # noqa: E731
-                          for g in range(2) for l in range(exact.num_layers))
+    score = lambda a: float(a.distortion_on(exact).sum())  # noqa: E731
     for b in (3, 4, 6):
         s_fast, s_exact = (score(dadq.allocate(p, budget=b, method="exact")) for p in (fast, exact))
         s_uniform = score(dadq.allocate(exact, budget=b, method="uniform"))
         assert s_exact <= s_fast + 1e-12  # exact is optimal on its own curves
         assert s_fast - s_exact <= 0.2 * (s_uniform - s_exact), (b, s_fast, s_exact, s_uniform)
+
+
+def test_to_frame_is_the_curves_in_long_form(tiny_profile):
+    p = tiny_profile
+    t = p.to_frame()
+    G, L, M = p.d_w.shape
+    assert list(t.columns) == ["layer", "kind", "group", "bits", "D", "size_bits", "measured"]
+    assert len(t) == 2 * G * L * M
+    for kind in ("w", "a"):
+        k = t[t.kind == kind]
+        for g, l, m in ((0, 0, 0), (G - 1, L - 1, M - 1), (1, L // 2, 1)):
+            row = k[(k.group == g) & (k.layer == p.layer_names[l]) & (k.bits == p.bits[m])]
+            assert len(row) == 1
+            assert row.D.iloc[0] == p.curves(kind)[g, l, m]
+            assert row.size_bits.iloc[0] == p.sizes(kind)[l, m]
+        assert np.isclose(k.D.sum(), p.curves(kind).sum())
+
+
+def test_views_of_the_curves(tiny_profile):
+    from dadq.profile import group_curves, most_sensitive_layer, sensitivity_ranking
+
+    p = tiny_profile
+    assert np.array_equal(group_curves(p, "w"), p.d_w.mean(0))
+    assert np.array_equal(group_curves(p, "a", 1), p.d_a[1])
+    b, order, dw, da = sensitivity_ranking(p, bits=4)
+    assert b == 4 and sorted(order.tolist()) == list(range(p.num_layers))
+    tot = (dw + da)[order]
+    assert np.all(np.diff(tot) <= 0)
+    assert most_sensitive_layer(p) == p.layer_names[int(np.argmax(p.d_w.mean(0)[:, 0] + p.d_a.mean(0)[:, 0]))]
+    with pytest.raises(ValueError, match="3 bits were not profiled"):
+        sensitivity_ranking(p, bits=3)

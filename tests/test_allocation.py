@@ -1,0 +1,194 @@
+"""Allocation over a Profile: budget scopes, the self-contained Allocation (check, save/load, tables),
+and the one-home helpers (bit widths, chosen distortion, trade-off curves)."""
+import json
+
+import numpy as np
+import pytest
+
+import dadq
+from dadq.allocate import Allocation, chosen_distortion, lambda_range, rd_sweep, target_numel
+from dadq.bitwidths import FP_BITS, option_index, parse_bits
+from dadq.models import DEFAULT_MODEL_DIR
+
+SHIPPED = DEFAULT_MODEL_DIR / "profile.safetensors"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return dadq.Profile.load(SHIPPED)
+
+
+# --- bit widths ---------------------------------------------------------------------------------
+
+def test_parse_bits():
+    assert parse_bits("2-8") == list(range(2, 9))
+    assert parse_bits(" 8, 2,4 ") == [2, 4, 8]
+    for bad in ("2-x", "", "0-4", "4,17", "a"):
+        with pytest.raises(ValueError, match="range like 2-8 or a list like 2,4,8"):
+            parse_bits(bad)
+
+
+def test_option_index():
+    opts = np.array([2, 4, 8])
+    assert option_index(opts, 4) == 1
+    assert option_index(opts, np.array([[2, FP_BITS], [8, 4]])).tolist() == [[0, -1], [2, 1]]
+    with pytest.raises(ValueError, match=r"3 bits were not profiled; choose one of \[2, 4, 8\]"):
+        option_index(opts, np.array([2, 3]))
+    with pytest.raises(ValueError, match="32 bits were not profiled"):
+        option_index(opts, FP_BITS, fp_ok=False)
+
+
+# --- budget scopes ------------------------------------------------------------------------------
+
+def _scopes_hold(prof, budgets, targets=("wa", "w", "a")):
+    for target in targets:
+        for b in budgets:
+            g = dadq.allocate(prof, budget=b, target=target, method="exact", budget_scope="group")
+            m = dadq.allocate(prof, budget=b, target=target, method="exact", budget_scope="mean")
+            assert g.budget_scope == "group" and m.budget_scope == "mean"
+            assert g.group_avg_bits.max() <= b + 1e-9
+            assert m.group_avg_bits.mean() <= b + 1e-9  # the mean never exceeds its budget
+            # every group-scope allocation is feasible for 'mean': exact there is never worse
+            assert m.predicted.sum() <= g.predicted.sum() * (1 + 1e-12)
+            for method in ("lagrangian", "greedy"):
+                other = dadq.allocate(prof, budget=b, target=target, method=method, budget_scope="mean")
+                assert other.group_avg_bits.mean() <= b + 1e-9
+                assert m.predicted.sum() <= other.predicted.sum() * (1 + 1e-12)
+
+
+def test_mean_scope_on_tiny_profile(tiny_profile):
+    _scopes_hold(tiny_profile, (2.5, 3.0, 4.0, 6.0))
+
+
+def test_mean_scope_on_shipped_profile(shipped):
+    _scopes_hold(shipped, (3.0, 4.0), targets=("wa",))
+    # bits move between groups: with one budget for the trajectory, groups differ in size
+    m = dadq.allocate(shipped, budget=3.0, method="lagrangian", budget_scope="mean")
+    g = dadq.allocate(shipped, budget=3.0, method="lagrangian")
+    assert m.group_avg_bits.max() > 3.0 + 0.1 and m.predicted.mean() < 0.8 * g.predicted.mean()
+
+
+def test_mean_scope_uniform_stays_uniform(tiny_profile):
+    a = dadq.allocate(tiny_profile, budget=4.0, method="uniform", budget_scope="mean")
+    assert (a.w_bits == 4).all() and (a.a_bits == 4).all()
+
+
+def test_scope_with_shared_weights(tiny_profile):
+    a = dadq.allocate(tiny_profile, budget=4.0, weight_mode="shared", method="exact")
+    assert a.budget_scope == "mean" and (a.w_bits == a.w_bits[:1]).all()
+    with pytest.raises(ValueError, match="budget_scope='mean'"):
+        dadq.allocate(tiny_profile, budget=4.0, weight_mode="shared", budget_scope="group")
+    # separate budgets: the one weight copy meets its W budget, each group its A budget
+    s = dadq.allocate(tiny_profile, w_budget=4.0, a_budget=3.0, weight_mode="shared", budget_scope="group")
+    a_avg = (s.a_bits * s.a_numel).sum(1) / s.a_numel.sum()
+    assert a_avg.max() <= 3.0 + 1e-9 and (s.w_bits == s.w_bits[:1]).all()
+
+
+def test_lam_is_the_same_point_in_both_scopes(tiny_profile):
+    for lam in (1e-3, 1e-1, 10.0):
+        g = dadq.allocate(tiny_profile, lam=lam)
+        m = dadq.allocate(tiny_profile, lam=lam, budget_scope="mean")
+        assert (g.w_bits == m.w_bits).all() and (g.a_bits == m.a_bits).all()
+
+
+def test_rd_sweep_scopes(tiny_profile):
+    xm, ym = rd_sweep(tiny_profile, "wa", scope="mean")
+    xg, yg = rd_sweep(tiny_profile, "wa", scope="group")
+    assert np.all(np.diff(xm) > 0) and np.all(np.diff(xg) > 0) and np.all(np.diff(ym) <= 1e-15)
+    # at every budget the pooled frontier lies on or below the per-group one
+    assert np.all(np.interp(xg, xm, ym) <= yg + 1e-12)
+    # the 'group' curve is what the Lagrangian delivers in group scope
+    for b in (3.0, 5.0):
+        a = dadq.allocate(tiny_profile, budget=b)
+        k = np.searchsorted(xg, b, side="right") - 1
+        assert a.predicted.mean() == pytest.approx(yg[k], rel=1e-9)
+    lo, hi, mid = lambda_range([(xm, ym), (xg, yg)])
+    assert lo < mid < hi
+
+
+# --- argument rules -----------------------------------------------------------------------------
+
+def test_one_way_to_give_each_budget(tiny_profile):
+    with pytest.raises(ValueError, match="w_budget=... and a_budget="):
+        dadq.allocate(tiny_profile, budget=(4.0, 4.0))
+    with pytest.raises(ValueError, match="method='exact'"):
+        dadq.allocate(tiny_profile, lam=0.1, method="exact")
+    with pytest.raises(ValueError, match="budget_scope='sometimes'"):
+        dadq.allocate(tiny_profile, budget=4.0, budget_scope="sometimes")
+    a = dadq.allocate(tiny_profile, w_budget=4.0, a_budget=8.0)
+    assert a.budget == (4.0, 8.0)
+
+
+# --- the Allocation itself ------------------------------------------------------------------------
+
+def test_allocation_carries_what_it_needs(tiny_profile):
+    p = tiny_profile
+    a = dadq.allocate(p, budget=4.0, method="exact", target="w")
+    assert np.array_equal(a.act_range, p.activation_ranges_for(a.a_bits))
+    assert np.array_equal(a.d_w, chosen_distortion(p.d_w, p.bits, a.w_bits))
+    assert np.array_equal(a.predicted, a.distortion_on(p))
+    assert (a.a_bits == FP_BITS).all() and (a.d_a == 0).all()
+    assert a.group_bits == pytest.approx((a.w_bits * p.w_numel).sum(1))
+    assert a.group_avg_bits == pytest.approx(a.group_bits / target_numel(p, "w"))
+    assert a.settings == p.settings() and a.groups == p.groups
+
+
+def test_to_frame(tiny_profile):
+    a = dadq.allocate(tiny_profile, budget=3.0, method="exact")
+    t = a.to_frame()
+    G, L = a.w_bits.shape
+    assert list(t.columns) == ["layer", "kind", "group", "bits", "D", "size_bits"] and len(t) == 2 * G * L
+    for kind, bits, d, numel in (("w", a.w_bits, a.d_w, a.w_numel), ("a", a.a_bits, a.d_a, a.a_numel)):
+        k = t[t.kind == kind]
+        for g, l in ((0, 0), (G - 1, L - 1), (1, L // 3)):
+            row = k[(k.group == g) & (k.layer == a.layer_names[l])].iloc[0]
+            assert row.bits == bits[g, l] and row.D == d[g, l] and row.size_bits == numel[l] * bits[g, l]
+    by_group = t.groupby("group").size_bits.sum().to_numpy()
+    assert np.array_equal(by_group, a.group_bits)
+    assert np.allclose(t.groupby("group").D.sum().to_numpy(), a.predicted)
+
+
+def test_save_load_roundtrip(tiny_profile, tmp_path):
+    a = dadq.allocate(tiny_profile, w_budget=3.0, a_budget=5.0, method="exact", budget_scope="mean")
+    b = Allocation.load(a.save(tmp_path / "a.json"), profile=tiny_profile)
+    for k in ("w_bits", "a_bits", "d_w", "d_a", "act_range", "w_numel", "a_numel", "bit_options"):
+        assert np.array_equal(getattr(a, k), getattr(b, k)), k
+    assert (b.budget, b.budget_scope, b.settings, b.num_timesteps) == ((3.0, 5.0), "mean", a.settings, a.num_timesteps)
+    assert json.loads((tmp_path / "a.json").read_text())["format"] == "dadq-allocation/2"
+
+
+def test_old_format_loads_with_its_profile(tiny_profile, tmp_path):
+    a = dadq.allocate(tiny_profile, budget=4.0, method="exact")
+    old = {k: v for k, v in a.to_dict().items() if k in (
+        "layer_names", "w_bits", "a_bits", "predicted", "group_bits", "group_avg_bits", "stored_weight_bits",
+        "fp_weight_bits", "method", "target", "weight_mode", "budget", "lam", "fingerprint", "notes")}
+    old["format"] = "dadq-allocation/1"
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="old format .* load it with its profile"):
+        Allocation.load(path)
+    b = Allocation.load(path, profile=tiny_profile)
+    assert np.array_equal(b.act_range, a.act_range) and np.array_equal(b.predicted, a.predicted)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda o: o.update(fingerprint="0123456789abcdef"), "another profile"),
+    (lambda o: o.update(w_bits=o["w_bits"][:-1]), r"w_bits has shape \(2, 51\); 3 groups x 51 layers need \(3, 51\)"),
+    (lambda o: o["a_bits"][0].__setitem__(0, 3), r"a_bits uses bits \[3\] that its profile does not hold"),
+    (lambda o: o.update(settings={"distortion": "MSE"}), "settings"),
+    (lambda o: o.update(num_timesteps=500), r"\(T, bit widths, settings\)"),
+])
+def test_check_names_each_problem(tiny_profile, tmp_path, edit, message):
+    obj = dadq.allocate(tiny_profile, budget=4.0).to_dict()
+    edit(obj)
+    with pytest.raises(ValueError, match=message):
+        Allocation.from_dict(obj, profile=tiny_profile)
+
+
+def test_check_against_a_model(tiny_profile, tiny_model):
+    from tests.conftest import TINY
+
+    a = dadq.allocate(tiny_profile, budget=4.0)
+    a.check(model=tiny_model)
+    with pytest.raises(ValueError, match="another model"):
+        a.check(model=dadq.load_model(dict(TINY), seed=1))
