@@ -29,10 +29,10 @@ _ASSETS: dict = {}
 def _tiny_unet(size: int, seed: int):
     from diffusers import UNet2DModel
 
+    from tests.conftest import TINY  # the one tiny test UNet config
+
     torch.manual_seed(seed)
-    return UNet2DModel(sample_size=size, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4, attention_head_dim=8)
+    return UNet2DModel(**{**TINY, "sample_size": size})
 
 
 def save_tiny(folder: Path, size: int = 16, seed: int = 0) -> Path:
