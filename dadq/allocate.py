@@ -441,6 +441,11 @@ class Allocation:
         if model is not None and self.fingerprint != model.fingerprint():
             raise ValueError(f"this allocation belongs to another model (fingerprint {self.fingerprint}, model "
                              f"{model.fingerprint()} from {model.source}); allocate from this model's profile.")
+        for name, choices in (("method", METHODS), ("target", TARGETS), ("weight_mode", WEIGHT_MODES),
+                              ("budget_scope", BUDGET_SCOPES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"this allocation's {name}={getattr(self, name)!r} is none of {choices}; "
+                                 "allocate again from the profile.")
         L = len(self.layer_names)
         G = profile.num_groups if profile is not None else (self.w_bits.shape[0] if self.w_bits.ndim == 2 else 0)
         for name, shape in (("w_bits", (G, L)), ("a_bits", (G, L)), ("d_w", (G, L)), ("d_a", (G, L)),
