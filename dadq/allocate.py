@@ -422,11 +422,12 @@ class Allocation:
 
         G, L = self.w_bits.shape
         parts = []
-        for kind, bits, d, numel in (("w", self.w_bits, self.d_w, self.w_numel), ("a", self.a_bits, self.d_a, self.a_numel)):
+        for kind, bits, d, numel in (("w", self.w_bits, self.d_w, self.w_numel),
+                                     ("a", self.a_bits, self.d_a, self.a_numel)):
             parts.append(pd.DataFrame({
                 "layer": np.tile(np.asarray(self.layer_names, dtype=object), G), "kind": kind,
-                "group": np.repeat(np.arange(G), L), "bits": bits.ravel().astype(np.int64), "D": d.ravel().astype(float),
-                "size_bits": (bits * numel[None, :]).ravel().astype(np.int64),
+                "group": np.repeat(np.arange(G), L), "bits": bits.ravel().astype(np.int64),
+                "D": d.ravel().astype(float), "size_bits": (bits * numel[None, :]).ravel().astype(np.int64),
             }))
         return pd.concat(parts, ignore_index=True)
 

@@ -27,7 +27,8 @@ def tiny_folder(tmp_path_factory):
 def test_cli_end_to_end(tiny_folder, tmp_path):
     prof = tmp_path / "p.safetensors"
     r = dadq_cli("profile", "--model", str(tiny_folder), "--groups", "2", "--bits", "2,4,8", "--calib", "2",
-                 "--layers", "conv_*", "--layers", "*resnets.0.conv1", "--out", str(prof), "--csv", str(tmp_path / "p.csv"))
+                 "--layers", "conv_*", "--layers", "*resnets.0.conv1", "--out", str(prof),
+                 "--csv", str(tmp_path / "p.csv"))
     assert r.returncode == 0, r.stderr
     assert "profile of 7 layers x 2 groups" in r.stdout and prof.exists()
     import pandas as pd
