@@ -1,5 +1,7 @@
-"""Output distortion of the noise prediction: D = (1 - SSIM(eps_fp, eps_q)) + MSE(eps_fp, eps_q).
+"""Output distortion of the noise prediction, D(eps_fp, eps_q): the RD curves' metric, in one place.
 
+Metrics (``METRICS``): 'ssim+mse' = (1 - SSIM) + MSE, the paper's and the default; 'mse' = MSE
+alone; 'ssim' = 1 - SSIM alone.
 The one SSIM used everywhere in dadq is pinned here. eps is a standard-normal target by
 construction, so a fixed data_range covers it independently of the batch: ±4σ, i.e. 8.0.
 A per-batch range would make D of one sample depend on the others in its batch.
@@ -10,6 +12,14 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 SSIM_PARAMS = dict(gaussian_kernel=True, kernel_size=11, sigma=1.5, data_range=8.0, k1=0.01, k2=0.03)
+DEFAULT_METRIC = "ssim+mse"
+METRICS = {"ssim+mse": "(1 - SSIM) + MSE on eps", "mse": "MSE on eps", "ssim": "1 - SSIM on eps"}
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r}: choose one of {list(METRICS)} ('ssim+mse' is the paper's).")
+    return metric
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -26,12 +36,20 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return structural_similarity_index_measure(a.float(), b.float(), reduction="none", **SSIM_PARAMS)
 
 
-def distortion_per_sample(eps_fp: torch.Tensor, eps_q: torch.Tensor) -> torch.Tensor:
-    """(1 - SSIM) + MSE per sample, [N, C, H, W] x2 -> [N]."""
-    mse = (eps_fp.float() - eps_q.float()).pow(2).flatten(1).mean(1)
-    return (1.0 - ssim(eps_fp, eps_q)) + mse
+def mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared error, [N, ...] x2 -> [N]."""
+    return (a.float() - b.float()).pow(2).flatten(1).mean(1)
 
 
-def distortion(eps_fp: torch.Tensor, eps_q: torch.Tensor) -> float:
-    """Mean over the batch of (1 - SSIM) + MSE; a unitless float, 0 for identical outputs."""
-    return float(distortion_per_sample(eps_fp, eps_q).mean())
+def distortion_per_sample(eps_fp: torch.Tensor, eps_q: torch.Tensor, metric: str = DEFAULT_METRIC) -> torch.Tensor:
+    """D per sample, [N, C, H, W] x2 -> [N], by ``metric`` (see METRICS)."""
+    check_metric(metric)
+    if metric == "mse":
+        return mse(eps_fp, eps_q)
+    d = 1.0 - ssim(eps_fp, eps_q)
+    return d + mse(eps_fp, eps_q) if metric == "ssim+mse" else d
+
+
+def distortion(eps_fp: torch.Tensor, eps_q: torch.Tensor, metric: str = DEFAULT_METRIC) -> float:
+    """Mean over the batch of D by ``metric``; a unitless float, 0 for identical outputs."""
+    return float(distortion_per_sample(eps_fp, eps_q, metric).mean())

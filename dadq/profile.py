@@ -29,21 +29,26 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .calibrate import HIST_BINS, calibration_conditioning, calibration_inputs, histogram
-from .distortion import SSIM_PARAMS, distortion
+from .calibrate import HIST_BINS, calibration_conditioning, calibration_inputs, histogram, profile_conditioning
+from .distortion import DEFAULT_METRIC, METRICS, SSIM_PARAMS, check_metric, distortion
 from .bitwidths import option_index
 from .groups import TimestepGroups
 from .io import atomic_path
 from .models import DiffusionModel, full_fp32
-from .quant import (ACT_CLIP_GRID, FP_BITS, WEIGHT_CLIP_GRID, QuantizedUNet, activation_range,
-                    fake_quant_activation)
+from .quant import (ACT_CLIP_GRID, FP_BITS, WEIGHT_CLIP_GRID, QuantizedUNet, activation_range, concat_splits,
+                    fake_quant_activation, fake_quant_split)
+from .rounding import DAMP, ROUNDINGS
 
 FORMAT = "dadq-profile/1"
 KINDS = ("w", "a")
 MODES = ("exact", "naive", "fast")
 # meta fields an allocation records and checks (Profile.settings), with the value of profiles made
 # before the field existed
-SETTINGS = {"distortion": "(1 - SSIM) + MSE on eps"}
+SETTINGS = {"distortion": "(1 - SSIM) + MSE on eps", "rounding": "rtn", "bias_correction": False,
+            "metric": DEFAULT_METRIC, "split_concat": False}
+# split_concat's default: one range per concatenated part lowered those layers' A-curves
+# (experiments/results/rounding_ablation.json, "split_concat")
+SPLIT_CONCAT_DEFAULT = True
 
 
 @dataclass
@@ -59,6 +64,8 @@ class Profile:
       act_hist     float32 [G, L, B]  density histogram over [min, max] of that group
       calib_x      float32 [G, N, C, H, W], calib_t int64 [G, N]
       measured     bool [M]           bit widths measured (all, except in fast mode)
+      a_split      int64 [L]          input channel where a concatenated input splits (0: one range)
+      act_range_parts float32 [G, L, M, 2, 2]  (lo, hi) of each part of a split input (zeros if unsplit)
     """
 
     layer_names: list[str]
@@ -78,6 +85,15 @@ class Profile:
     measured: np.ndarray
     fingerprint: str
     meta: dict = field(default_factory=dict)
+    a_split: np.ndarray | None = None
+    act_range_parts: np.ndarray | None = None
+
+    def __post_init__(self):
+        # profiles written before split concat inputs existed: every input has one range
+        if self.a_split is None:
+            self.a_split = np.zeros(len(self.layer_names), dtype=np.int64)
+        if self.act_range_parts is None:
+            self.act_range_parts = np.zeros(self.act_range.shape[:3] + (2, 2), dtype=np.float32)
 
     @property
     def groups(self) -> TimestepGroups:
@@ -115,6 +131,28 @@ class Profile:
         chosen = self.act_range[g, l, np.maximum(idx, 0)].astype(np.float64)
         return np.where((idx >= 0)[..., None], chosen, self.act_minmax.astype(np.float64))
 
+    def activation_part_ranges_for(self, a_bits: np.ndarray) -> np.ndarray:
+        """Per-part (lo, hi) [G, L, 2, 2] of split inputs for activation bits [G, L] (zeros where FP)."""
+        idx = option_index(self.bits, a_bits)
+        g = np.arange(idx.shape[0])[:, None]
+        l = np.arange(idx.shape[1])[None, :]
+        chosen = self.act_range_parts[g, l, np.maximum(idx, 0)].astype(np.float64)
+        return np.where((idx >= 0)[..., None, None], chosen, 0.0)
+
+    def split_layers(self) -> dict[str, int]:
+        """{layer: split channel} of the layers whose input takes one range per concatenated part."""
+        return {n: int(s) for n, s in zip(self.layer_names, self.a_split) if s > 0}
+
+    def setup_quantizers(self, qunet: QuantizedUNet, model: DiffusionModel) -> None:
+        """Give a QuantizedUNet of ``model`` the quantizers this profile's curves were measured with:
+        rounding, bias correction (both from this profile's calibration inputs, run with its
+        conditioning) and split inputs."""
+        s = self.settings()
+        needs_calibration = s["rounding"] != "rtn" or s["bias_correction"]
+        call = conditioned_call(model, model.unet, profile_conditioning(model, self)) if needs_calibration else None
+        qunet.setup(self.calib_x, self.calib_t, rounding=s["rounding"], bias_correction=s["bias_correction"],
+                    a_split=self.split_layers(), call=call)
+
     def settings(self) -> dict:
         """The header facts an allocation depends on besides the model and the layers: how weights
         were rounded, whether biases were corrected, which distortion the curves measure. A profile
@@ -142,6 +180,7 @@ class Profile:
     # --- persistence: one safetensors file, JSON metadata in its header -------------------------
     _ARRAYS = ("bits", "w_numel", "a_numel", "d_w", "d_a", "act_range", "act_minmax", "act_hist",
                "calib_x", "calib_t", "measured")
+    _OPTIONAL_ARRAYS = ("a_split", "act_range_parts")  # absent from older profiles
 
     def save(self, path: str | Path) -> Path:
         """Write atomically to ``path`` (.safetensors); returns the path."""
@@ -151,7 +190,7 @@ class Profile:
         header = {"format": FORMAT, "layer_names": self.layer_names, "layer_types": self.layer_types,
                   "num_timesteps": self.num_timesteps, "num_groups": self.num_groups,
                   "fingerprint": self.fingerprint, "meta": self.meta}
-        arrays = {k: np.ascontiguousarray(getattr(self, k)) for k in self._ARRAYS}
+        arrays = {k: np.ascontiguousarray(getattr(self, k)) for k in self._ARRAYS + self._OPTIONAL_ARRAYS}
         arrays["measured"] = arrays["measured"].astype(np.uint8)
         with atomic_path(path) as tmp:
             save_file(arrays, str(tmp), metadata={"dadq": json.dumps(header)})
@@ -168,6 +207,7 @@ class Profile:
             with safe_open(str(path), framework="numpy") as f:
                 header = json.loads((f.metadata() or {})["dadq"])
                 arrays = {k: f.get_tensor(k) for k in cls._ARRAYS}
+                arrays.update({k: f.get_tensor(k) for k in cls._OPTIONAL_ARRAYS if k in f.keys()})  # noqa: SIM118 (not a dict)
         except Exception as e:
             raise ValueError(
                 f"{path} is not a readable dadq profile: it is corrupt or truncated ({type(e).__name__}). "
@@ -371,21 +411,31 @@ NOISE_SAMPLES = 2
 
 
 @torch.no_grad()
-def local_noise(ql, a: torch.Tensor, bits: np.ndarray, act_range: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def local_noise(ql, a: torch.Tensor, bits: np.ndarray, act_range: np.ndarray,
+                act_range_parts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The noise power each quantizer adds at the output of its own layer, float64 [M] for W and for A.
 
-    ql: a QuantLayer; a: its FP input on the calibration batch; act_range [M, 2]: activation (lo, hi)
-    per width. One layer forward per width, no network forward: fast mode's noise model. Only the
+    ql: a QuantLayer in the group being profiled (its weights carry their rounding and bias
+    correction); a: its FP input on the calibration batch; act_range [M, 2]: activation (lo, hi) per
+    width, act_range_parts [M, 2, 2] those of the parts if ql's input is split. One layer forward per
+    width, no network forward: fast mode's noise model. Only the
     first NOISE_SAMPLES samples are used: the fill needs just the noise's ratios across widths,
     which two samples' thousands of output elements already pin down.
     """
     a = a[:NOISE_SAMPLES]
     y = ql.op(a, ql.weight, None)
     nw, na = np.zeros(len(bits)), np.zeros(len(bits))
+    g = ql.state.group
     for m, b in enumerate(bits):
-        nw[m] = float((ql.op(a, ql.quantized_weight(int(b)), None) - y).pow(2).mean())
-        lo, hi = act_range[m]
-        na[m] = float((ql.op(fake_quant_activation(a, float(lo), float(hi), int(b)), ql.weight, None) - y).pow(2).mean())
+        b = int(b)
+        bias_q = ql.quantized_bias(b, g)  # bias correction: the bias change, else none
+        delta = None if bias_q is ql.bias else bias_q - (ql.bias if ql.bias is not None else 0.0)
+        nw[m] = float((ql.op(a, ql.quantized_weight(b), delta) - y).pow(2).mean())
+        if ql.a_split:
+            aq = fake_quant_split(a, ql.a_split, act_range_parts[m], b)
+        else:
+            aq = fake_quant_activation(a, float(act_range[m, 0]), float(act_range[m, 1]), b)
+        na[m] = float((ql.op(aq, ql.weight, None) - y).pow(2).mean())
     return nw, na
 
 
@@ -394,10 +444,10 @@ def output_noise(model: DiffusionModel, prof: "Profile") -> tuple[np.ndarray, np
     two float64 arrays [G, L, M] (W, A). For re-filling an exact profile as fast mode would."""
     prof.check_model(model)
     qunet = QuantizedUNet(model.unet, prof.groups, prof.layer_names).eval()
+    prof.setup_quantizers(qunet, model)
     shape = (prof.num_groups, len(prof.layer_names), len(prof.bits))
     nw, na = np.zeros(shape), np.zeros(shape)
-    cal = prof.meta.get("calibration", {})
-    cond, _ = calibration_conditioning(model, prof.calib_x.shape[1], prof.meta.get("seed", 0), cal.get("guidance_scale"))
+    cond = profile_conditioning(model, prof)
     with PrefixRunner(qunet, conditioned_call(model, qunet, cond)) as runner, full_fp32(model.device):
         for g in range(prof.num_groups):
             qunet.state.group = g
@@ -405,13 +455,15 @@ def output_noise(model: DiffusionModel, prof: "Profile") -> tuple[np.ndarray, np
                           torch.from_numpy(prof.calib_t[g]).to(model.device))
             for li, name in enumerate(prof.layer_names):
                 nw[g, li], na[g, li] = local_noise(qunet.layers[name], runner.inputs[name], prof.bits,
-                                                   prof.act_range[g, li])
+                                                   prof.act_range[g, li], prof.act_range_parts[g, li])
     return nw, na
 
 
 def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range(2, 9), calib_per_group: int = 16,
             mode: str = "exact", layers=None, seed: int = 0, calib_steps: int | None = None,
-            device: str | torch.device | None = None, progress=None, guidance_scale: float | None = None) -> Profile:
+            device: str | torch.device | None = None, progress=None, rounding: str = "rtn",
+            bias_correction: bool = False, metric: str = DEFAULT_METRIC,
+            split_concat: bool = SPLIT_CONCAT_DEFAULT, guidance_scale: float | None = None) -> Profile:
     """Measure RD curves of every quantizer in every timestep group.
 
     groups: G (equal split of T) or a TimestepGroups. bits: candidate bit widths (1..16).
@@ -419,6 +471,11 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     layers: glob pattern(s) ('re:' prefix for regex) restricting the profiled layers.
     progress: optional callable(fraction, text), called after each measured point; it may raise
     to cancel (nothing is written then).
+    rounding: 'rtn' (round to nearest) or 'gptq' (Hessian pooled over all groups' calibration inputs,
+    ``dadq.rounding``). bias_correction: fold each quantized weight's mean output shift, per group,
+    into the bias. metric: the distortion D ('ssim+mse', the paper's; 'mse'; 'ssim').
+    split_concat: one activation range per part of a UNet up block's concatenated skip input.
+    All four are recorded in the header (``Profile.settings``); ``quantize`` rebuilds the same weights.
     guidance_scale: classifier-free guidance of a conditional model's calibration (default: the model's
     own, ``model.guidance_scale``; 1 = conditional branch only). Every calibration input is evaluated as
     the sampler runs it: both branches in one batch, and D is measured on the guided eps
@@ -426,6 +483,9 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: choose one of {MODES}.")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding={rounding!r}: choose one of {ROUNDINGS}.")
+    check_metric(metric)
     bits = np.array(sorted(set(int(b) for b in bits)), dtype=np.int64)
     if len(bits) == 0 or bits[0] < 1 or bits[-1] > 16:
         raise ValueError(f"bits={bits.tolist()}: candidate bit widths must lie in 1..16.")
@@ -443,10 +503,14 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
 
     names = select_layers([n for n, _ in quantizable_layers(model.unet)], layers)
     qunet = QuantizedUNet(model.unet, groups, names).eval()
+    splits = {n: s for n, s in concat_splits(model.unet).items() if n in names} if split_concat else {}
+    qunet.setup(calib_x, calib_t, rounding=rounding, bias_correction=bias_correction, a_split=splits,
+                call=conditioned_call(model, model.unet, cond))
     measured = fast_bits(bits) if mode == "fast" else np.ones(len(bits), dtype=bool)
     G, M = groups.num_groups, len(bits)
     d = {k: np.full((G, len(names), M), np.nan) for k in KINDS}
     act_range = np.zeros((G, len(names), M, 2), dtype=np.float32)
+    act_range_parts = np.zeros((G, len(names), M, 2, 2), dtype=np.float32)
     act_minmax = np.zeros((G, len(names), 2), dtype=np.float32)
     act_hist = np.zeros((G, len(names), HIST_BINS), dtype=np.float32)
     noise = {k: np.zeros((G, len(names), M)) for k in KINDS}
@@ -467,10 +531,14 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
                 a_numel[li] = a[0].numel()
                 act_hist[g, li], lo, hi = histogram(a)
                 act_minmax[g, li] = (lo, hi)
+                s = qunet.layers[name].a_split
                 for m, b in enumerate(bits):
                     act_range[g, li, m] = activation_range(a, int(b))
+                    if s:
+                        act_range_parts[g, li, m] = (activation_range(a[:, :s], int(b)), activation_range(a[:, s:], int(b)))
                 if not measured.all():
-                    noise["w"][g, li], noise["a"][g, li] = local_noise(qunet.layers[name], a, bits, act_range[g, li])
+                    noise["w"][g, li], noise["a"][g, li] = local_noise(qunet.layers[name], a, bits, act_range[g, li],
+                                                                       act_range_parts[g, li])
             for li, name in enumerate(names):
                 ql = qunet.layers[name]
                 skip = runner.first_pos[name] if mode != "naive" else 0
@@ -482,7 +550,8 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
                         else:
                             ql.a_bits[g] = b
                             ql.a_range[g] = tuple(act_range[g, li, m])
-                        d[kind][g, li, m] = distortion(eps_fp, runner.run(x, t, skip))
+                            ql.a_range_parts[g] = act_range_parts[g, li, m]
+                        d[kind][g, li, m] = distortion(eps_fp, runner.run(x, t, skip), metric)
                         ql.w_bits[g] = ql.a_bits[g] = FP_BITS
                         done += 1
                         bar.update(1)
@@ -499,9 +568,16 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         "source": model.source, "mode": mode, "calib_per_group": calib_per_group, "seed": seed,
         "calib_steps": calib_steps or min(model.num_timesteps, max(100, 2 * G)), "calib_sampler": "DDIM, eta=0",
         "seconds": round(time.perf_counter() - t_start, 2), "created": _dt.datetime.now().isoformat(timespec="seconds"),
-        "distortion": "(1 - SSIM) + MSE on eps", "ssim": SSIM_PARAMS,
+        "distortion": METRICS[metric], "ssim": SSIM_PARAMS, "metric": metric,
+        "rounding": rounding, "bias_correction": bool(bias_correction), "split_concat": bool(split_concat),
         "weight_quantizer": f"symmetric per-output-channel, narrow range, MSE clip search over {len(WEIGHT_CLIP_GRID)} ratios "
-                            f"{WEIGHT_CLIP_GRID[0]:.2f}-1.00; 1 bit = sign x mean|w|",
+                            f"{WEIGHT_CLIP_GRID[0]:.2f}-1.00; 1 bit = sign x mean|w|; "
+                            + (f"GPTQ rounding (Hessian pooled over all groups' calibration inputs, dampening {DAMP} "
+                               "of its mean diagonal, no reordering)" if rounding == "gptq" else "round to nearest")
+                            + ("; bias corrected per group (mean output shift on the calibration inputs)"
+                               if bias_correction else ""),
+        # split inputs store two (lo, hi) per group instead of one: 2 more floats per (layer, group)
+        "split_layers": {names[i]: int(qunet.layers[names[i]].a_split) for i in order if qunet.layers[names[i]].a_split},
         "activation_quantizer": f"asymmetric per-tensor, range per (layer, group, bits): min/max shrunk by the MSE-best of "
                                 f"{len(ACT_CLIP_GRID)} ratios {ACT_CLIP_GRID[0]:.2f}-1.00",
         "layers_filter": layers if layers is None or isinstance(layers, str) else list(layers),
@@ -513,4 +589,6 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         d_w=d["w"][:, o], d_a=d["a"][:, o], act_range=act_range[:, o], act_minmax=act_minmax[:, o],
         act_hist=act_hist[:, o], calib_x=calib_x.numpy(), calib_t=calib_t.numpy(), measured=measured,
         fingerprint=model.fingerprint(), meta=meta,
+        a_split=np.array([qunet.layers[names[i]].a_split for i in o], dtype=np.int64),
+        act_range_parts=act_range_parts[:, o],
     )

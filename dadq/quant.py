@@ -6,11 +6,14 @@ sign(w) x mean|w| per channel, since a symmetric 1-bit grid would hold only zero
 Activations: asymmetric, per tensor, 2^b levels over a range [lo, hi] per (layer, group, bits),
 chosen by an MSE search over shrunk min/max ranges (``activation_range``).
 Bit widths 1..16 are quantized; FP_BITS (32) means full precision: the layer runs unquantized.
+Rounding onto the weight grid: round to nearest or GPTQ, and bias correction (``dadq.rounding``).
+Concatenated inputs (a UNet up block's skip + upsampled path) can take one range per part.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,33 +23,49 @@ from torch import nn
 from .bitwidths import FP_BITS, is_fp
 from .groups import TimestepGroups
 from .models import QUANTIZABLE, DiffusionModel
+from .rounding import DAMP, ROUNDINGS, calibration_stats, gptq, hessian_factor, output_shift, round_to_grid
 
 WEIGHT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_SEARCH_SAMPLES = 1 << 15
 
 
-def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """Fake-quantized copy of a weight [C_out, ...] at ``bits`` (per output channel)."""
-    if is_fp(bits):
-        return w.detach().clone()
-    w = w.detach().float()
-    flat = w.reshape(w.shape[0], -1)
+def weight_scale(flat: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-output-channel scale [C_out, 1] of a weight flat [C_out, K] at ``bits`` (1..16): mean |w| at
+    1 bit, else max |w| · ratio / q with the ratio of WEIGHT_CLIP_GRID that minimises the channel's
+    round-to-nearest weight MSE. Both roundings use it, fixed before any rounding."""
     if bits == 1:
-        scale = flat.abs().mean(1, keepdim=True)
-        return (torch.sign(flat) * scale).reshape(w.shape)
+        return flat.abs().mean(1, keepdim=True)
     qmax = 2 ** (bits - 1) - 1
     maxabs = flat.abs().amax(1, keepdim=True).clamp_min(1e-12)
     best_err = torch.full((flat.shape[0], 1), float("inf"), device=flat.device)
-    best = flat.clone()
+    best = maxabs / qmax
     for ratio in WEIGHT_CLIP_GRID:
         scale = maxabs * float(ratio) / qmax
-        deq = torch.clamp(torch.round(flat / scale), -qmax, qmax) * scale
-        err = (deq - flat).pow(2).mean(1, keepdim=True)
+        err = (round_to_grid(flat, scale, bits) - flat).pow(2).mean(1, keepdim=True)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
-        best = torch.where(better, deq, best)
-    return best.reshape(w.shape)
+        best = torch.where(better, scale, best)
+    return best
+
+
+def quantize_weight(w: torch.Tensor, bits: int, factor: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Fake-quantized copy of a weight [C_out, ...] at ``bits`` (per output channel).
+
+    factor: None rounds to nearest; (U [cg, K, K], dead [cg, K]) from ``rounding.hessian_factor``
+    rounds by GPTQ, conv group by conv group, with the same per-channel scales.
+    """
+    if is_fp(bits):
+        return w.detach().clone()
+    flat = w.detach().float().reshape(w.shape[0], -1)
+    scale = weight_scale(flat, bits)
+    if factor is None:
+        return round_to_grid(flat, scale, bits).reshape(w.shape)
+    u, dead = factor
+    rows = flat.shape[0] // u.shape[0]
+    q = [gptq(flat[k * rows:(k + 1) * rows], u[k], dead[k], scale[k * rows:(k + 1) * rows], bits)
+         for k in range(u.shape[0])]
+    return torch.cat(q).reshape(w.shape)
 
 
 def fake_quant_activation(x: torch.Tensor, lo: float, hi: float, bits: int) -> torch.Tensor:
@@ -80,6 +99,46 @@ def activation_range(values: torch.Tensor, bits: int) -> tuple[float, float]:
     return best
 
 
+def fake_quant_split(x: torch.Tensor, split: int, parts, bits: int) -> torch.Tensor:
+    """x [N, C, ...] fake-quantized with range parts[0] = (lo, hi) on channels [:split] and parts[1]
+    on channels [split:]: a concatenated input whose parts have their own ranges."""
+    (lo0, hi0), (lo1, hi1) = parts
+    return torch.cat([fake_quant_activation(x[:, :split], float(lo0), float(hi0), bits),
+                      fake_quant_activation(x[:, split:], float(lo1), float(hi1), bits)], 1)
+
+
+def concat_splits(unet: nn.Module) -> dict[str, int]:
+    """{layer name: split channel} for the layers whose input is torch.cat([upsampled path, skip], 1).
+
+    In a diffusers UNet up block, resnet j concatenates its input hidden state with a skip before
+    norm1 -> conv1, and its conv_shortcut takes the raw concatenation. The hidden state has the
+    output channels of resnet j-1, or, for j = 0, those of the previous up block (the mid block,
+    block_out_channels[-1], for the first one): the split point. Models without such blocks get {}.
+    """
+    up_blocks = getattr(unet, "up_blocks", None)
+    if up_blocks is None:
+        return {}
+    out = {}
+    prev = unet.config.block_out_channels[-1]
+    for i, block in enumerate(up_blocks):
+        if type(block).__name__ not in CONCAT_UP_BLOCKS:
+            prev = block.resnets[-1].out_channels if hasattr(block, "resnets") else prev
+            continue
+        for j, resnet in enumerate(block.resnets):
+            hidden = prev if j == 0 else block.resnets[j - 1].out_channels
+            if not 0 < hidden < resnet.in_channels:
+                raise ValueError(f"up_blocks.{i}.resnets.{j}: split {hidden} does not fit its {resnet.in_channels} "
+                                 "input channels; this up block does not concatenate as diffusers' UpBlock2D does.")
+            for leaf in ("conv1", "conv_shortcut"):
+                if isinstance(getattr(resnet, leaf, None), nn.Conv2d):
+                    out[f"up_blocks.{i}.resnets.{j}.{leaf}"] = hidden
+        prev = block.resnets[-1].out_channels
+    return out
+
+
+CONCAT_UP_BLOCKS = ("UpBlock2D", "AttnUpBlock2D", "CrossAttnUpBlock2D")
+
+
 class GroupState:
     """The timestep group of the current forward pass, shared by every wrapper of one model."""
 
@@ -87,12 +146,31 @@ class GroupState:
         self.group = 0
 
 
+@dataclass
+class LayerCalibration:
+    """What one layer's quantizers learn from the calibration inputs, and the caches built on it.
+
+    factor: GPTQ's (U [cg, K, K], dead [cg, K]) or None (round to nearest); in_mean: E[x] columns
+    per group [G, cg, K] or None (no bias correction). wq {bits: weight}, bq {(bits, g): bias}:
+    every quantized weight and corrected bias is computed once and kept here, shared by every
+    wrapper built on the same calibration (``QuantizedUNet.setup`` memoises it).
+    """
+
+    factor: tuple[torch.Tensor, torch.Tensor] | None = None
+    in_mean: torch.Tensor | None = None
+    wq: dict = field(default_factory=dict)
+    bq: dict = field(default_factory=dict)
+
+
 class QuantLayer(nn.Module):
     """Fake-quant stand-in for one nn.Conv2d / nn.Linear, configured per timestep group.
 
     It holds the original weight and bias (shared, not copied) and has no child modules.
     ``w_bits[g]``, ``a_bits[g]``: bits in group g (FP_BITS = unquantized); ``a_range[g]`` = (lo, hi).
-    Quantized weights are computed once per bit width and cached in ``_wq``.
+    ``a_split`` > 0: the input is a concatenation split at that channel, quantized with one range
+    per part, ``a_range_parts[g]`` = ((lo, hi), (lo, hi)). ``calib``: rounding and bias correction
+    (``LayerCalibration``); quantized weights are computed once per bit width and cached there,
+    corrected biases once per (bit width, group).
     """
 
     def __init__(self, layer: nn.Module, name: str, num_groups: int, state: GroupState):
@@ -112,23 +190,44 @@ class QuantLayer(nn.Module):
         self.w_bits = [FP_BITS] * num_groups
         self.a_bits = [FP_BITS] * num_groups
         self.a_range = [(0.0, 0.0)] * num_groups
-        self._wq: dict[int, torch.Tensor] = {}
+        self.a_split = 0
+        self.a_range_parts = [((0.0, 0.0), (0.0, 0.0))] * num_groups
+        self.calib = LayerCalibration()
 
     def quantized_weight(self, bits: int) -> torch.Tensor:
         if is_fp(bits):
             return self.weight
-        w = self._wq.get(bits)
+        w = self.calib.wq.get(bits)
         if w is None:
-            w = self._wq[bits] = quantize_weight(self.weight, bits).to(self.weight.dtype)
+            w = self.calib.wq[bits] = quantize_weight(self.weight, bits, self.calib.factor).to(self.weight.dtype)
         return w
+
+    def quantized_bias(self, bits: int, g: int) -> torch.Tensor | None:
+        """The bias to use with weights at ``bits`` in group g: with bias correction, the FP bias (zero
+        if the layer has none) minus the mean output shift of the quantized weight on g's inputs."""
+        if is_fp(bits) or self.calib.in_mean is None:
+            return self.bias
+        b = self.calib.bq.get((bits, g))
+        if b is None:
+            shift = output_shift(self.quantized_weight(bits) - self.weight, self.calib.in_mean[g])
+            base = self.bias.double() if self.bias is not None else 0.0
+            b = self.calib.bq[(bits, g)] = (base - shift).to(self.weight.dtype)
+        return b
+
+    def quantize_input(self, x: torch.Tensor, bits: int, g: int) -> torch.Tensor:
+        """x fake-quantized at ``bits`` with group g's range, or one range per concatenated part."""
+        if self.a_split:
+            return fake_quant_split(x, self.a_split, self.a_range_parts[g], bits)
+        lo, hi = self.a_range[g]
+        return fake_quant_activation(x, lo, hi, bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.state.group
         ab = self.a_bits[g]
         if not is_fp(ab):
-            lo, hi = self.a_range[g]
-            x = fake_quant_activation(x, lo, hi, ab)
-        return self.op(x, self.quantized_weight(self.w_bits[g]), self.bias)
+            x = self.quantize_input(x, ab, g)
+        wb = self.w_bits[g]
+        return self.op(x, self.quantized_weight(wb), self.quantized_bias(wb, g))
 
     def op(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """The wrapped layer's conv or linear with weight ``w``."""
@@ -192,13 +291,61 @@ class QuantizedUNet(nn.Module):
         return _Output(out)
 
     def configure(self, w_bits: np.ndarray, a_bits: np.ndarray, a_range: np.ndarray,
-                  names: list[str]) -> None:
-        """Set bits per (group, layer) and activation ranges [G, L, 2] for the named layers."""
+                  names: list[str], a_range_parts: np.ndarray | None = None) -> None:
+        """Set bits per (group, layer) and activation ranges [G, L, 2] for the named layers;
+        a_range_parts [G, L, 2 parts, 2]: the ranges of layers whose input is split (``setup``)."""
         for li, name in enumerate(names):
             ql = self.layers[name]
             ql.w_bits = [int(b) for b in w_bits[:, li]]
             ql.a_bits = [int(b) for b in a_bits[:, li]]
             ql.a_range = [(float(a_range[g, li, 0]), float(a_range[g, li, 1])) for g in range(a_bits.shape[0])]
+            if a_range_parts is not None:
+                ql.a_range_parts = [tuple((float(lo), float(hi)) for lo, hi in a_range_parts[g, li])
+                                    for g in range(a_bits.shape[0])]
+
+    def setup(self, calib_x, calib_t, rounding: str = "rtn", bias_correction: bool = False,
+              a_split: dict[str, int] | None = None, call=None) -> None:
+        """Give the quantizers what they learn beyond bits and ranges.
+
+        rounding 'gptq': each layer's Hessian factor; bias_correction: its mean input per group. Both
+        come from the FP model on the calibration inputs x [G, N, C, H, W], t [G, N] (``rounding.
+        calibration_stats``). The result, with the quantized weights and biases later cached in it, is
+        memoised for the last (model, calibration, settings), so a profile and the quantize() calls
+        after it compute each weight once. a_split: {layer: split channel} (``concat_splits``).
+        call(x, t): how the FP model runs on the calibration inputs (conditioning), default fp_unet(x, t).
+        """
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding={rounding!r}: choose one of {ROUNDINGS}.")
+        for name, split in (a_split or {}).items():
+            if name in self.layers:
+                self.layers[name].a_split = int(split)
+        if rounding == "rtn" and not bias_correction:
+            return
+        calib = _layer_calibration(self.fp_unet, list(self.layers), calib_x, calib_t, rounding, bias_correction, call)
+        for name, ql in self.layers.items():
+            ql.calib = calib[name]
+
+
+_CALIB_MEMO: dict = {}  # the last setup's {key: {layer: LayerCalibration}}
+
+
+def _layer_calibration(unet: nn.Module, names: list[str], calib_x, calib_t, rounding: str,
+                       bias_correction: bool, call=None) -> dict[str, LayerCalibration]:
+    """{layer: LayerCalibration} for ``QuantizedUNet.setup``, memoised on the model's weights, the
+    calibration inputs and the settings (one entry: the app re-quantizes with one profile at a time)."""
+    from .models import fingerprint
+
+    calib_x, calib_t = torch.as_tensor(calib_x), torch.as_tensor(calib_t)
+    key = (fingerprint(unet), tuple(names), rounding, bool(bias_correction), DAMP, str(next(unet.parameters()).device),
+           hashlib.sha256(calib_x.cpu().numpy().tobytes() + calib_t.cpu().numpy().tobytes()).hexdigest())
+    if key not in _CALIB_MEMO:
+        stats = calibration_stats(unet, names, calib_x, calib_t, hessian=rounding == "gptq", call=call)
+        _CALIB_MEMO.clear()
+        _CALIB_MEMO[key] = {
+            n: LayerCalibration(factor=hessian_factor(st.hessian()) if rounding == "gptq" else None,
+                                in_mean=st.mean() if bias_correction else None)
+            for n, st in stats.items()}
+    return _CALIB_MEMO[key]
 
 
 @dataclass
@@ -219,7 +366,17 @@ def quantize(model: DiffusionModel, profile=None, allocation=None) -> DiffusionM
                          "dadq.allocate or Allocation.load.")
     allocation.check(model=model, profile=profile)
     qunet = QuantizedUNet(model.unet, allocation.groups, allocation.layer_names)
-    qunet.configure(allocation.w_bits, allocation.a_bits, allocation.act_range, allocation.layer_names)
+    parts = None
+    if profile is not None:  # GPTQ weights, bias corrections and split ranges come from the profile
+        profile.setup_quantizers(qunet, model)
+        parts = profile.activation_part_ranges_for(allocation.a_bits)
+    else:
+        s = allocation.settings
+        if s.get("rounding", "rtn") != "rtn" or s.get("bias_correction") or s.get("split_concat"):
+            raise ValueError(f"this allocation comes from a profile with rounding={s.get('rounding')!r}, bias_correction="
+                             f"{s.get('bias_correction')}, split_concat={s.get('split_concat')}: its weights and ranges are "
+                             "rebuilt from that profile's calibration inputs; call dadq.quantize(model, profile, allocation).")
+    qunet.configure(allocation.w_bits, allocation.a_bits, allocation.act_range, allocation.layer_names, parts)
     qunet.eval()
     # the same conditioning (null class, default guidance, encoder_hidden_states) as the FP model
     return model.with_net(qunet, source=f"{model.source} [quantized]", info={"allocation": allocation.summary()})

@@ -1,0 +1,180 @@
+"""Weight rounding onto the per-channel grid: round to nearest (``rtn``) or GPTQ (``gptq``).
+
+Both use the same per-output-channel scale (``dadq.quant.weight_scale``, fixed before any rounding).
+GPTQ (Frantar et al. 2022) rounds one input column at a time and spreads each column's rounding
+error over the columns not yet rounded, weighted by the inverse of the layer's input Hessian
+H = E[x xᵀ], so the layer *output* error on the calibration inputs is what gets minimised, not the
+weight error. A Conv2d is a matmul over its im2col columns (C_in/groups · kh · kw of them, per conv
+group), so the same algorithm serves Conv2d and Linear.
+
+The Hessian is pooled over all timestep groups' calibration inputs: one GPTQ weight per
+(layer, bits), so shared and per-group weight storage (DESIGN §3) count the same copies as with
+rtn. A per-group Hessian was measured against it (``experiments/rounding_ablation.py``): see the
+``hessian`` entry of its results for the numbers behind this choice.
+
+Bias correction folds a quantized layer's mean output shift E[(W_q − W) x] into its bias; by
+linearity that is (W_q − W) applied to the mean input column, kept per timestep group.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROUNDINGS = ("rtn", "gptq")
+DAMP = 0.01  # dampening: fraction of the mean Hessian diagonal added to the diagonal (GPTQ's default)
+BLOCK = 128  # GPTQ lazy-batch width: columns updated together before the trailing columns are touched
+
+
+def round_to_grid(w: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
+    """Nearest point of the symmetric narrow grid {-q..q} · scale (q = 2^(bits-1) - 1); at 1 bit,
+    sign(w) · scale, since that grid would hold only zero. w [R, K], scale [R, 1] -> [R, K]."""
+    if bits == 1:
+        return torch.sign(w) * scale
+    qmax = 2 ** (bits - 1) - 1
+    return torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
+
+
+def layer_columns(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    """The rows a layer multiplies its weight with: [conv groups, R, K].
+
+    Linear: x [..., K] -> [1, R, K], R = all leading elements. Conv2d: im2col of x [N, C_in, H, W]
+    honouring kernel, stride, padding and dilation; R = N · output positions, K = C_in/groups · kh · kw
+    in weight.reshape(C_out, -1) order, one slice per conv group, so that conv(x, W) at output
+    channel o of conv group k is columns[k] @ W.reshape(C_out, -1)[o].
+    """
+    if isinstance(layer, nn.Linear):
+        return x.reshape(1, -1, x.shape[-1])
+    if not isinstance(layer, nn.Conv2d) or isinstance(layer.padding, str) or layer.padding_mode != "zeros":
+        raise ValueError(f"layer_columns: {layer} is not a Linear or a zero-padded Conv2d with numeric padding.")
+    cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=layer.padding, stride=layer.stride)
+    n, ck, positions = cols.shape
+    g = layer.groups
+    return cols.transpose(1, 2).reshape(n * positions, g, ck // g).transpose(0, 1)
+
+
+@dataclass
+class InputStats:
+    """Sums over one layer's calibration input columns (``layer_columns``).
+
+    col_sum float64 [G, cg, K] and rows int64 [G]: per timestep group (bias correction);
+    xtx float64 [cg, K, K] or None: Σ x xᵀ over all groups (the pooled Hessian).
+    """
+
+    col_sum: torch.Tensor
+    rows: torch.Tensor
+    xtx: torch.Tensor | None
+
+    def add(self, cols: torch.Tensor, g: int) -> None:
+        self.col_sum[g] += cols.sum(1, dtype=torch.float64)
+        self.rows[g] += cols.shape[1]
+        if self.xtx is not None:
+            self.xtx += (cols.transpose(1, 2) @ cols).double()
+
+    def hessian(self) -> torch.Tensor:
+        """H = E[x xᵀ] over all calibration rows, float64 [cg, K, K]."""
+        return self.xtx / self.rows.sum()
+
+    def mean(self) -> torch.Tensor:
+        """E[x] per group, float64 [G, cg, K]."""
+        return self.col_sum / self.rows.clamp_min(1)[:, None, None]
+
+
+@torch.no_grad()
+def calibration_stats(unet: nn.Module, names: list[str], calib_x: torch.Tensor, calib_t: torch.Tensor,
+                      hessian: bool = True, call=None) -> dict[str, InputStats]:
+    """Input statistics of the named Conv2d/Linear layers of the FP ``unet`` on the calibration inputs
+    x [G, N, C, H, W], t [G, N]: one FP forward per group (the whole group as one batch, so two calls
+    on the same inputs give the same sums). ``hessian``: also accumulate Σ x xᵀ (GPTQ needs it).
+    call(x, t): how the model runs ``unet`` (conditioning; both branches of classifier-free guidance
+    feed the sums), default unet(x, t)."""
+    dev = next(unet.parameters()).device
+    G = calib_x.shape[0]
+    stats: dict[str, InputStats] = {}
+    group = [0]
+
+    def hook(name):
+        def pre(module, args):
+            cols = layer_columns(args[0], module)
+            if name not in stats:
+                cg, _, k = cols.shape
+                stats[name] = InputStats(
+                    col_sum=torch.zeros(G, cg, k, dtype=torch.float64, device=cols.device),
+                    rows=torch.zeros(G, dtype=torch.int64, device=cols.device),
+                    xtx=torch.zeros(cg, k, k, dtype=torch.float64, device=cols.device) if hessian else None)
+            stats[name].add(cols.float(), group[0])
+        return pre
+
+    from .models import full_fp32
+
+    handles = [unet.get_submodule(n).register_forward_pre_hook(hook(n)) for n in names]
+    try:
+        for g in range(G):
+            group[0] = g
+            with full_fp32(dev):
+                (call or unet)(torch.as_tensor(calib_x[g]).to(dev), torch.as_tensor(calib_t[g]).to(dev))
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [n for n in names if n not in stats]
+    if missing:
+        raise ValueError(f"layers {missing[:3]} never ran on the calibration inputs; they cannot be calibrated.")
+    return stats
+
+
+def hessian_factor(h: torch.Tensor, damp: float = DAMP) -> tuple[torch.Tensor, torch.Tensor]:
+    """GPTQ's factor of H [cg, K, K]: (U float32 [cg, K, K], dead bool [cg, K]).
+
+    U is the upper Cholesky factor of (H + damp · mean(diag H) · I)⁻¹; its row i holds the weights
+    with which column i's rounding error moves the later columns. Dead columns (an input that is
+    zero on every calibration row, diagonal 0) get diagonal 1 first, so H stays invertible; their
+    weights are set to zero by ``gptq``.
+    """
+    h = h.double().clone()
+    diag = torch.diagonal(h, dim1=1, dim2=2)
+    dead = diag == 0
+    diag[dead] = 1.0
+    diag += damp * diag.mean(1, keepdim=True)
+    hinv = torch.cholesky_inverse(torch.linalg.cholesky(h))
+    return torch.linalg.cholesky(hinv, upper=True).float(), dead
+
+
+def gptq(w: torch.Tensor, u: torch.Tensor, dead: torch.Tensor, scale: torch.Tensor, bits: int,
+         block: int = BLOCK) -> torch.Tensor:
+    """GPTQ-rounded copy of one conv group's weight rows w [R, K] (R output channels, K columns).
+
+    u [K, K], dead [K]: ``hessian_factor`` of this conv group. scale [R, 1]: the fixed per-channel
+    scale. Columns are rounded left to right (no activation reordering). Lazy batch: inside a
+    block of ``block`` columns each error updates the block's later columns at once; the trailing
+    columns get the block's errors in one matmul.
+    """
+    w = w.float().clone()
+    w[:, dead] = 0.0
+    q = torch.zeros_like(w)
+    k = w.shape[1]
+    for i1 in range(0, k, block):
+        i2 = min(i1 + block, k)
+        w1 = w[:, i1:i2].clone()
+        err1 = torch.zeros_like(w1)
+        u1 = u[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = w1[:, i:i + 1]
+            qc = round_to_grid(col, scale, bits)
+            q[:, i1 + i:i1 + i + 1] = qc
+            e = (col - qc) / u1[i, i]
+            w1[:, i:] -= e * u1[i:i + 1, i:]
+            err1[:, i:i + 1] = e
+        w[:, i2:] -= err1 @ u[i1:i2, i2:]
+    return q
+
+
+def output_shift(dw: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Mean output change (W_q − W) E[x] per output channel, [C_out].
+
+    dw: W_q − W, [C_out, ...] (any conv/linear weight shape); mean: E[x] columns [cg, K] of one group.
+    """
+    cg, k = mean.shape
+    rows = dw.reshape(cg, -1, k).double()
+    return (rows @ mean.double()[:, :, None]).reshape(-1)

@@ -1,0 +1,238 @@
+"""Evidence for dadq's rounding options on the default model (issue 18): what each one buys, measured
+out of sample where the option is fitted to calibration data.
+
+    python -m experiments.rounding_ablation            # -> experiments/results/rounding_ablation.json
+
+Two calibration sets from the FP model's DDIM trajectories (dadq.calibrate), seeds 0 (estimation)
+and 1 (held out), G groups, N samples per group.
+  hessian      GPTQ with the Hessian pooled over all groups vs one Hessian per group (estimated on
+               group g only), vs round to nearest: each layer's output MSE on the held-out inputs of
+               every group, at 3 and 4 bits; ratio = MSE / MSE(rtn), geometric mean over groups.
+  bias         D (dadq.distortion) of the whole model with one layer's weights quantized, on the held
+               -out set, with and without bias correction estimated on the estimation set; rtn and gptq.
+  split_concat D of the A-curves (one layer's input quantized) of the up blocks' concatenated inputs at
+               4 and 6 bits, with one range per part vs one range for the whole tensor (profile, exact).
+  timing       dadq.profile of a layer subset, rtn vs gptq (same everything else), seconds and ratio;
+               and the GPTQ setup (Hessians of all layers + GPTQ of every layer at every width) alone.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from benchmarks.common import (
+    EXPERIMENT_RESULTS,
+    command_line,
+    machine_facts,
+    print_table,
+    setup_threads,
+    write_result,
+)
+
+NAME = "rounding_ablation"
+HESSIAN_LAYERS = ["conv_in", "down_blocks.1.resnets.0.conv1", "down_blocks.2.attentions.0.to_v",
+                  "mid_block.resnets.0.conv2", "up_blocks.0.resnets.0.conv_shortcut", "up_blocks.1.resnets.1.conv1",
+                  "up_blocks.2.resnets.1.conv2", "conv_out"]
+BIAS_LAYERS = ["conv_out", "conv_in", "up_blocks.2.resnets.1.conv2"]
+TIMING_LAYERS = ["conv_in", "down_blocks.1.resnets.0.conv1", "mid_block.attentions.0.to_q",
+                 "up_blocks.1.resnets.0.conv1", "up_blocks.2.resnets.0.conv_shortcut", "conv_out"]
+
+
+def layer_inputs(unet, names, x, t) -> dict[str, list[torch.Tensor]]:
+    """Each named layer's FP input per group on calibration inputs x [G, N, ...], t [G, N]."""
+    seen = {n: [] for n in names}
+    hooks = [unet.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: seen[n].append(a[0])) for n in names]
+    try:
+        with torch.no_grad():
+            for g in range(x.shape[0]):
+                unet(x[g], t[g])
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@torch.no_grad()
+def hessian_rows(model, est, held, bits=(3, 4)) -> list[dict]:
+    from dadq.quant import QuantizedUNet, quantize_weight
+    from dadq.rounding import calibration_stats, hessian_factor
+
+    (x0, t0), (x1, t1) = est, held
+    G = x0.shape[0]
+    pooled = calibration_stats(model.unet, HESSIAN_LAYERS, x0, t0)
+    per_group = [calibration_stats(model.unet, HESSIAN_LAYERS, x0[g:g + 1], t0[g:g + 1]) for g in range(G)]
+    ins = layer_inputs(model.unet, HESSIAN_LAYERS, x1, t1)
+    q = QuantizedUNet(model.unet, model_groups(G), HESSIAN_LAYERS)
+    rows = []
+    for name in HESSIAN_LAYERS:
+        ql = q.layers[name]
+        fp = [ql.op(a, ql.weight, None) for a in ins[name]]
+        for b in bits:
+            w_pool = quantize_weight(ql.weight, b, hessian_factor(pooled[name].hessian()))
+            w_rtn = quantize_weight(ql.weight, b)
+            for g in range(G):
+                w_grp = quantize_weight(ql.weight, b, hessian_factor(per_group[g][name].hessian()))
+                mse = {k: float((ql.op(ins[name][g], w, None) - fp[g]).pow(2).mean())
+                       for k, w in (("rtn", w_rtn), ("gptq_pooled", w_pool), ("gptq_per_group", w_grp))}
+                rows.append({"layer": name, "bits": b, "group": g, **mse})
+    return rows
+
+
+def geo_ratio(rows: list[dict], num: str, den: str) -> float:
+    """Geometric mean over rows of row[num] / row[den]."""
+    return float(np.exp(np.mean([np.log(r[num] / r[den]) for r in rows])))
+
+
+def model_groups(G):
+    import dadq
+
+    return dadq.TimestepGroups(1000, G)
+
+
+@torch.no_grad()
+def bias_rows(model, est, held, bits=(2, 3, 4, 5)) -> list[dict]:
+    from dadq.distortion import distortion
+    from dadq.quant import QuantizedUNet
+
+    (x0, t0), (x1, t1) = est, held
+    G = x0.shape[0]
+    rows = []
+    for name in BIAS_LAYERS:
+        for rounding in ("rtn", "gptq"):
+            for bc in (False, True):
+                q = QuantizedUNet(model.unet, model_groups(G), [name]).eval()
+                q.setup(x0, t0, rounding=rounding, bias_correction=bc)
+                ql = q.layers[name]
+                for g in range(G):
+                    for split, (x, t) in (("estimation", (x0, t0)), ("held_out", (x1, t1))):
+                        eps = model.eps(x[g], t[g])
+                        for b in bits:
+                            ql.w_bits[g] = b
+                            rows.append({"layer": name, "rounding": rounding, "bias_correction": bc, "group": g,
+                                         "set": split, "bits": b, "D": distortion(eps, q(x[g], t[g]).sample)})
+                        ql.w_bits[g] = 32
+    return rows
+
+
+def split_rows(model, G, n, steps, bits=(4, 6)) -> tuple[list[dict], dict]:
+    import dadq
+    from dadq.quant import concat_splits
+
+    layers = sorted(concat_splits(model.unet))
+    out = {}
+    for split in (False, True):
+        p = dadq.profile(model, groups=G, bits=bits, calib_per_group=n, calib_steps=steps, seed=0, layers=layers,
+                         split_concat=split)
+        out[split] = p
+    rows = []
+    p0, p1 = out[False], out[True]
+    for li, name in enumerate(p0.layer_names):
+        for m, b in enumerate(p0.bits):
+            rows.append({"layer": name, "split_channel": int(p1.a_split[li]), "bits": int(b),
+                         "D_one_range": float(p0.d_a[:, li, m].mean()), "D_split": float(p1.d_a[:, li, m].mean())})
+    return rows, {"extra_floats_per_group": 2 * len(layers), "layers": len(layers)}
+
+
+def timing(model, G, n) -> dict:
+    import dadq
+    from dadq.calibrate import calibration_inputs
+    from dadq.models import quantizable_layers
+    from dadq.quant import _CALIB_MEMO, QuantizedUNet
+
+    out = {}
+    for rounding in ("rtn", "gptq", "rtn", "gptq"):  # interleaved twice: the machine's load drifts
+        _CALIB_MEMO.clear()
+        t0 = time.perf_counter()
+        dadq.profile(model, groups=G, bits=range(2, 9), calib_per_group=n, mode="fast", layers=TIMING_LAYERS,
+                     rounding=rounding)
+        out.setdefault(rounding, []).append(time.perf_counter() - t0)
+    # the GPTQ overhead of a whole-model profile: Hessians of all layers and GPTQ at every width
+    x, t = calibration_inputs(model, model_groups(G), n, seed=0)
+    names = [nm for nm, _ in quantizable_layers(model.unet)]
+    _CALIB_MEMO.clear()
+    t0 = time.perf_counter()
+    q = QuantizedUNet(model.unet, model_groups(G), names)
+    q.setup(x, t, rounding="gptq")
+    t_stats = time.perf_counter() - t0
+    for ql in q.layers.values():
+        for b in range(2, 9):
+            ql.quantized_weight(b)
+    t_all = time.perf_counter() - t0
+    return {"subset_layers": TIMING_LAYERS, "profile_seconds": out,
+            "ratio_gptq_over_rtn": float(np.sum(out["gptq"]) / np.sum(out["rtn"])),
+            "all_layers_setup_seconds": {"hessians_and_factors": t_stats, "plus_gptq_all_widths_2_8": t_all,
+                                         "layers": len(names)}}
+
+
+def main(argv=None) -> int:
+    import dadq
+    from dadq.calibrate import calibration_inputs
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--groups", type=int, default=10)
+    p.add_argument("--calib", type=int, default=8, help="calibration samples per group")
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps of the calibration trajectories")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--parts", default="hessian,bias,split,timing")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    setup_threads(args.threads)
+    parts = set(args.parts.split(","))
+    model = dadq.load_model("default")
+    G = args.groups
+    est = calibration_inputs(model, model_groups(G), args.calib, seed=0, steps=args.steps)
+    held = calibration_inputs(model, model_groups(G), args.calib, seed=1, steps=args.steps)
+    result = {"experiment": NAME, "command": command_line(NAME).replace("benchmarks.", "experiments."),
+              "machine": machine_facts(), "setup": {"model": "default", "fingerprint": model.fingerprint(), "groups": G,
+                                                   "calib_per_group": args.calib, "calib_steps": args.steps,
+                                                   "estimation_seed": 0, "held_out_seed": 1}}
+    if "hessian" in parts:
+        rows = hessian_rows(model, est, held)
+        summ = []
+        for name in HESSIAN_LAYERS:
+            for b in (3, 4):
+                sel = [r for r in rows if r["layer"] == name and r["bits"] == b]
+                summ.append({"layer": name, "bits": b, "pooled_over_rtn": geo_ratio(sel, "gptq_pooled", "rtn"),
+                             "per_group_over_rtn": geo_ratio(sel, "gptq_per_group", "rtn"),
+                             "per_group_over_pooled": geo_ratio(sel, "gptq_per_group", "gptq_pooled")})
+        print_table(["layer", "bits", "pooled/rtn", "per-group/rtn", "per-group/pooled"],
+                    [[s["layer"], s["bits"], s["pooled_over_rtn"], s["per_group_over_rtn"], s["per_group_over_pooled"]]
+                     for s in summ], title="held-out layer output MSE, geometric mean over groups")
+        result["hessian"] = {"summary": summ, "rows": rows}
+    if "bias" in parts:
+        rows = bias_rows(model, est, held)
+        summ = []
+        for name in BIAS_LAYERS:
+            for rounding in ("rtn", "gptq"):
+                for b in (2, 3, 4, 5):
+                    def d(bc, s, name=name, rounding=rounding, b=b):
+                        return float(np.mean([r["D"] for r in rows if r["layer"] == name and r["rounding"] == rounding
+                                              and r["bits"] == b and r["bias_correction"] == bc and r["set"] == s]))
+                    summ.append({"layer": name, "rounding": rounding, "bits": b, "D_held_out": d(False, "held_out"),
+                                 "D_held_out_corrected": d(True, "held_out"), "D_estimation": d(False, "estimation"),
+                                 "D_estimation_corrected": d(True, "estimation")})
+        print_table(["layer", "rounding", "bits", "D held-out", "corrected", "D in-sample", "corrected"],
+                    [[s["layer"], s["rounding"], s["bits"], s["D_held_out"], s["D_held_out_corrected"], s["D_estimation"],
+                      s["D_estimation_corrected"]] for s in summ], title="bias correction, mean D over groups")
+        result["bias"] = {"summary": summ, "rows": rows}
+    if "split" in parts:
+        rows, storage = split_rows(model, G, args.calib, args.steps)
+        print_table(["layer", "split", "bits", "D one range", "D split"],
+                    [[r["layer"], r["split_channel"], r["bits"], r["D_one_range"], r["D_split"]] for r in rows],
+                    title="A-curves of concatenated inputs, mean D over groups (in-sample, as profiled)")
+        result["split_concat"] = {"rows": rows, "storage": storage,
+                                  "sum_D": {str(b): {"one_range": sum(r["D_one_range"] for r in rows if r["bits"] == b),
+                                                     "split": sum(r["D_split"] for r in rows if r["bits"] == b)}
+                                            for b in (4, 6)}}
+    if "timing" in parts:
+        result["timing"] = timing(model, G, args.calib)
+        print(result["timing"])
+    write_result(NAME, result, args.out, EXPERIMENT_RESULTS)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
