@@ -196,10 +196,11 @@ x = dadq.sample(dit, n=20, steps=50, class_labels=[3] * 10 + [7] * 10, guidance_
 - seed {tr['seed']}; AdamW lr {a['lr']:g} ({a['warmup']} warm-up steps), no weight decay, grad-norm clip 1.0,
   batch {tr['batch']}, EMA {tr['ema_decay']} (warm-up (1+step)/(10+step)); the shipped weights are the EMA.
 - labels dropped to the null class with probability {tr['class_dropout']} (diffusers' `LabelEmbedding` in `train()` mode).
-- {tr['steps']:,} steps in {tr['seconds'] / 60:.1f} min on {tr['device']} ({tr['threads']} thread, CPU shared with other jobs);
-  mean loss of the last 500 steps {loss_tail:.4f}. Log: `train.log`; curve: `training.json`.
+- {tr['steps']:,} steps in {tr['seconds'] / 60:.1f} min on {tr['device']} ({tr['threads']} thread, on a 2-core machine shared with
+  other jobs, so about 1-1.6 s per step); mean loss of the last 500 logged steps {loss_tail:.4f}. Log: `train.log`;
+  loss curve: `training.json`.{'' if tr.get('final') else ' The run was stopped after this checkpoint (the last periodic save) to leave time for the evaluation; `training.json` and the weights are that checkpoint.'}
 - This is a time-boxed CPU run: the loss was still falling. To train longer, resume:
-  `python scripts/train_dit.py --resume --minutes 120`, or on a GPU
+  `python scripts/train_dit.py --resume --minutes 240` (the budget counts the minutes already trained), or on a GPU
   `python scripts/train_dit.py --device cuda --batch 256 --lr 1e-3 --minutes 30` (a fresh run; weights stay float32).
 
 ## Quality
@@ -213,7 +214,7 @@ Default guidance: **s = {q.get('guidance_scale')}** (the smallest scale within 1
 larger scales cost diversity). At it, {q.get('n')} samples ({q.get('sampler')}, eta 0, seed 0, labels 0-9 cycled):
 
 - class accuracy **{q.get('class_accuracy')}** (bar 0.9: {'met' if q.get('meets_bar') else 'NOT met'}); per class {q.get('per_class_accuracy')}
-- {q.get('fid_metric', 'FID')} **{q.get('fid')}** (reference: MNIST test set, the same statistics as the default model's card; it is not Inception FID)
+- {q.get('fid_metric', 'FID')} **{q.get('fid')}** (reference: the MNIST test-set statistics in `assets/default`, as on the default model's card)
 
 `samples.png`: one row per class, at the default guidance. `quality.json` holds these numbers.
 
