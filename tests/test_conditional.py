@@ -163,3 +163,23 @@ def test_cli_class_labels():
     args = build_parser().parse_args(["sample", "--model", "dit", "--budget", "4", "--class-labels", "0-9",
                                       "--guidance", "3"])
     assert args.class_labels == "0-9" and args.guidance == 3.0
+
+
+def test_shipped_dit():
+    from dadq.models import NAMED_MODELS
+
+    folder = NAMED_MODELS["dit"]
+    weights = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+    if not weights.exists():
+        pytest.skip("assets/dit is not built")
+    import hashlib
+
+    assert weights.stat().st_size <= 15e6
+    dit = dadq.load_model("dit")
+    assert dit.kind == "dit" and dit.num_classes == 10 and dit.null_class == 10 and dit.can_guide
+    assert dit.guidance_scale is not None and dit.guidance_scale > 1
+    card = (folder / "README.md").read_text() if (folder / "README.md").exists() else ""
+    if card:
+        assert hashlib.sha256(weights.read_bytes()).hexdigest() in card
+    x = dadq.sample(dit, n=2, steps=2, class_labels=[3, 7], progress=False)
+    assert x.shape == (2, 1, 28, 28) and torch.isfinite(x).all()
