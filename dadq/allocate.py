@@ -315,6 +315,8 @@ class Allocation:
       d_w, d_a         float [G, L]    the profile's D at each chosen width (0 at FP)
       w_numel, a_numel int [L]         weight elements; one sample's input elements
       act_range        float [G, L, 2] activation (lo, hi) at each chosen width (FP: calibration min/max)
+      a_split          int [L]         channel where a layer's concatenated input splits (0: one range)
+      act_range_parts  float [G, L, 2, 2]  (lo, hi) of each part of a split input (zeros elsewhere and at FP)
       bit_options      int [M]         the profile's candidate widths
     The profile facts it depends on (fingerprint, layer names, T, widths, ``settings``: rounding,
     bias correction, metric) are recorded, so ``check`` can refuse a model or profile made otherwise.
@@ -331,6 +333,8 @@ class Allocation:
     w_numel: np.ndarray
     a_numel: np.ndarray
     act_range: np.ndarray
+    a_split: np.ndarray
+    act_range_parts: np.ndarray
     bit_options: np.ndarray
     num_timesteps: int
     fingerprint: str
@@ -351,6 +355,10 @@ class Allocation:
     @property
     def groups(self) -> TimestepGroups:
         return TimestepGroups(self.num_timesteps, self.num_groups)
+
+    def split_layers(self) -> dict[str, int]:
+        """{layer: split channel} of the layers whose input takes one range per concatenated part."""
+        return {n: int(c) for n, c in zip(self.layer_names, self.a_split) if c > 0}
 
     @property
     def predicted(self) -> np.ndarray:
@@ -450,7 +458,8 @@ class Allocation:
         L = len(self.layer_names)
         G = profile.num_groups if profile is not None else (self.w_bits.shape[0] if self.w_bits.ndim == 2 else 0)
         for name, shape in (("w_bits", (G, L)), ("a_bits", (G, L)), ("d_w", (G, L)), ("d_a", (G, L)),
-                            ("act_range", (G, L, 2)), ("w_numel", (L,)), ("a_numel", (L,))):
+                            ("act_range", (G, L, 2)), ("act_range_parts", (G, L, 2, 2)), ("a_split", (L,)),
+                            ("w_numel", (L,)), ("a_numel", (L,))):
             arr = getattr(self, name)
             if G < 1 or tuple(arr.shape) != shape:
                 raise ValueError(f"this allocation's {name} has shape {tuple(arr.shape)}; {G} groups x {L} layers "
@@ -461,14 +470,14 @@ class Allocation:
             if bad:
                 raise ValueError(f"this allocation's {name} uses bits {sorted(bad)} that its profile does not hold "
                                  f"({sorted(allowed - {FP_BITS})} or {FP_BITS} = FP); allocate again from the profile.")
-        if not all(np.isfinite(a).all() for a in (self.d_w, self.d_a, self.act_range)):
+        if not all(np.isfinite(a).all() for a in (self.d_w, self.d_a, self.act_range, self.act_range_parts)):
             raise ValueError("this allocation holds non-finite distortions or ranges; allocate again from the profile.")
         if profile is not None:
-            ours = (self.num_timesteps, [int(b) for b in self.bit_options], self.settings)
-            theirs = (profile.num_timesteps, [int(b) for b in profile.bits], profile.settings())
+            ours = (self.num_timesteps, [int(b) for b in self.bit_options], self.settings, self.split_layers())
+            theirs = (profile.num_timesteps, [int(b) for b in profile.bits], profile.settings(), profile.split_layers())
             if ours != theirs:
-                raise ValueError(f"this allocation was made from a profile with (T, bit widths, settings) {ours}; "
-                                 f"this profile has {theirs}. Allocate again from this profile.")
+                raise ValueError(f"this allocation was made from a profile with (T, bit widths, settings, split inputs) "
+                                 f"{ours}; this profile has {theirs}. Allocate again from this profile.")
 
     def check_profile(self, profile) -> None:
         """``check(profile=profile)``; kept for callers written before ``check``."""
@@ -483,7 +492,8 @@ class Allocation:
             "budget_scope": self.budget_scope, "budget": self.budget, "lam": self.lam, "notes": self.notes,
             "w_bits": self.w_bits.tolist(), "a_bits": self.a_bits.tolist(), "d_w": self.d_w.tolist(),
             "d_a": self.d_a.tolist(), "w_numel": self.w_numel.tolist(), "a_numel": self.a_numel.tolist(),
-            "act_range": self.act_range.tolist(),
+            "act_range": self.act_range.tolist(), "a_split": self.a_split.tolist(),
+            "act_range_parts": self.act_range_parts.tolist(),
             # derived, for readers of the file; recomputed on load
             "predicted": self.predicted.tolist(), "group_bits": self.group_bits.tolist(),
             "group_avg_bits": self.group_avg_bits.tolist(), "stored_weight_bits": self.stored_weight_bits,
@@ -519,6 +529,8 @@ class Allocation:
                             w_numel=np.asarray(obj["w_numel"], dtype=np.int64),
                             a_numel=np.asarray(obj["a_numel"], dtype=np.int64),
                             act_range=np.asarray(obj["act_range"], float),
+                            a_split=np.asarray(obj["a_split"], dtype=np.int64),
+                            act_range_parts=np.asarray(obj["act_range_parts"], float),
                             bit_options=np.asarray(obj["bit_options"], dtype=np.int64),
                             num_timesteps=int(obj["num_timesteps"]), settings=dict(obj["settings"]),
                             budget_scope=obj["budget_scope"])
@@ -546,7 +558,9 @@ def _upgrade(common: dict, profile) -> Allocation:
     """An old-format allocation completed from the profile it was made from (checked first)."""
     shell = Allocation(**common, d_w=np.zeros(common["w_bits"].shape), d_a=np.zeros(common["a_bits"].shape),
                        w_numel=profile.w_numel, a_numel=profile.a_numel,
-                       act_range=np.zeros(common["a_bits"].shape + (2,)), bit_options=profile.bits,
+                       act_range=np.zeros(common["a_bits"].shape + (2,)),
+                       act_range_parts=np.zeros(common["a_bits"].shape + (2, 2)), a_split=profile.a_split,
+                       bit_options=profile.bits,
                        num_timesteps=profile.num_timesteps, settings=profile.settings(),
                        budget_scope="mean" if _joint_shared(common["weight_mode"], common["target"], common["budget"])
                        else "group")
@@ -554,6 +568,7 @@ def _upgrade(common: dict, profile) -> Allocation:
     shell.d_w = chosen_distortion(profile.d_w, profile.bits, shell.w_bits)
     shell.d_a = chosen_distortion(profile.d_a, profile.bits, shell.a_bits)
     shell.act_range = profile.activation_ranges_for(shell.a_bits)
+    shell.act_range_parts = profile.activation_part_ranges_for(shell.a_bits)
     return shell
 
 
@@ -644,7 +659,8 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
         layer_names=list(profile.layer_names), w_bits=w_bits, a_bits=a_bits,
         d_w=chosen_distortion(profile.d_w, bits, w_bits), d_a=chosen_distortion(profile.d_a, bits, a_bits),
         w_numel=profile.w_numel.astype(np.int64), a_numel=profile.a_numel.astype(np.int64),
-        act_range=profile.activation_ranges_for(a_bits), bit_options=bits.astype(np.int64),
+        act_range=profile.activation_ranges_for(a_bits), a_split=profile.a_split.astype(np.int64),
+        act_range_parts=profile.activation_part_ranges_for(a_bits), bit_options=bits.astype(np.int64),
         num_timesteps=int(profile.num_timesteps), fingerprint=profile.fingerprint, settings=profile.settings(),
         method=method, target=target, weight_mode=weight_mode, budget_scope=budget_scope,
         budget=(w_budget, a_budget) if separate else budget, lam=lam, notes=notes,
@@ -739,3 +755,4 @@ def lambda_range(sweeps) -> tuple[float, float, float]:
     lo = math.floor(2 * math.log10(slopes.min())) / 2 - 0.5
     hi = math.ceil(2 * math.log10(slopes.max())) / 2 + 0.5
     return lo, hi, float(np.round(np.log10(np.median(slopes)), 2))
+

@@ -358,25 +358,27 @@ def quantize(model: DiffusionModel, profile=None, allocation=None) -> DiffusionM
     group and layer). The FP model is left untouched; its weights are shared.
 
     ``quantize(model, profile, allocation)`` checks the allocation against the model and the profile.
-    The allocation carries all that quantizing needs, so ``profile`` may be None
-    (``quantize(model, allocation=alloc)``): then it is checked against the model only.
+    The allocation carries its bits and activation ranges (split inputs too), so for round-to-nearest
+    weights without bias correction ``profile`` may be None (``quantize(model, allocation=alloc)``;
+    checked against the model only). GPTQ weights and bias corrections are rebuilt from the
+    profile's calibration inputs, so those allocations need their profile.
     """
     if allocation is None:
         raise ValueError("quantize needs an allocation: dadq.quantize(model, profile, allocation), with one from "
                          "dadq.allocate or Allocation.load.")
     allocation.check(model=model, profile=profile)
     qunet = QuantizedUNet(model.unet, allocation.groups, allocation.layer_names)
-    parts = None
-    if profile is not None:  # GPTQ weights, bias corrections and split ranges come from the profile
+    if profile is not None:  # GPTQ weights and bias corrections come from the profile's calibration inputs
         profile.setup_quantizers(qunet, model)
-        parts = profile.activation_part_ranges_for(allocation.a_bits)
     else:
         s = allocation.settings
-        if s.get("rounding", "rtn") != "rtn" or s.get("bias_correction") or s.get("split_concat"):
+        if s.get("rounding", "rtn") != "rtn" or s.get("bias_correction"):
             raise ValueError(f"this allocation comes from a profile with rounding={s.get('rounding')!r}, bias_correction="
-                             f"{s.get('bias_correction')}, split_concat={s.get('split_concat')}: its weights and ranges are "
-                             "rebuilt from that profile's calibration inputs; call dadq.quantize(model, profile, allocation).")
-    qunet.configure(allocation.w_bits, allocation.a_bits, allocation.act_range, allocation.layer_names, parts)
+                             f"{s.get('bias_correction')}: its weights are rebuilt from that profile's calibration "
+                             "inputs; call dadq.quantize(model, profile, allocation).")
+        qunet.setup(None, None, a_split=allocation.split_layers())
+    qunet.configure(allocation.w_bits, allocation.a_bits, allocation.act_range, allocation.layer_names,
+                    allocation.act_range_parts)
     qunet.eval()
     # the same conditioning (null class, default guidance, encoder_hidden_states) as the FP model
     return model.with_net(qunet, source=f"{model.source} [quantized]", info={"allocation": allocation.summary()})

@@ -176,8 +176,9 @@ def test_old_format_loads_with_its_profile(tiny_profile, tmp_path):
     (lambda o: o.update(w_bits=o["w_bits"][:-1]), r"w_bits has shape \(2, 51\); 3 groups x 51 layers need \(3, 51\)"),
     (lambda o: o["a_bits"][0].__setitem__(0, 3), r"a_bits uses bits \[3\] that its profile does not hold"),
     (lambda o: o.update(settings={"distortion": "MSE"}), "settings"),
-    (lambda o: o.update(num_timesteps=500), r"\(T, bit widths, settings\)"),
+    (lambda o: o.update(num_timesteps=500), r"\(T, bit widths, settings, split inputs\)"),
     (lambda o: o.update(budget_scope="always"), "budget_scope='always' is none of"),
+    (lambda o: o.update(a_split=[0] * len(o["a_split"])), "split inputs"),
 ])
 def test_check_names_each_problem(tiny_profile, tmp_path, edit, message):
     obj = dadq.allocate(tiny_profile, budget=4.0).to_dict()

@@ -84,6 +84,12 @@ def test_16_bits_everywhere_matches_fp_and_2_bits_does_not(tiny_model):
     d2 = dadq.measure_distortion(tiny_model, prof, low)
     assert d16.max() < 1e-6
     assert d2.min() > 100 * max(d16.max(), 1e-9)
+    # the allocation carries its activation ranges (split inputs too): no profile needed for RTN weights
+    assert prof.split_layers()
+    x, t = torch.from_numpy(prof.calib_x[1]), torch.from_numpy(prof.calib_t[1])
+    mixed = dadq.allocate(prof, budget=5, method="exact")
+    assert torch.equal(dadq.quantize(tiny_model, allocation=mixed).eps(x, t),
+                       dadq.quantize(tiny_model, prof, mixed).eps(x, t))
     # the FP model is untouched by quantize()
     before = {k: v.clone() for k, v in tiny_model.unet.state_dict().items()}
     dadq.quantize(tiny_model, prof, low)
