@@ -7,7 +7,11 @@ ratios are the numbers to compare):
   start_to_ready   `python app.py` launched -> the server answers its config (page usable), and ->
                    a gradio_client connected
   allocate         the slider-release round trip: /allocate through gradio_client (budget changes
-                   every call), median and p90 of --reps calls; target <= 300 ms
+                   every call), median and p90 of --reps calls
+  browser          slider release -> heatmap redrawn, in chromium (Playwright): set the budget slider
+                   and release it, wait until the heatmap plot's data in the DOM changes and the next
+                   frame is painted; median and p90 of --browser-reps releases; target <= 300 ms. The
+                   API calls above run in the same session, beside it
   generate         /generate n + n at DDIM-steps (FP and quantized from identical noise, PNGs,
                    PSNR/SSIM), against one FP-only dadq.sample of the same size in this process;
                    target <= 2.3x (the quantized half <= 1.3x FP). The server's own FP/quantized
@@ -54,6 +58,54 @@ def wait_ready(url: str, proc, log: str, timeout: float = 120.0) -> float:
     raise TimeoutError(f"the app did not answer within {timeout} s")
 
 
+class _Skip(Exception):
+    """Ends the measuring block early (e.g. --no-generate)."""
+
+
+RELEASE_TO_REDRAW = """([v, before]) => new Promise(res => {
+    const slider = document.querySelector('#budget-slider input[type=range]');
+    const heat = () => JSON.stringify(document.querySelector('#heatmap .js-plotly-plot').data.map(t => t.z));
+    const t0 = performance.now();
+    const obs = new MutationObserver(() => {
+        if (heat() !== before) { obs.disconnect(); requestAnimationFrame(() => res(performance.now() - t0)); }
+    });
+    obs.observe(document.querySelector('#heatmap'), {subtree: true, childList: true, attributes: true});
+    slider.value = String(v);
+    slider.dispatchEvent(new Event('input', {bubbles: true}));
+    slider.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+})"""
+
+
+def browser_latency(url: str, reps: int) -> dict:
+    """Slider release -> heatmap redrawn, measured in chromium: median and p90 over ``reps`` releases
+    at budgets that change the allocation every time."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:  # Debian's chromium, as the browser tests use it
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url)
+        page.wait_for_selector("#rd-plot .js-plotly-plot", timeout=120_000)
+        page.get_by_role("tab", name="Budget & allocation").click()
+        page.wait_for_selector("#heatmap .js-plotly-plot", timeout=60_000)
+        heat = "() => JSON.stringify(document.querySelector('#heatmap .js-plotly-plot').data.map(t => t.z))"
+        times = []
+        for i in range(reps + 2):  # two warm-up releases
+            v = round(3.0 + 0.35 * (i % 10), 2)
+            before = page.evaluate(heat)
+            t = page.evaluate(RELEASE_TO_REDRAW, [v, before])
+            if i >= 2:
+                times.append(t)
+        browser.close()
+    times.sort()
+    return {"median": round(statistics.median(times), 1), "p90": round(times[int(0.9 * (len(times) - 1))], 1),
+            "min": round(times[0], 1), "releases": len(times), "target_ms": 300,
+            "how": "chromium (Playwright, --disable-gpu): set the budget slider's value, input + pointerup; "
+                   "stop when the heatmap's plotted z changes in the DOM, then one animation frame"}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
@@ -62,6 +114,9 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--gen-reps", type=int, default=3, help="timed Generate calls (after one warm-up)")
+    ap.add_argument("--browser-reps", type=int, default=24, help="slider releases timed in the browser")
+    ap.add_argument("--no-generate", action="store_true",
+                    help="skip the Generate timings (the result file keeps its previous 'generate' entry)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "app.json"))
     args = ap.parse_args(argv)
 
@@ -87,7 +142,8 @@ def main(argv=None):
 
         # slider release -> new heatmap: the /allocate round trip
         def allocate(b):
-            return client.predict("budget", b, 0.0, b, b, "wa", "lagrangian", "per-group", api_name="/allocate")
+            return client.predict("budget", b, 0.0, b, b, "wa", "lagrangian", "per-group", "group",
+                                  api_name="/allocate")
 
         for b in (3.0, 5.0):  # warm-up: the trade-off sweep is computed once per target and cached
             allocate(b)
@@ -106,6 +162,13 @@ def main(argv=None):
             "target_ms": 300,
         }
         print("allocate round trip", res["allocate_roundtrip_ms"])
+        res["browser_release_to_heatmap_ms"] = browser_latency(url, args.browser_reps)
+        print("browser release -> heatmap", res["browser_release_to_heatmap_ms"])
+        if args.no_generate:
+            old = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+            if "generate" in old:
+                res["generate"] = old["generate"]
+            raise _Skip
 
         # Generate n + n, DDIM steps, vs one FP-only run of the same size
         allocate(4.0)
@@ -159,11 +222,17 @@ def main(argv=None):
             "in_process_pair_parallel_over_fp_only": round(statistics.median(pair[True]) / f, 3),
         }
         print("generate", res["generate"])
+        raise _Skip
+    except _Skip:
+        import torch
+
         res["meta"] = {
             "model": args.model, "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__, "gradio": __import__("gradio").__version__,
             "note": "absolute times on this 2-core machine vary ~3x between runs; compare ratios within one run",
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+            "generate_measured_now": not args.no_generate,
         }
         client.close()
     finally:

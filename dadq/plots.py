@@ -10,6 +10,7 @@ says kB/MB (1 kB = 1000 bytes, 1 MB = 10^6 bytes).
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -23,6 +24,7 @@ from plotly.subplots import make_subplots
 from .allocate import lambda_range, target_numel, uniform_points  # noqa: F401
 from .bitwidths import FP_BITS, option_index
 from .profile import group_curves, most_group_dependent_layer, most_sensitive_layer, sensitivity_ranking  # noqa: F401
+
 # Layers that deployment recipes (e.g. NVIDIA ModelOpt) keep in high precision: made easy to find.
 KEY_LAYER_PATTERNS = ("conv_in", "conv_out", "time_embedding", "conv_shortcut")
 KEY_MARK = "★"
@@ -268,7 +270,7 @@ def activation_table(profile, layer, bits: int | None = None):
     m = option_index(profile.bits, bits if bits is not None else int(profile.bits[0]), fp_ok=False)
     b = int(profile.bits[m])
     glabels = group_labels(profile)
-    headers = ["group", "min", "max", f"clip lo @{b}b", f"clip hi @{b}b", "clip / full width", "step @b"]
+    headers = ["group", "min", "max", f"clip lo @{b}b", f"clip hi @{b}b", "clip / full width", f"step @{b}b"]
     rows = []
     for g in range(profile.num_groups):
         lo, hi = (float(v) for v in profile.act_minmax[g, li])
@@ -288,44 +290,89 @@ def _bits_display(bits: np.ndarray, pbits: np.ndarray) -> np.ndarray:
     return np.where(bits >= FP_BITS, top + 1, bits)
 
 
-def allocation_heatmap(profile, alloc) -> go.Figure:
+def _target_title(alloc) -> str:
+    """What an allocation's budget bounds, for titles: separate W and A budgets are not 'target wa'."""
+    if isinstance(alloc.budget, (tuple, list)):
+        return f"separate budgets W {alloc.budget[0]:.3g} + A {alloc.budget[1]:.3g} avg bits"
+    return {"wa": "joint W+A budget", "w": "weights only", "a": "activations only"}.get(alloc.target,
+                                                                                      f"target {alloc.target}")
+
+
+class FigureJSON:
+    """A figure held as its plotly JSON spec, for views redrawn on every slider move. gr.Plot and
+    plotly.io take it as they take a go.Figure (``to_json``); building it skips plotly's Python-side
+    validation and copies, which cost 100-300 ms per draw of the default model's 1,280-cell heatmap.
+    ``figure()`` gives the validated go.Figure."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+
+    def to_json(self) -> str:
+        return json.dumps(self.spec, separators=(",", ":"))
+
+    def to_dict(self) -> dict:
+        return self.spec
+
+    def figure(self) -> go.Figure:
+        return go.Figure(self.spec)
+
+
+_HEATMAP_LAYOUTS: dict = {}
+
+
+def _heatmap_layout(profile, has_fp: bool) -> dict:
+    """The heatmap's layout (axes, colour bar), validated once per profile and reused."""
+    key = (profile.fingerprint, tuple(profile.layer_names), profile.num_groups, tuple(profile.bits.tolist()), has_fp)
+    if key not in _HEATMAP_LAYOUTS:
+        pbits = profile.bits.astype(int)
+        zmin, zmax = int(pbits.min()), int(pbits.max()) + (1 if has_fp else 0)
+        fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.02,
+                            subplot_titles=("Weight bits (W)", "Activation bits (A)"))
+        ticks = list(range(zmin, zmax + 1))
+        ticktext = [str(t) for t in ticks[:-1]] + (["FP"] if has_fp else [str(ticks[-1])])
+        fig.update_layout(
+            template=TEMPLATE, height=max(420, 15 * profile.num_layers + 140), margin=dict(l=10, r=10, t=60, b=40),
+            coloraxis=dict(colorscale="Viridis", cmin=zmin - 0.5, cmax=zmax + 0.5,
+                           colorbar=dict(title="bits", tickvals=ticks, ticktext=ticktext, len=0.5, y=0.75)))
+        fig.update_yaxes(autorange="reversed", tickfont=dict(size=9), row=1, col=1)
+        fig.update_xaxes(side="bottom", tickfont=dict(size=10))
+        _HEATMAP_LAYOUTS.clear()  # one profile at a time
+        _HEATMAP_LAYOUTS[key] = json.loads(fig.layout.to_json() if hasattr(fig.layout, "to_json")
+                                           else json.dumps(fig.layout.to_plotly_json()))
+    return _HEATMAP_LAYOUTS[key]
+
+
+def allocation_heatmap_spec(profile, alloc) -> FigureJSON:
     """Bits per layer (rows, network order) and timestep group (columns), W and A side by side.
-    Colour is bits (FP above the top width); hover shows the layer's D at that choice and its size."""
+    Colour is bits (FP above the top width); hover shows the layer's bits, D at that choice and
+    size. No per-cell text: the colour says the bits, and 1,280 labelled cells were slow to redraw."""
     labels = layer_labels(profile.layer_names)
     glabels = [f"g{g}" for g in range(profile.num_groups)]
-    gfull = profile.groups.labels()
     pbits = profile.bits.astype(int)
     has_fp = bool((alloc.w_bits >= FP_BITS).any() or (alloc.a_bits >= FP_BITS).any())
-    zmin, zmax = int(pbits.min()), int(pbits.max()) + (1 if has_fp else 0)
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.02,
-                        subplot_titles=("Weight bits (W)", "Activation bits (A)"))
+    traces = []
     for col, kind in enumerate(("w", "a"), start=1):
         bits = (alloc.w_bits if kind == "w" else alloc.a_bits).astype(int)  # [G, L]
         d = alloc.d_w if kind == "w" else alloc.d_a
         numel = profile.w_numel if kind == "w" else profile.a_numel
-        text = [["FP" if bits[g, l] >= FP_BITS else str(bits[g, l]) for g in range(bits.shape[0])]
-                for l in range(bits.shape[1])]
-        custom = [[[float(f"{d[g, l]:.4g}"), _fmt_bits(numel[l] * bits[g, l]), gfull[g]]
-                   for g in range(bits.shape[0])] for l in range(bits.shape[1])]
-        fig.add_trace(go.Heatmap(
-            z=_bits_display(bits, pbits).T.tolist(), x=glabels, y=labels, text=text, texttemplate="%{text}",
-            textfont=dict(size=9), customdata=custom, coloraxis="coloraxis", xgap=1, ygap=1,
-            name="W" if kind == "w" else "A",
-            hovertemplate=(f"<b>%{{y}}</b> ({kind.upper()})<br>%{{x}} (%{{customdata[2]}})<br>bits %{{text}}"
-                           "<br>D %{customdata[0]:.3g}<br>size %{customdata[1]}<extra></extra>"),
-        ), row=1, col=col)
-    ticks = list(range(zmin, zmax + 1))
-    ticktext = [str(t) for t in ticks[:-1]] + (["FP"] if has_fp else [str(ticks[-1])])
-    fig.update_layout(
-        template=TEMPLATE, height=max(420, 15 * profile.num_layers + 140), margin=dict(l=10, r=10, t=60, b=40),
-        coloraxis=dict(colorscale="Viridis", cmin=zmin - 0.5, cmax=zmax + 0.5,
-                       colorbar=dict(title="bits", tickvals=ticks, ticktext=ticktext, len=0.5, y=0.75)),
-        title=dict(text=f"Bit allocation ({alloc.method}, target {alloc.target}, {alloc.weight_mode} weights); "
-                        f"{KEY_MARK} = layers often kept in high precision", font=dict(size=13)),
-    )
-    fig.update_yaxes(autorange="reversed", tickfont=dict(size=9), row=1, col=1)
-    fig.update_xaxes(side="bottom", tickfont=dict(size=10))
-    return fig
+        custom = [[["FP" if bits[g, l] >= FP_BITS else str(bits[g, l]), float(f"{d[g, l]:.3g}"),
+                    _fmt_bits(numel[l] * bits[g, l])] for g in range(bits.shape[0])] for l in range(bits.shape[1])]
+        traces.append(dict(
+            type="heatmap", z=_bits_display(bits, pbits).T.tolist(), x=glabels, y=labels, customdata=custom,
+            coloraxis="coloraxis", xgap=1, ygap=1, name="W" if kind == "w" else "A",
+            xaxis="x" if col == 1 else f"x{col}", yaxis="y" if col == 1 else f"y{col}",
+            hovertemplate=(f"<b>%{{y}}</b> ({kind.upper()})<br>%{{x}}<br>bits %{{customdata[0]}}"
+                           "<br>D %{customdata[1]:.3g}<br>size %{customdata[2]}<extra></extra>"),
+        ))
+    layout = dict(_heatmap_layout(profile, has_fp))
+    layout["title"] = dict(text=f"Bit allocation ({alloc.method}, {_target_title(alloc)}, {alloc.weight_mode} "
+                                f"weights); {KEY_MARK} = layers often kept in high precision", font=dict(size=13))
+    return FigureJSON({"data": traces, "layout": layout})
+
+
+def allocation_heatmap(profile, alloc) -> go.Figure:
+    """``allocation_heatmap_spec`` as a go.Figure."""
+    return allocation_heatmap_spec(profile, alloc).figure()
 
 
 def thin_curve(xs, ys, max_points: int = 400):
@@ -338,42 +385,65 @@ def thin_curve(xs, ys, max_points: int = 400):
     return xs[idx], ys[idx]
 
 
-def tradeoff(profile, sweep, alloc=None, target: str = "wa", max_points: int = 400) -> go.Figure:
-    """The whole model's predicted distortion against size over the λ sweep (Lagrangian hull,
-    per-group weights), with the uniform-bits points and the current allocation's point.
+_TRADEOFF_LAYOUTS: dict = {}
 
-    sweep: (avg_bits [K], distortion [K]) from dadq.rd_sweep(profile, target); drawn with at most
-    ``max_points`` points (evenly spaced in size), which keeps the figure small.
+
+def _tradeoff_layout(target: str) -> dict:
+    """The trade-off figure's layout, validated once per target and reused."""
+    if target not in _TRADEOFF_LAYOUTS:
+        tname = {"wa": "W+A", "w": "weights", "a": "activations"}[target]
+        fig = go.Figure()
+        fig.update_xaxes(title_text=f"average bits per {tname} element (per denoising step, mean over groups)")
+        fig.update_yaxes(type="log", exponentformat="power",
+                         title_text="predicted D (sum over quantizers, mean over groups)")
+        fig.update_layout(template=TEMPLATE, height=420, margin=dict(l=60, r=10, t=50, b=50),
+                          title=dict(text="Total RD trade-off", font=dict(size=14)), hovermode="closest",
+                          legend=dict(x=0.99, xanchor="right", y=0.99))
+        _TRADEOFF_LAYOUTS[target] = json.loads(fig.layout.to_json() if hasattr(fig.layout, "to_json")
+                                               else json.dumps(fig.layout.to_plotly_json()))
+    return _TRADEOFF_LAYOUTS[target]
+
+
+def tradeoff_spec(profile, sweep, alloc=None, target: str = "wa", max_points: int = 400) -> FigureJSON:
+    """The whole model's predicted distortion against size along its frontier(s), with the
+    uniform-bits points and the current allocation's point (a star).
+
+    sweep: (avg_bits [K], distortion [K]) from dadq.rd_sweep(profile, target), or a dict
+    {label: (avg_bits, distortion)} of several frontiers (e.g. one per budget scope; the first is
+    drawn solid, the others dashed); each drawn with at most ``max_points`` points (evenly spaced
+    in size), which keeps the figure small.
     """
-    xs, ys = thin_curve(*sweep, max_points=max_points)
+    frontiers = sweep if isinstance(sweep, dict) else {"λ sweep (Lagrangian hull)": sweep}
     numel = target_numel(profile, target)
     mb = lambda avg: avg * numel / 8e6  # noqa: E731  per-step size of the target in MB
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=_lst(xs), y=_lst(_positive(ys)), mode="lines", name="λ sweep (Lagrangian hull)",
-                             line=dict(color="#1f77b4", width=2), customdata=_lst(mb(xs)),
-                             hovertemplate="avg bits %{x:.3f}<br>%{customdata:.3g} MB per step<br>D %{y:.3g}"
-                                           "<extra>λ sweep</extra>"))
+    styles = [dict(color="#1f77b4", width=2), dict(color="#2ca02c", width=2, dash="dash"),
+              dict(color="#9467bd", width=2, dash="dot")]
+    traces = []
+    for k, (name, curve) in enumerate(frontiers.items()):
+        xs, ys = thin_curve(*curve, max_points=max_points)
+        traces.append(dict(type="scatter", x=_lst(xs), y=_lst(_positive(ys)), mode="lines", name=name,
+                           line=styles[k % len(styles)], customdata=_lst(mb(xs)),
+                           hovertemplate="avg bits %{x:.3f}<br>%{customdata:.3g} MB per step<br>D %{y:.3g}"
+                                         f"<extra>{name}</extra>"))
     ub, ux, uy = uniform_points(profile, target)
-    fig.add_trace(go.Scatter(x=_lst(ux), y=_lst(_positive(uy)), mode="markers+text", name="uniform bits",
-                             text=[f"{b}b" for b in ub.tolist()], textposition="top center",
-                             marker=dict(symbol="square", size=9, color="#7f7f7f"), customdata=_lst(mb(ux)),
-                             hovertemplate="uniform %{text}<br>%{customdata:.3g} MB per step<br>D %{y:.3g}"
-                                           "<extra></extra>"))
+    traces.append(dict(type="scatter", x=_lst(ux), y=_lst(_positive(uy)), mode="markers+text", name="uniform bits",
+                       text=[f"{b}b" for b in ub.tolist()], textposition="top center",
+                       marker=dict(symbol="square", size=9, color="#7f7f7f"), customdata=_lst(mb(ux)),
+                       hovertemplate="uniform %{text}<br>%{customdata:.3g} MB per step<br>D %{y:.3g}<extra></extra>"))
     if alloc is not None:
         ax = float(np.mean(alloc.group_avg_bits))
         ay = float(np.mean(alloc.predicted))
-        fig.add_trace(go.Scatter(x=[ax], y=_lst(_positive(np.array([ay]))), mode="markers", name="current allocation",
-                                 marker=dict(symbol="star", size=16, color="#d62728", line=dict(width=1, color="black")),
-                                 customdata=[mb(ax)],
-                                 hovertemplate=(f"current ({alloc.method}, {alloc.weight_mode})<br>avg bits %{{x:.3f}}"
-                                                "<br>%{customdata:.3g} MB per step<br>D %{y:.3g}<extra></extra>")))
-    tname = {"wa": "W+A", "w": "weights", "a": "activations"}[target]
-    fig.update_xaxes(title_text=f"average bits per {tname} element (per denoising step, mean over groups)")
-    fig.update_yaxes(type="log", exponentformat="power", title_text="predicted D (sum over quantizers, mean over groups)")
-    fig.update_layout(template=TEMPLATE, height=420, margin=dict(l=60, r=10, t=50, b=50),
-                      title=dict(text="Total RD trade-off", font=dict(size=14)), hovermode="closest",
-                      legend=dict(x=0.99, xanchor="right", y=0.99))
-    return fig
+        traces.append(dict(type="scatter", x=[ax], y=_lst(_positive(np.array([ay]))), mode="markers",
+                           name="current allocation", customdata=[mb(ax)],
+                           marker=dict(symbol="star", size=16, color="#d62728", line=dict(width=1, color="black")),
+                           hovertemplate=(f"current ({alloc.method}, {alloc.weight_mode})<br>avg bits %{{x:.3f}}"
+                                          "<br>%{customdata:.3g} MB per step<br>D %{y:.3g}<extra></extra>")))
+    return FigureJSON({"data": traces, "layout": dict(_tradeoff_layout(target))})
+
+
+def tradeoff(profile, sweep, alloc=None, target: str = "wa", max_points: int = 400) -> go.Figure:
+    """``tradeoff_spec`` as a go.Figure."""
+    return tradeoff_spec(profile, sweep, alloc, target, max_points).figure()
 
 
 def allocation_summary(profile, alloc, requested=None) -> str:
@@ -438,11 +508,14 @@ def additivity_plot(result: dict, labels: list[str]) -> go.Figure:
                          marker_color="#ff7f0e", customdata=_lst(result["ratio"]),
                          hovertemplate="%{x}<br>measured %{y:.3g}<br>measured / predicted %{customdata:.2f}"
                                        "<extra></extra>"))
-    corr = result.get("correlation", float("nan"))
-    fig.update_yaxes(title_text="distortion D", rangemode="tozero")
+    fmt = lambda c: "n/a" if c is None or not math.isfinite(c) else f"{c:.3f}"  # noqa: E731
+    corr, log_corr = result.get("correlation", float("nan")), result.get("log_correlation")
+    logs = "" if log_corr is None else f", on log10: {fmt(log_corr)}"
+    # log axis: a linear one lets the largest group (t near 0) hide the other nine
+    fig.update_yaxes(title_text="distortion D (log)", type="log", exponentformat="power")
     fig.update_layout(template=TEMPLATE, height=360, barmode="group", margin=dict(l=60, r=10, t=50, b=50),
-                      title=dict(text=f"Additivity: measured vs predicted (correlation "
-                                      f"{'n/a' if not math.isfinite(corr) else f'{corr:.3f}'})", font=dict(size=14)),
+                      title=dict(text=f"Additivity: measured vs predicted (correlation {fmt(corr)}{logs})",
+                                 font=dict(size=14)),
                       legend=dict(orientation="h", y=-0.2))
     return fig
 

@@ -24,7 +24,8 @@ ENDPOINTS = {"/sensitivity", "/activations", "/allocate", "/compare_solvers", "/
              "/load_model", "/run_profile", "/cancel_profile", "/upload_profile", "/upload_allocation",
              "/export_profile", "/export_allocation"}
 ALLOC = dict(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa", method="lagrangian",
-             weight_mode="per-group")
+             weight_mode="per-group", budget_scope="group")
+SCOPE_LABELS = ["every group ≤ budget (peak per step)", "mean over groups ≤ budget (trajectory average)"]
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,23 @@ def alloc(client, **kw):
     return client.predict(*args.values(), api_name="/allocate")
 
 
+def exported(client) -> dict:
+    """The displayed allocation, as the app exports it."""
+    return json.loads(Path(client.predict(api_name="/export_allocation")).read_text())
+
+
+def avg_bits_label(data: dict) -> str:
+    return f"{sum(data['group_avg_bits']) / len(data['group_avg_bits']):.2f} avg bits"
+
+
+def wait_running(job, timeout=120):
+    """Wait until a submitted job reports progress (it is past its start and running)."""
+    t0 = time.time()
+    while not job.status().progress_data and not job.done() and time.time() - t0 < timeout:
+        time.sleep(0.1)
+    assert not job.done(), "the job ended before the test could change the allocation: make it longer"
+
+
 def heat_z(out):
     fig = plot_data(out[0])
     return np.array(fig["data"][0]["z"]), np.array(fig["data"][1]["z"])  # W, A: [layers, groups]
@@ -75,6 +93,7 @@ def test_sensitivity_views(client, assets):
     assert fig["layout"]["yaxis"]["type"] == "log" and fig["layout"]["yaxis2"]["type"] == "log"
     assert fig["data"][0]["y"] == pytest.approx(prof.d_w[1, 0].tolist(), rel=1e-6)
     assert len(table["data"]) == L and table["headers"][3] == "D_W @4b"
+    assert table["headers"][0] == f"rank in g1: {prof.groups.labels()[1]}"  # the table says which group it ranks
     ranked = [r[5] for r in table["data"]]
     assert ranked == sorted(ranked, reverse=True)
     fig, _ = client.predict(-1, "bits", "groups", "conv_in", 2, api_name="/sensitivity")
@@ -97,6 +116,7 @@ def test_activation_views(client, assets):
     assert len(fig["layout"]["shapes"]) == 2 * prof.num_groups  # clipped range markers at 4 bits
     assert [r[1] for r in table["data"]] == pytest.approx(prof.act_minmax[:, li, 0].tolist(), rel=1e-3)
     assert [r[4] for r in table["data"]] == pytest.approx(prof.act_range[:, li, 1, 1].tolist(), rel=1e-3)
+    assert table["headers"][6] == "step @4b"  # was "step @b"
     fig, _ = client.predict("conv_out", "ridge", 2, False, api_name="/activations")
     assert len(plot_data(fig)["data"]) == prof.num_groups
 
@@ -111,8 +131,31 @@ def test_budget_change_changes_allocation(client):
     assert "MB" in summary and "compression" in summary and "stored" in summary
     trade = plot_data(out[1])
     names = [t["name"] for t in trade["data"]]
-    assert names == ["λ sweep (Lagrangian hull)", "uniform bits", "current allocation"]
-    assert 5.0 < trade["data"][2]["x"][0] <= 6.0 + 1e-9
+    assert names == SCOPE_LABELS + ["uniform bits", "current allocation"]
+    assert 5.0 < trade["data"][3]["x"][0] <= 6.0 + 1e-9
+    heat = plot_data(out[0])
+    for trace in heat["data"]:  # no per-cell labels (slow to redraw); the bits are in the hover data
+        assert "texttemplate" not in trace and "text" not in trace
+        assert trace["customdata"][0][0][0] in ("2", "4", "8", "FP")
+
+
+@pytest.mark.parametrize("scope", ["group", "mean"])
+def test_tradeoff_draws_the_frontier_of_the_active_scope(client, assets, scope):
+    """Issue 19.2: both scopes' frontiers are drawn, labelled, the active one first; the Lagrangian
+    star lies on the frontier of its own scope (the pooled curve alone misled by up to 1.7x)."""
+    import dadq
+
+    prof = dadq.Profile.load(assets["tiny_profile"])
+    xs, ys = dadq.rd_sweep(prof, "wa", scope=scope)
+    for budget in (2.5, 3.0, 4.0, 6.0):
+        out = alloc(client, budget=budget, budget_scope=scope)
+        trade = plot_data(out[1])
+        own, other = trade["data"][0], trade["data"][1]
+        assert own["name"] == SCOPE_LABELS[scope == "mean"] and other["name"] == SCOPE_LABELS[scope == "group"]
+        assert set(own["x"]) <= set(xs.tolist())  # the drawn curve is that scope's frontier (thinned)
+        sy = trade["data"][3]["y"][0]
+        at = ys[np.searchsorted(xs, budget + 1e-9, side="right") - 1]  # the frontier's value at the budget
+        assert sy == pytest.approx(at, rel=1e-6), (budget, scope)
 
 
 def test_allocation_modes(client):
@@ -120,27 +163,42 @@ def test_allocation_modes(client):
     assert (a == 9).all() and (w <= 8).all()  # A stays FP: drawn one step above the top width (8)
     w, a = heat_z(alloc(client, target="separate", w_budget=2.0, a_budget=8.0, method="exact"))
     assert (w == 2).all() and (a == 8).all()
-    w, a = heat_z(alloc(client, weight_mode="shared", budget=4.0))
+    out = alloc(client, target="separate", w_budget=3.0, a_budget=5.0)
+    assert "separate budgets W 3 + A 5" in plot_data(out[0])["layout"]["title"]["text"]  # not "target wa"
+    w, a = heat_z(alloc(client, weight_mode="shared", budget=4.0, budget_scope="mean"))
     assert (w == w[:, :1]).all()  # shared: the same weight bits in every group
+    with pytest.raises(AppError, match="budget_scope='mean'"):  # the rule and its fix, from the core
+        alloc(client, weight_mode="shared", budget=4.0, budget_scope="group")
     lam = next(c["props"] for c in client.config["components"] if c["props"].get("elem_id") == "lambda-slider")
     lo = heat_z(alloc(client, drive="lambda", log_lam=lam["maximum"]))
     hi = heat_z(alloc(client, drive="lambda", log_lam=lam["minimum"]))
     assert sum(z.sum() for z in hi) > sum(z.sum() for z in lo)  # a smaller slope buys more bits
 
 
-def test_infeasible_budget_is_a_clear_error(client):
+@pytest.mark.parametrize("budget, message", [
+    (1.2, r"infeasible.*smallest feasible budget is 2"), (0.5, r"infeasible.*smallest feasible budget is 2"),
+    (-3, r"infeasible.*smallest feasible budget is 2"), (100, r"above the widest profiled width \(8 bits\).*at most 8")])
+def test_rejected_budget_is_a_clear_error(client, capfd, caplog, budget, message):
+    """Issue 19.3: the app's own message (not gradio's generic "greater than maximum"), naming the fix;
+    one log line, no traceback; the displayed allocation is kept."""
     before = alloc(client, budget=4.0)
-    with pytest.raises(AppError, match=r"infeasible.*smallest feasible budget is 2"):
-        alloc(client, budget=1.2)
-    # the last good allocation is kept: exporting gives the 4-bit one
-    path = client.predict(api_name="/export_allocation")
-    data = json.loads(Path(path).read_text())
-    assert data["budget"] == 4.0 and data["format"] == "dadq-allocation/1"
+    capfd.readouterr()
+    caplog.clear()
+    with pytest.raises(AppError, match=message):
+        alloc(client, budget=budget)
+    time.sleep(0.2)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "greater than maximum" not in err
+    lines = [r.getMessage() for r in caplog.records if r.name == "dadq.app"]
+    assert len(lines) == 1 and "rejected" in lines[0] and not any(r.exc_info for r in caplog.records), lines
+    data = exported(client)  # the last good allocation is kept: exporting gives the 4-bit one
+    assert data["budget"] == 4.0 and data["format"] == "dadq-allocation/2"
     assert before[2].count("asked **4 avg bits**") == 1
 
 
 def test_compare_solvers_shows_the_gap(client):
     table = client.predict(*{**ALLOC, "budget": 3.3}.values(), api_name="/compare_solvers")
+    assert table["headers"][-1] == "time (ms)"
     rows = {r[0]: r for r in table["data"]}
     assert set(rows) == {"lagrangian", "exact", "greedy", "uniform"}
     assert rows["exact"][3] == "+0.00 %"
@@ -150,20 +208,41 @@ def test_compare_solvers_shows_the_gap(client):
 
 
 def test_generate_pairs(client):
+    """Issue 19.6: one item per pair (FP | quantized | |FP − Q|) with its PSNR and SSIM in the caption."""
+    from PIL import Image
+
     alloc(client, budget=3.0)
-    fp, q, pairs, grids, info = client.predict(7, 3, "ddim", 4, api_name="/generate")
-    assert len(fp) == 3 and len(q) == 3
-    for item in fp + q:
-        assert Path(item["image"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [r[0] for r in pairs["data"]] == [0, 1, 2] and pairs["headers"] == ["pair", "PSNR (dB)", "SSIM"]
+    pairs, table, grids, info = client.predict(7, 3, "ddim", 4, api_name="/generate")
+    assert len(pairs) == 3
+    for i, item in enumerate(pairs):
+        path = Path(item["image"])
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        w, h = Image.open(path).size
+        assert w == 3 * h + 4  # FP, quantized and the difference map side by side (2-pixel gaps)
+        psnr, ssim = table["data"][i][1], table["data"][i][2]
+        assert item["caption"] == f"#{i}: PSNR {float(psnr):.1f} dB, SSIM {ssim:.3f}"
+    assert [r[0] for r in table["data"]] == [0, 1, 2] and table["headers"] == ["pair", "PSNR (dB)", "SSIM"]
     assert len(grids) == 2 and all(Path(g).read_bytes()[:4] == b"\x89PNG" for g in grids)
     assert "identical noise" in info and "DDIM-4" in info
     # same seed -> the same FP images (identical noise); the FP half doesn't depend on the allocation
     alloc(client, budget=6.0)
-    fp2, q2, *_ = client.predict(7, 3, "ddim", 4, api_name="/generate")
-    assert [Path(a["image"]).read_bytes() for a in fp] == [Path(b["image"]).read_bytes() for b in fp2]
+    _, _, grids2, _ = client.predict(7, 3, "ddim", 4, api_name="/generate")
+    assert Path(grids[0]).read_bytes() == Path(grids2[0]).read_bytes()
     with pytest.raises(AppError, match="euler.*not in the list of choices"):
         client.predict(7, 3, "euler", 4, api_name="/generate")
+
+
+def test_generate_names_the_allocation_it_ran(client):
+    """Issue 19.1: change the allocation while Generate runs; the result names the one it ran."""
+    alloc(client, budget=3.0)
+    a = exported(client)
+    job = client.submit(1, 64, "ddim", 50, api_name="/generate")
+    wait_running(job)
+    alloc(client, budget=6.0)
+    b = exported(client)
+    assert avg_bits_label(a) != avg_bits_label(b)
+    *_, info = job.result(timeout=600)
+    assert avg_bits_label(a) in info and avg_bits_label(b) not in info
 
 
 def test_fid_needs_mnist_sized_images(client):
@@ -177,10 +256,13 @@ def test_additivity(client):
     fig = plot_data(fig)
     pred, meas = fig["data"][0]["y"], fig["data"][1]["y"]
     assert len(pred) == len(meas) == 3 and all(v > 0 for v in meas)
-    assert "Correlation" in md
+    assert fig["layout"]["yaxis"]["type"] == "log"  # one group's D must not hide the others
+    assert "Correlation" in md and "on log10 values" in md and "on log10" in fig["layout"]["title"]["text"]
 
 
 def test_exports_and_uploads(client, assets, tmp_path):
+    """Issue 19.5 and 19.7: uploads confirm and move the controls; corrupt ones name the user's file
+    (not gradio's temp path) and the fix."""
     import dadq
 
     prof_file = client.predict(api_name="/export_profile")
@@ -189,14 +271,25 @@ def test_exports_and_uploads(client, assets, tmp_path):
     a_file = client.predict(api_name="/export_allocation")
     a_data = json.loads(Path(a_file).read_text())
     alloc(client, budget=2.0)
-    out = client.predict(handle_file(a_file), api_name="/upload_allocation")  # back to the 5-bit allocation
+    mine = tmp_path / "my_allocation.json"
+    mine.write_text(Path(a_file).read_text())
+    out = client.predict(handle_file(str(mine)), api_name="/upload_allocation")  # back to the 5-bit allocation
+    heatmap, trade, summary, *controls, status = out
     w, a = heat_z(out)
     assert (w.T == np.array(a_data["w_bits"])).all()
+    values = dict(zip(ALLOC, controls))
+    assert values["budget"] == 5.0 and values["method"] == "exact" and values["target"] == "wa"  # controls follow
+    assert "my_allocation.json" in status and "exact" in status  # a confirmation
 
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary")
     bad_json = tmp_path / "alloc.json"
-    bad_json.write_text('{"format": "dadq-allocation/1", "w_bits": [[')
-    with pytest.raises(AppError, match="not valid JSON"):
-        client.predict(handle_file(str(bad_json)), api_name="/upload_allocation")
+    bad_json.write_text('{"format": "dadq-allocation/2", "w_bits": [[')
+    for bad in (corrupt, bad_json):
+        with pytest.raises(AppError) as e:
+            client.predict(handle_file(str(bad)), api_name="/upload_allocation")
+        msg = str(e.value)
+        assert bad.name in msg and "Export allocation" in msg and "/tmp" not in msg and "gradio" not in msg, msg
     other = dict(a_data, fingerprint="0123456789abcdef")
     other_file = tmp_path / "other.json"
     other_file.write_text(json.dumps(other))
@@ -205,8 +298,11 @@ def test_exports_and_uploads(client, assets, tmp_path):
 
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(Path(assets["tiny_profile"]).read_bytes()[:5000])
-    with pytest.raises(AppError, match="corrupt or truncated"):
+    with pytest.raises(AppError) as e:
         client.predict(handle_file(str(truncated)), api_name="/upload_profile")
+    msg = str(e.value)
+    assert "truncated.safetensors" in msg and "corrupt or truncated" in msg and "Download profile" in msg
+    assert "/tmp" not in msg and "gradio" not in msg, msg
     huge = tmp_path / "huge.safetensors"
     with open(huge, "wb") as f:  # sparse: over the 64 MB limit without writing it
         f.truncate(65 * 1024 * 1024)
@@ -263,12 +359,30 @@ def test_load_profile_and_score_a_new_model(client, assets):
     with pytest.raises(AppError, match="made for another model"):
         client.predict(handle_file(assets["tiny_profile"]), api_name="/upload_profile")
 
-    from dadq.metrics import FID_LABEL
-
     with pytest.raises(AppError, match="Inception FID needs"):  # no Inception weights on this machine
         client.predict(16, 0, "ddim", 2, "inception", api_name="/fid")
     table = client.predict(16, 0, "ddim", 2, "mnist", api_name="/fid")
-    assert table["headers"][1] == FID_LABEL
-    assert [r[0].split(" ")[0] for r in table["data"]] == ["FP", "quantized"]
-    assert all(r[2] == 16 and r[5] == "MnistFeatureNet-v1" and np.isfinite(r[1]) and r[1] >= 0
+    assert table["headers"] == ["run", "model", "allocation", "rounding", "sampler", "n", "seed", "feature network",
+                                "FID"]
+    assert [r[1].split(" ")[0] for r in table["data"]] == ["FP", "quantized"]
+    assert all(r[5] == 16 and r[7] == "MnistFeatureNet-v1" and np.isfinite(r[8]) and r[8] >= 0
                for r in table["data"])
+
+    # Issue 19.1: change the allocation while FID runs; the row names the allocation it ran. And 19.7:
+    # the progress names the phase, the step and the right n. Every run is kept (history).
+    alloc(client, budget=3.0)
+    a = exported(client)
+    job = client.submit(64, 1, "ddim", 20, "mnist", api_name="/fid")
+    wait_running(job)
+    alloc(client, budget=7.0)
+    b = exported(client)
+    texts = set()
+    while not job.done():
+        for p in job.status().progress_data or []:
+            texts.add(p.desc or "")
+        time.sleep(0.05)
+    table = job.result(timeout=600)
+    rows = table["data"]
+    assert len(rows) == 4 and [r[0] for r in rows] == [1, 1, 2, 2]  # the first run is kept
+    assert avg_bits_label(a) in rows[3][2] and avg_bits_label(b) not in rows[3][2]
+    assert any(t.startswith("FID 1/3") and "64+64" in t and "step" in t for t in texts), texts

@@ -1,0 +1,397 @@
+"""One function per event. Each validates what only the UI knows (its controls, its uploads), calls
+dadq, and returns what the views show. Bad input raises ``gr.Error`` naming the problem and the fix,
+writes one line to the server log (no traceback), and leaves the state as it was."""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import gradio as gr
+
+import dadq
+from dadq import plots
+from dadq.allocate import METHODS
+from dadq.bitwidths import parse_bits
+from dadq.models import default_profile_path
+from dadq.profile import most_group_dependent_layer, most_sensitive_layer
+
+from . import views
+from .state import STATE, Cancelled, alloc_label
+
+log = logging.getLogger("dadq.app")
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # also gradio's limit (launch(max_file_size=...)); checked again here
+ALLOC_CONTROLS = ("drive", "budget", "log_lam", "w_budget", "a_budget", "target", "method", "weight_mode",
+                  "budget_scope")
+
+
+def safe(fn):
+    """Bad input -> gr.Error with the problem and the fix, one log line; never a traceback in the UI."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error as e:
+            log.warning("dadq app: %s rejected: %s", fn.__name__, e.message)
+            raise
+        except Cancelled:
+            raise gr.Error("Profiling was cancelled; the previous profile is still loaded.",
+                           print_exception=False) from None
+        except (ValueError, FileNotFoundError, KeyError) as e:
+            msg = str(e).strip("'\"")
+            log.warning("dadq app: %s rejected: %s", fn.__name__, msg)
+            raise gr.Error(msg, print_exception=False) from None
+        except Exception as e:  # an unexpected failure: still one readable line, state unchanged
+            log.exception("dadq app: %s failed", fn.__name__)
+            raise gr.Error(f"{type(e).__name__}: {e}. The app kept its last good state.",
+                           print_exception=False) from None
+
+    return wrapper
+
+
+def _need_profile():
+    if STATE.profile is None or STATE.model is None:
+        raise ValueError("no model and profile are loaded; load one in the Model tab.")
+
+
+def _upload(file) -> Path:
+    if file is None:
+        raise ValueError("no file was uploaded; choose a file first.")
+    path = Path(file)
+    size = path.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise ValueError(f"{path.name} is {size / 1e6:.1f} MB; uploads are limited to {MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
+    return path
+
+
+def _named(e: Exception, path: Path, fix: str) -> ValueError:
+    """An upload's error naming the file the user chose (not gradio's temp path) and the fix."""
+    msg = str(e).strip("'\"").replace(str(path), path.name).replace(str(path.parent) + "/", "")
+    if path.name not in msg:
+        msg = f"{path.name}: {msg}"
+    return ValueError(f"{msg} {fix}")
+
+
+def throttled(progress, scale: float = 1.0, offset: float = 0.0, prefix: str = "", every_s: float = 0.25):
+    """progress(frac, text) at most every ``every_s`` s: an update per denoising step floods the stream."""
+    last = [0.0]
+
+    def report(frac, text):
+        now = time.perf_counter()
+        if now - last[0] >= every_s or frac >= 1.0:
+            last[0] = now
+            progress(offset + scale * frac, desc=f"{prefix}{text}")
+
+    return report
+
+
+# --- views 1 and 2 ----------------------------------------------------------------------------------
+
+@safe
+def sensitivity(group, x="bits", view="layers", layer=None, rank_bits=None):
+    """RD curves (all layers in one group, or one layer across groups) and the ranking of one group."""
+    _need_profile()
+    p = STATE.profile
+    group = views.MEAN_GROUP if group is None else int(group)
+    if view == "groups":
+        fig = plots.rd_curves_groups(p, layer or most_sensitive_layer(p), x=x)
+    else:
+        fig = plots.rd_curves(p, group=group, x=x)
+    ranked = "mean over groups" if group < 0 else plots.group_labels(p)[group]
+    df = views.table(plots.sensitivity_table(p, group, None if rank_bits is None else int(rank_bits)))
+    return fig, df.rename(columns={"rank": f"rank in {ranked}"})  # the table says which group it ranks
+
+
+@safe
+def activations(layer=None, style="overlay", bits=None, log_y=True):
+    """A layer's input distribution per timestep group, and each group's range table."""
+    _need_profile()
+    p = STATE.profile
+    layer = layer or most_group_dependent_layer(p)
+    bits = None if bits in (None, "") else int(bits)
+    return (plots.activation_hist(p, layer, style=style, bits=bits, log_y=bool(log_y)),
+            views.table(plots.activation_table(p, layer, bits)))
+
+
+# --- views 3 and 4: allocation -----------------------------------------------------------------------
+
+def _solve(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope="group"):
+    """(Allocation, requested budget) from the allocation controls."""
+    _need_profile()
+    p = STATE.profile
+    if target not in ("wa", "separate", "w", "a"):
+        raise ValueError(f"target={target!r}: choose one of wa, separate, w, a.")
+    common = dict(weight_mode=weight_mode, budget_scope=budget_scope)
+    if drive == "lambda":
+        return dadq.allocate(p, lam=10.0 ** float(log_lam), target="wa" if target == "separate" else target,
+                             **common), None
+    if drive != "budget":
+        raise ValueError(f"drive={drive!r}: choose 'budget' or 'lambda'.")
+    top = float(p.bits.max())
+    asked = [float(w_budget), float(a_budget)] if target == "separate" else [float(budget)]
+    for b in asked:  # the sliders end at the widest width: above it nothing more can be spent
+        if not math.isfinite(b) or b > top:
+            raise ValueError(f"budget {b:g} average bits is above the widest profiled width ({top:g} bits), "
+                             f"where every quantizer already sits: choose a budget of at most {top:g}.")
+    if target == "separate":
+        return dadq.allocate(p, w_budget=asked[0], a_budget=asked[1], target="wa", method=method, **common), None
+    return dadq.allocate(p, budget=asked[0], target=target, method=method, **common), asked[0]
+
+
+def _allocate(*controls):
+    request = dict(zip(ALLOC_CONTROLS, controls))
+    alloc, requested = _solve(**request)
+    STATE.show(alloc, requested, request)
+
+
+@safe
+def allocate(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa",
+             method="lagrangian", weight_mode="per-group", budget_scope="group"):
+    """Solve the allocation; returns (heatmap, trade-off curve, summary)."""
+    _allocate(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope)
+    return views.allocation_views()
+
+
+@safe
+def allocate_first(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa",
+                   method="lagrangian", weight_mode="per-group", budget_scope="group"):
+    """The browser's path of ``allocate``: (heatmap, summary) now, the trade-off figure in a chained
+    event (``tradeoff``), so the heatmap is redrawn without waiting for the second plot."""
+    _allocate(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope)
+    return views.heatmap_view(), views.summary_view()
+
+
+def tradeoff():
+    """The trade-off figure of the displayed allocation (its frontiers and the star)."""
+    return views.tradeoff_view()
+
+
+def reset_controls():
+    """After a rejected input: the allocation controls go back to the displayed allocation."""
+    if STATE.alloc is None:
+        return [gr.skip()] * len(ALLOC_CONTROLS)
+    values = views.control_values()
+    return [values[k] if k in values else gr.skip() for k in ALLOC_CONTROLS]
+
+
+@safe
+def compare_solvers(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa",
+                    method="lagrangian", weight_mode="per-group", budget_scope="group"):
+    """All four solvers at the current budget (for λ: the size the λ point uses)."""
+    _need_profile()
+    if drive == "lambda":
+        alloc, _ = _solve(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope)
+        drive, budget = "budget", float(alloc.group_avg_bits.mean())
+        target = "wa" if target == "separate" else target
+    results = []
+    for m in METHODS:
+        t0 = time.perf_counter()
+        try:
+            a, _ = _solve(drive, budget, log_lam, w_budget, a_budget, target, m, weight_mode, budget_scope)
+        except ValueError as e:
+            a = str(e)
+        results.append((m, a, time.perf_counter() - t0))
+    return views.table(plots.solver_table(results))
+
+
+@safe
+def additivity():
+    """The measured distortion of the displayed allocation beside the predicted sum, per group."""
+    _need_profile()
+    res = dict(dadq.additivity(STATE.model, STATE.profile, STATE.alloc))
+    res["log_correlation"] = dadq.metrics.correlation(res["predicted"], res["measured"], log=True)
+    ratio = res["ratio"]
+    md = (f"Measured on the profile's calibration inputs. Correlation predicted↔measured over groups: "
+          f"**{res['correlation']:.3f}**, on log10 values **{res['log_correlation']:.3f}** (a log axis: one "
+          f"group's D can be 100× another's); measured / predicted: mean **{ratio.mean():.2f}**, range "
+          f"{ratio.min():.2f}–{ratio.max():.2f}. Ratios near 1 mean the per-quantizer curves add up.")
+    return plots.additivity_plot(res, plots.group_labels(STATE.profile)), md
+
+
+# --- view 5: samples and FID ------------------------------------------------------------------------------
+
+def _sampler_steps(sampler, steps):
+    if sampler not in ("ddim", "ddpm"):
+        raise ValueError(f"sampler={sampler!r}: choose 'ddim' or 'ddpm'.")
+    return 0 if sampler == "ddpm" else int(steps)
+
+
+def sampler_controls(sampler):
+    """DDPM runs all T steps: the DDIM steps slider is inactive then."""
+    return gr.update(interactive=sampler == "ddim")
+
+
+@safe
+def generate(seed=0, n=16, sampler="ddim", steps=50, progress=gr.Progress()):
+    """FP and quantized samples from identical noise, pair by pair with |FP − Q|, PSNR/SSIM, PNG grids."""
+    _need_profile()
+    n, seed = int(n), int(seed)
+    if not 1 <= n <= 256:
+        raise ValueError(f"count {n}: ask for 1 to 256 samples.")
+    steps = _sampler_steps(sampler, steps)
+    snap = STATE.snapshot()  # the allocation this job runs and names, whatever happens meanwhile
+    timings = {}
+    fp, q = dadq.sample_pair(STATE.model, snap.qmodel, n=n, steps=steps, seed=seed, sampler=sampler,
+                             progress=throttled(progress, prefix=f"{n}+{n} samples · "), timings=timings)
+    STATE.samples = dict(fp=fp, q=q, seed=seed, n=n, sampler=sampler, steps=steps, label=snap.label)
+    psnr, ssim = dadq.paired_psnr_ssim(fp, q)
+    stamp = f"{int(time.time() * 1000)}"
+    grids = [str(dadq.images.save_grid(fp, STATE.workdir / f"fp_grid_{stamp}.png")),
+             str(dadq.images.save_grid(q, STATE.workdir / f"quantized_grid_{stamp}.png"))]
+    t_fp, t_q = timings["fp_s"], timings["quantized_s"]
+    how = "side by side, each on half the CPU threads" if timings["parallel"] else "one after the other"
+    finite = psnr[psnr != float("inf")]
+    md = (f"{n} + {n} samples, {views.sampler_name(sampler, steps)}, seed {seed}, identical noise. "
+          f"Allocation: **{snap.label}**. Each item: FP | quantized | |FP − Q| (white = the largest difference "
+          f"in this batch). Time: FP {t_fp:.2f} s, quantized {t_q:.2f} s (×{t_q / max(t_fp, 1e-9):.2f}; {how}). "
+          f"Mean PSNR {finite.mean() if finite.size else float('inf'):.2f} dB, mean SSIM {ssim.mean():.4f}.")
+    return views.pair_items(fp, q, psnr, ssim), views.pair_table(psnr, ssim), grids, md
+
+
+@safe
+def fid(n=256, seed=0, sampler="ddim", steps=50, feature="mnist", progress=gr.Progress()):
+    """FID of FP and quantized samples (same sampler, steps, seeds), appended to the run history."""
+    _need_profile()
+    n, seed = int(n), int(seed)
+    dadq.metrics.check_fid_request(STATE.model.sample_shape, n, feature)  # before any sampling
+    steps = _sampler_steps(sampler, steps)
+    name = views.sampler_name(sampler, steps)
+    snap = STATE.snapshot()  # the allocation this job runs and names, whatever happens meanwhile
+    progress(0.0, desc=f"FID 1/3 · sampling {n} FP + {n} quantized ({name})")
+    fp, q = dadq.sample_pair(STATE.model, snap.qmodel, n=n, steps=steps, seed=seed, sampler=sampler,
+                             progress=throttled(progress, scale=0.9, prefix=f"FID 1/3 · {n}+{n} samples · "))
+    progress(0.9, desc=f"FID 2/3 · features of {n} FP images")
+    f_fp = dadq.metrics.fid(fp, feature=feature)
+    progress(0.95, desc=f"FID 3/3 · features of {n} quantized images")
+    f_q = dadq.metrics.fid(q, feature=feature)
+    net = dadq.metrics.FID_SETTINGS[feature]["feature_net"]
+    rounding = (STATE.profile.meta or {}).get("rounding", "rtn")
+    run = 1 + max([r[0] for r in STATE.fid_rows], default=0)
+    for model, label, score in (("FP", "—", f_fp), ("quantized", snap.label, f_q)):
+        STATE.fid_rows.append([run, f"{model} · {STATE.model_src}", label, rounding if model != "FP" else "—",
+                               name, n, seed, net, round(score, 3)])
+    return views.fid_table()
+
+
+# --- view 6: model, profile, files ------------------------------------------------------------------
+
+@safe
+def load_model(src="default", profile_path="", progress=gr.Progress()):
+    """Load a model (and its profile when one is found). Returns (status text, changed?)."""
+    src = (src or "").strip()
+    if not src:
+        raise ValueError("no model given: enter 'default', a local diffusers folder, or a hub id.")
+    progress(0.1, desc=f"loading {src}")
+    model = dadq.load_model(src)
+    explicit = (profile_path or "").strip()
+    path = Path(explicit).expanduser() if explicit else default_profile_path(src)
+    if path is None:
+        STATE.pending = (model, src)
+        return (f"Loaded `{src}` (fingerprint `{model.fingerprint()}`), but it has no profile yet. Run a profile "
+                "below, or upload one. The views keep showing the previous model until then."), False
+    progress(0.6, desc=f"loading profile {path}")
+    profile = dadq.Profile.load(path)
+    STATE.install(model, src, profile, path)
+    return f"Loaded `{src}` with profile `{path}`.", True
+
+
+@safe
+def run_profile(groups=10, bits="2-8", calib=8, mode="fast", layers="", progress=gr.Progress()):
+    """Profile the loaded (or pending) model; Cancel leaves the previous profile in place."""
+    if STATE.model is None and STATE.pending is None:
+        raise ValueError("no model is loaded; load one first.")
+    model, src = STATE.pending if STATE.pending is not None else (STATE.model, STATE.model_src)
+    STATE.cancel.clear()
+    layer_sel = [s.strip() for s in str(layers or "").split(",") if s.strip()] or None
+    report = throttled(progress)
+
+    def prog(frac, text):
+        if STATE.cancel.is_set():
+            raise Cancelled()
+        report(frac, text)
+
+    progress(0.0, desc="calibration trajectories (FP sampling)")
+    prof = dadq.profile(model, groups=int(groups), bits=parse_bits(bits), calib_per_group=int(calib), mode=mode,
+                        layers=layer_sel, progress=prog)
+    path = prof.save(STATE.workdir / f"profile_{prof.fingerprint}_{int(time.time())}.safetensors")
+    STATE.install(model, src, prof, path)
+    return (f"Profiled `{src}`: G={prof.num_groups}, bits {prof.bits.tolist()}, {prof.meta.get('seconds')} s. "
+            "Download it below to keep it."), True
+
+
+def cancel_profile():
+    STATE.cancel.set()
+    return "Cancelled: the previous profile is still loaded."
+
+
+PROFILE_FIX = ("Upload a .safetensors profile written by dadq (the Model tab's 'Download profile', or "
+               "`dadq profile --out FILE`).")
+ALLOC_FIX = ("Upload a .json allocation exported by dadq (the Model tab's 'Export allocation', or "
+             "`dadq allocate --out FILE`) from this profile.")
+
+
+@safe
+def upload_profile(file):
+    """Use an uploaded profile; it must belong to the loaded (or pending) model."""
+    path = _upload(file)
+    try:
+        prof = dadq.Profile.load(path)
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise _named(e, path, PROFILE_FIX) from None
+    model, src = STATE.model, STATE.model_src
+    if STATE.pending is not None:
+        try:
+            prof.check_model(STATE.pending[0])
+            model, src = STATE.pending
+        except ValueError:
+            pass
+    if model is None:
+        raise ValueError("load a model before uploading its profile.")
+    try:
+        prof.check_model(model)
+    except ValueError as e:
+        raise _named(e, path, "") from None
+    keep = STATE.workdir / f"uploaded_{int(time.time() * 1000)}_{path.name}"
+    shutil.copyfile(path, keep)
+    STATE.install(model, src, prof, keep)
+    return f"Using uploaded profile `{path.name}` for `{src}`.", True
+
+
+@safe
+def upload_allocation(file):
+    """Use an uploaded allocation JSON (from the loaded profile): the views and the controls follow it."""
+    _need_profile()
+    path = _upload(file)
+    try:
+        alloc = dadq.Allocation.load(path, profile=STATE.profile)  # checked against the loaded profile
+        alloc.check(model=STATE.model)
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise _named(e, path, ALLOC_FIX) from None
+    requested = alloc.budget if isinstance(alloc.budget, (int, float)) and alloc.lam is None else None
+    STATE.show(alloc, requested, None)
+    status = f"Using uploaded allocation `{path.name}` ({alloc_label(alloc)})."
+    return (*views.allocation_views(), *reset_controls(), status)
+
+
+@safe
+def export_profile():
+    _need_profile()
+    out = STATE.workdir / f"dadq_profile_{STATE.profile.fingerprint}.safetensors"
+    if STATE.profile_path is not None and Path(STATE.profile_path).is_file():
+        shutil.copyfile(STATE.profile_path, out)
+    else:
+        STATE.profile.save(out)
+    return str(out)
+
+
+@safe
+def export_allocation():
+    _need_profile()
+    a = STATE.alloc
+    out = STATE.workdir / f"dadq_allocation_{a.method}_{a.target}_{float(a.group_avg_bits.mean()):.2f}b.json"
+    a.save(out)
+    return str(out)

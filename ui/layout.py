@@ -1,0 +1,185 @@
+"""The app's tabs and their widgets: one builder per tab. Each builder adds its widgets to a
+``Widgets`` namespace under readable names; the names of the views match ``ui.views.view_values``,
+so a model change can refresh them all. No events here: app.py wires them."""
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from dadq.allocate import METHODS
+
+from .handlers import MAX_UPLOAD_BYTES
+from .texts import HOW_IT_WORKS
+from .views import FID_COLUMNS, PAIR_COLUMNS, SCOPES
+
+TARGETS = [("joint W+A budget", "wa"), ("separate W and A budgets", "separate"), ("weights only (A stays FP)", "w"),
+           ("activations only (W stays FP)", "a")]
+DRIVES = [("size budget (average bits)", "budget"), ("slope λ (log scale)", "lambda")]
+WEIGHT_MODES = [("per-group weights (paper; stores every copy)", "per-group"), ("shared weights (one copy)", "shared")]
+
+
+class Widgets:
+    """The app's components by name (``w.budget``), plus the views to refresh after a model change."""
+
+    def __init__(self, values: dict[str, dict]):
+        self.values = values  # name -> props of the current state (ui.views.view_values)
+
+    def view(self, name: str, cls, **kwargs):
+        """A component whose props follow the state: created with its current values, refreshable."""
+        comp = cls(**kwargs, **self.values[name])
+        setattr(self, name, comp)
+        return comp
+
+    def views(self) -> dict:
+        return {name: getattr(self, name) for name in self.values}
+
+
+def BudgetSlider(**kwargs) -> gr.Slider:  # noqa: N802  (used like a component class)
+    """A gr.Slider whose typed value reaches the handler even outside [minimum, maximum]: gradio's own
+    check would answer a typed 100 with a generic 'greater than maximum' and no fix; the handler
+    answers with the valid range, and the controls go back to the displayed allocation. (An instance
+    attribute, not a subclass: gradio writes a .pyi stub beside every component subclass.)"""
+    slider = gr.Slider(**kwargs)
+    slider.preprocess = lambda payload: None if payload is None else float(payload)
+    return slider
+
+
+def sensitivity_tab(w: Widgets):
+    with gr.Tab("Layer sensitivity", id="sensitivity"):
+        with gr.Row():
+            w.view("sens_view", gr.Radio, choices=[("all layers, one group", "layers"),
+                                                   ("one layer, all groups", "groups")], label="view", scale=2)
+            w.view("sens_group", gr.Dropdown, label="timestep group", scale=2)
+            w.view("sens_layer", gr.Dropdown, label="layer (for 'one layer, all groups')", scale=3)
+            w.view("sens_x", gr.Radio, choices=[("bits", "bits"), ("size", "size")], label="x axis", scale=1)
+            w.view("sens_bits", gr.Dropdown, label="rank at bits", scale=1)
+        w.view("sens_plot", gr.Plot, label="RD curves", elem_id="rd-plot")
+        w.view("sens_table", gr.Dataframe, label="layers ranked by sensitivity (D_W + D_A at the chosen bits; ★ = "
+               "conv_in/out, time embedding, shortcuts)", interactive=False, max_height=360, elem_id="rank-table")
+
+
+def activations_tab(w: Widgets):
+    with gr.Tab("Activations", id="activations"):
+        with gr.Row():
+            w.view("act_layer", gr.Dropdown, label="layer (default: the one whose range varies most across groups)",
+                   scale=3)
+            w.view("act_style", gr.Radio, choices=[("overlaid", "overlay"), ("ridge", "ridge")], label="style",
+                   scale=1)
+            w.view("act_bits", gr.Dropdown, label="clipped range at bits", scale=1)
+            w.view("act_log", gr.Checkbox, label="log density", scale=1)
+        w.view("act_plot", gr.Plot, label="input distribution per timestep group", elem_id="act-plot")
+        w.view("act_table", gr.Dataframe, label="calibrated range per group (min, max, clip)", interactive=False,
+               max_height=420, elem_id="act-table")
+
+
+def allocation_tab(w: Widgets):
+    with gr.Tab("Budget & allocation", id="allocation"):
+        with gr.Row():
+            with gr.Column(scale=1, min_width=340):
+                w.view("drive", gr.Radio, choices=DRIVES, label="what drives the allocation")
+                w.view("target", gr.Radio, choices=TARGETS, label="target")
+                w.view("budget", BudgetSlider, label="size budget (average bits per element)", step=0.05,
+                       elem_id="budget-slider")
+                w.view("w_budget", BudgetSlider, label="W budget (average bits)", step=0.05, elem_id="w-budget-slider")
+                w.view("a_budget", BudgetSlider, label="A budget (average bits)", step=0.05, elem_id="a-budget-slider")
+                w.view("log_lam", gr.Slider, label="log10 λ (distortion per average bit)", step=0.05,
+                       elem_id="lambda-slider")
+                w.view("method", gr.Dropdown, choices=list(METHODS), label="solver (a λ always uses lagrangian)")
+                w.view("weight_mode", gr.Radio, choices=WEIGHT_MODES, label="weight mode")
+                w.view("budget_scope", gr.Radio, choices=[(label, sc) for sc, label in SCOPES.items()],
+                       label="budget scope (shared weights under a joint budget: mean only)", elem_id="budget-scope")
+                # /allocate for API clients: all three views in one answer (the browser's events below
+                # send the heatmap first and the trade-off figure after it)
+                w.api_allocate = gr.Button("allocate", visible=False)
+                w.view("summary", gr.Markdown, elem_id="alloc-summary")
+                with gr.Row():
+                    w.compare_btn = gr.Button("compare solvers", size="sm", elem_id="compare-btn")
+                    w.add_btn = gr.Button("measure additivity", size="sm", elem_id="additivity-btn")
+                w.view("solver_df", gr.Dataframe, label="all solvers at this budget", interactive=False,
+                       elem_id="solver-table", wrap=True, elem_classes=["dadq-fit"])
+            with gr.Column(scale=2):
+                w.view("heatmap", gr.Plot, label="bit allocation", elem_id="heatmap")
+                w.view("trade_plot", gr.Plot, label="total RD trade-off", elem_id="tradeoff")
+                w.view("add_plot", gr.Plot, label="additivity", elem_id="additivity")
+                w.view("add_md", gr.Markdown)
+
+
+def samples_tab(w: Widgets):
+    with gr.Tab("Samples", id="samples"):
+        with gr.Row():
+            w.seed = gr.Number(value=0, precision=0, minimum=0, label="seed")
+            w.count = gr.Slider(1, 64, value=16, step=1, label="count")
+            w.sampler = gr.Radio([("DDIM", "ddim"), ("DDPM (all T steps)", "ddpm")], value="ddim", label="sampler",
+                                 elem_id="sampler")
+            w.view("steps", gr.Slider, minimum=1, value=50, step=1, label="DDIM steps", elem_id="steps-slider")
+            w.gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+        w.gen_md = gr.Markdown(elem_id="generate-info")
+        w.pairs = gr.Gallery(label="pairs from identical noise: FP | quantized | |FP − Q|", format="png", columns=4,
+                             height="auto", elem_id="pair-gallery", elem_classes=["dadq-pixelated", "dadq-pairs"],
+                             object_fit="contain", allow_preview=True)
+        with gr.Row():
+            w.pair_df = gr.Dataframe(pd.DataFrame(columns=PAIR_COLUMNS), interactive=False,
+                                     label="per-pair PSNR / SSIM (quantized vs FP)", max_height=300)
+            w.grid_files = gr.File(label="PNG grids (FP, quantized)", file_count="multiple", interactive=False)
+        gr.Markdown("---")
+        w.view("fid_info", gr.Markdown)
+        with gr.Row():
+            w.fid_n = gr.Slider(16, 2048, value=256, step=16, label="FID samples (each of FP and quantized)")
+            w.fid_feature = gr.Radio([("MNIST classifier (default)", "mnist"),
+                                      ("Inception-v3 (local weights)", "inception")], value="mnist",
+                                     label="feature network")
+            w.fid_btn = gr.Button("Compute FID", elem_id="fid-btn")
+        w.fid_df = gr.Dataframe(pd.DataFrame(columns=FID_COLUMNS), label="FID, every run (lower is better)",
+                                interactive=False, elem_id="fid-table", wrap=True, elem_classes=["dadq-fit"])
+
+
+def model_tab(w: Widgets, model_src: str):
+    with gr.Tab("Model", id="model"):
+        w.model_status = gr.Markdown("Load a model (with the profile beside it), run a new profile, or move "
+                                     "profiles and allocations in and out.", elem_id="model-status")
+        with gr.Row():
+            w.model_box = gr.Textbox(value=model_src, label="model: 'default', a local diffusers folder, or a hub id "
+                                     "(online only)", scale=3, elem_id="model-src")
+            w.prof_box = gr.Textbox(value="", label="profile file (optional; default: profile.safetensors beside the "
+                                    "model)", scale=3)
+            w.load_btn = gr.Button("Load model", scale=1, elem_id="load-btn")
+        gr.Markdown("#### New profile of the loaded model (fast mode measures 3 widths and fills the rest from the "
+                    "noise model; exact measures all)")
+        with gr.Row():
+            w.view("p_groups", gr.Number, precision=0, minimum=1, label="groups G")
+            w.view("p_bits", gr.Textbox, label="bits (2-8 or 2,4,8)")
+            w.p_calib = gr.Number(value=8, precision=0, minimum=1, label="calibration samples / group")
+            w.p_mode = gr.Radio(["exact", "fast", "naive"], value="fast", label="mode")
+            w.p_layers = gr.Textbox(value="", label="layers (globs, comma separated; empty = all)")
+        with gr.Row():
+            w.prof_btn = gr.Button("Run profile", variant="primary", elem_id="profile-btn")
+            w.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
+        gr.Markdown(f"#### Files (uploads up to {MAX_UPLOAD_BYTES // 2**20} MB)")
+        with gr.Row():
+            w.prof_up = gr.File(label="upload a profile (.safetensors)", file_types=[".safetensors"],
+                                elem_id="profile-upload")
+            w.alloc_up = gr.File(label="upload an allocation (.json)", file_types=[".json"], elem_id="alloc-upload")
+            with gr.Column():
+                w.prof_dl_btn = gr.Button("Download profile")
+                w.alloc_dl_btn = gr.Button("Export allocation (JSON)")
+                w.dl_file = gr.File(label="download", interactive=False, elem_id="download-file")
+
+
+def how_tab(w: Widgets):
+    with gr.Tab("How it works", id="how"):
+        gr.Markdown(HOW_IT_WORKS)
+
+
+def build(values: dict[str, dict], model_src: str) -> Widgets:
+    """Every tab, in order, inside the current gr.Blocks. Returns the widgets by name."""
+    w = Widgets(values)
+    gr.Markdown("## dadq · distribution-aware mixed-precision quantization of diffusion models")
+    w.view("header", gr.Markdown, elem_id="dadq-header")
+    with gr.Tabs():
+        sensitivity_tab(w)
+        activations_tab(w)
+        allocation_tab(w)
+        samples_tab(w)
+        model_tab(w, model_src)
+        how_tab(w)
+    return w

@@ -1,0 +1,99 @@
+"""What the app holds between events. Heavy objects (models, profiles) live here, module-global,
+never in ``gr.State``: one model, its profile, the displayed allocation, the last samples, and the
+FID history."""
+from __future__ import annotations
+
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import dadq
+
+DEFAULT_BUDGET = 4.0
+
+
+class Cancelled(Exception):
+    """Raised from the profile progress callback when the user presses Cancel."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a long job runs, taken at its start: the allocation, its label and its quantized model.
+    The job labels its result with this, never with whatever is displayed when it ends."""
+
+    alloc: object
+    label: str
+    qmodel: object
+
+
+def alloc_label(alloc) -> str:
+    """A short name of an allocation: solver, average bits used, target and weight mode."""
+    target = "W/A separate" if isinstance(alloc.budget, (tuple, list)) else alloc.target
+    return (f"{alloc.method}, {float(alloc.group_avg_bits.mean()):.2f} avg bits, {target}, "
+            f"{alloc.weight_mode}")
+
+
+class AppState:
+    """One model, its profile, the displayed allocation (and the request that made it), samples."""
+
+    def __init__(self):
+        self.model = None
+        self.model_src = None
+        self.profile = None
+        self.profile_path: Path | None = None
+        self.pending = None  # (model, src): loaded, but no profile of it yet; the views show the old pair
+        self.alloc = None
+        self.requested = None  # the budget the user asked for (to show the Lagrangian's unused gap)
+        self.request: dict | None = None  # the controls that made ``alloc`` (to reset them after a rejection)
+        self.samples = None
+        self.fid_rows: list[list] = []  # every FID run, kept (model, allocation, ..., score)
+        self.sweeps: dict = {}
+        self.cancel = threading.Event()
+        self.workdir = Path(tempfile.mkdtemp(prefix="dadq-app-"))
+        self._lock = threading.Lock()
+        self._qmodel = (None, None)  # (allocation, its quantized model)
+
+    def sweep(self, target: str, **kwargs):
+        """dadq.rd_sweep of the loaded profile, cached per (profile, target, options)."""
+        key = (id(self.profile), target, tuple(sorted(kwargs.items())))
+        if key not in self.sweeps:
+            self.sweeps[key] = dadq.rd_sweep(self.profile, target, **kwargs)
+        return self.sweeps[key]
+
+    def show(self, alloc, requested=None, request=None):
+        """Make ``alloc`` the displayed allocation."""
+        with self._lock:
+            self.alloc, self.requested, self.request = alloc, requested, request
+
+    def snapshot(self) -> Snapshot:
+        """The displayed allocation, its label and its quantized model (cached per allocation)."""
+        with self._lock:
+            alloc, model, profile = self.alloc, self.model, self.profile
+        cached_for, qmodel = self._qmodel
+        if cached_for is not alloc:
+            qmodel = dadq.quantize(model, profile, alloc)
+            self._qmodel = (alloc, qmodel)
+        return Snapshot(alloc, alloc_label(alloc), qmodel)
+
+    def install(self, model, src, profile, profile_path=None):
+        """Make (model, profile) current, with the default allocation. Nothing changes on error."""
+        profile.check_model(model)
+        budget = default_budget(profile)
+        alloc = dadq.allocate(profile, budget=budget)
+        with self._lock:
+            self.model, self.model_src, self.profile, self.profile_path = model, src, profile, profile_path
+            self.alloc, self.requested, self.request = alloc, budget, None
+            self.pending = None
+            self.samples = None
+            self._qmodel = (None, None)
+            self.sweeps = {}
+
+
+def default_budget(profile) -> float:
+    """The budget the allocation tab opens with: 4 average bits, inside the profiled widths."""
+    lo, hi = float(profile.bits.min()), float(profile.bits.max())
+    return min(max(DEFAULT_BUDGET, lo), hi)
+
+
+STATE = AppState()

@@ -1,0 +1,64 @@
+"""Static texts of the app, and the page's CSS and JavaScript."""
+
+TITLE = "dadq: distribution-aware diffusion quantization"
+
+HOW_IT_WORKS = """
+### How it works
+
+**1 · Timestep groups.** A diffusion model denoises in T steps (T = 1000 for DDPM). Early steps
+(large t) see almost pure noise, late steps (small t) nearly clean images, and the inputs of a layer
+look very different across them: compare the groups in the *Activations* tab. So the T steps are cut
+into G groups (t 0–99, 100–199, ...), and each group gets its own activation ranges and its own bits.
+
+**2 · Rate–distortion curves.** For one group g, quantize a single quantizer (one layer's weights
+W, or its input activations A) to b bits, keep everything else in full precision, and measure how
+much the predicted noise changes: D = (1 − SSIM) + MSE of ε. Repeating this for every layer and
+bit width gives one curve D_{g,l}(b) per quantizer, against its size s_l(b) = elements × b bits
+(*Layer sensitivity* tab). Steep curves are sensitive layers.
+
+**3 · Additivity.** Quantizing many layers at once costs, to first order, the sum of their
+individual D. The *measure additivity* button checks that on the loaded model.
+
+**4 · Equal slopes.** Minimising Σ D_{g,l}(b_l) under a size budget Σ s_l(b_l) ≤ B has a classic
+answer: at the optimum every curve has the same slope λ (distortion saved per extra bit). For a
+given λ each quantizer simply picks argmin_b D + λ·s, which is instant; sweeping λ traces the best
+trade-off (the *Total RD trade-off* curve) and a budget maps to λ by bisection. The λ sweep only
+reaches points on the lower convex hull, so the *exact* solver (a knapsack) can do slightly better
+in between: *compare solvers* shows the gap.
+
+**5 · Storage honesty.** With *per-group* weights (the paper) a layer may use different weight bits
+in different groups, and a deployed model must store every distinct copy; the stored size counts
+them. *Shared* weights keep one copy and allocate only activations per group.
+"""
+
+# Pixel art stays sharp. The pair gallery: each item is as wide as its strip (FP | Q | |FP − Q|),
+# its caption sits below the image in full (not cut to "#0 PSNR …"), and the grid grows with its
+# rows instead of scrolling. Tables wrap their cells, so the last columns stay on screen.
+CSS = """
+.dadq-pixelated img { image-rendering: pixelated; }
+#pair-gallery .grid-wrap { max-height: none !important; min-height: 0 !important; overflow-y: visible !important; }
+#pair-gallery .grid-container { grid-template-rows: none !important; grid-auto-rows: auto !important; }
+#pair-gallery .thumbnail-item { aspect-ratio: auto !important; height: auto !important; display: flex;
+  flex-direction: column; }
+#pair-gallery .thumbnail-item > img { aspect-ratio: 3.2 / 1; height: auto !important; }
+#pair-gallery .caption-label { position: static !important; max-width: none !important; white-space: normal !important;
+  overflow: visible !important; border: none !important; background: none !important; text-align: center !important;
+  font-size: var(--text-md) !important; }
+.dadq-fit table { table-layout: auto !important; width: 100% !important; }
+.dadq-fit th, .dadq-fit td { white-space: normal !important; overflow-wrap: anywhere; min-width: 0 !important; }
+"""
+
+# Arrow keys (and Home/End/PageUp/PageDown) move a range slider without a pointer: gradio's slider
+# then fires only `input`, never `release`, and nothing would update. On key-up, send the release
+# a pointer would have sent, so the keyboard allocates exactly like a drag (once, at the end).
+KEYBOARD_JS = """
+() => {
+  const keys = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"]);
+  document.addEventListener("keyup", (e) => {
+    const t = e.target;
+    if (t instanceof HTMLInputElement && t.type === "range" && keys.has(e.key)) {
+      t.dispatchEvent(new PointerEvent("pointerup", {bubbles: true}));
+    }
+  }, true);
+}
+"""

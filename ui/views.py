@@ -1,0 +1,191 @@
+"""What the widgets show for the current state: texts, tables, figures and control values. Figures
+come from ``dadq.plots``, numbers from ``dadq``; this module only arranges them."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+import dadq
+from dadq import plots
+from dadq.allocate import lambda_range, uniform_shortfall
+from dadq.profile import most_group_dependent_layer, most_sensitive_layer
+from dadq.features import IMAGE_SHAPE as FID_IMAGE_SHAPE
+from dadq.metrics import FID_LABEL
+
+from .state import STATE, default_budget
+
+MEAN_GROUP = -1
+FID_COLUMNS = ["run", "model", "allocation", "rounding", "sampler", "n", "seed", "feature network", "FID"]
+PAIR_COLUMNS = ["pair", "PSNR (dB)", "SSIM"]
+
+
+def table(headers_rows) -> pd.DataFrame:
+    headers, rows = headers_rows
+    return pd.DataFrame(rows, columns=headers)
+
+
+def fid_table() -> pd.DataFrame:
+    return pd.DataFrame(STATE.fid_rows, columns=FID_COLUMNS)
+
+
+def header_md() -> str:
+    p, m = STATE.profile, STATE.model
+    if p is None or m is None:
+        return "### dadq · no model loaded"
+    c, h, w = m.sample_shape
+    meta = p.meta or {}
+    src = f"`{STATE.profile_path}`" if STATE.profile_path else "in memory"
+    text = (f"**Model** `{STATE.model_src}` · fingerprint `{m.fingerprint()}` · {c}×{h}×{w} · T={m.num_timesteps} · "
+            f"{p.num_layers} quantizable layers &nbsp;|&nbsp; **Profile** G={p.num_groups} · bits "
+            f"{int(p.bits.min())}–{int(p.bits.max())} · mode {meta.get('mode', '?')} · "
+            f"rounding {meta.get('rounding', 'rtn')} · calib {meta.get('calib_per_group', '?')}/group · {src}")
+    if STATE.pending is not None:
+        text += (f"\n\n⚠ Model `{STATE.pending[1]}` is loaded but has no profile yet: run one (Model tab) or upload "
+                 "one. The views still show the model above.")
+    return text
+
+
+def fid_note() -> str:
+    if STATE.model is None:
+        return ""
+    shape = tuple(STATE.model.sample_shape)
+    if shape != tuple(FID_IMAGE_SHAPE):
+        return (f"**{FID_LABEL}** needs {'×'.join(map(str, FID_IMAGE_SHAPE))} images; this model makes "
+                f"{'×'.join(map(str, shape))}, so FID is not available here. The app does not resize: scores of "
+                "resized images against MNIST statistics would not mean anything.")
+    return (f"**{FID_LABEL}**: FP and quantized samples come from the same sampler, steps and seeds; compare "
+            "scores only at equal sample counts (small-n FID is biased upwards). Every run is kept below.")
+
+
+def sampler_name(sampler: str, steps: int) -> str:
+    return f"DDIM-{steps}" if sampler == "ddim" else f"DDPM-{STATE.model.num_timesteps}"
+
+
+# --- allocation -------------------------------------------------------------------------------------
+
+def budget_range(profile) -> tuple[float, float]:
+    """Slider range in average bits: one bit below the smallest width (so the infeasible region and
+    its message can be reached) up to the widest profiled width."""
+    return max(0.5, float(profile.bits.min()) - 1.0), float(profile.bits.max())
+
+
+SCOPES = {"group": "every group ≤ budget (peak per step)", "mean": "mean over groups ≤ budget (trajectory average)"}
+
+
+def frontiers(alloc) -> dict:
+    """The trade-off frontiers of ``alloc``'s target, one per budget scope, labelled by the rule they
+    bound; the allocation's own scope first (drawn solid)."""
+    order = [alloc.budget_scope] + [sc for sc in SCOPES if sc != alloc.budget_scope]
+    return {SCOPES[sc]: STATE.sweep(alloc.target, scope=sc) for sc in order}
+
+
+def heatmap_view():
+    return plots.allocation_heatmap_spec(STATE.profile, STATE.alloc)
+
+
+def tradeoff_view():
+    a = STATE.alloc
+    return plots.tradeoff_spec(STATE.profile, frontiers(a), a, a.target)
+
+
+def summary_view() -> str:
+    text = plots.allocation_summary(STATE.profile, STATE.alloc, STATE.requested)
+    why = uniform_shortfall(STATE.profile, STATE.alloc)
+    return text + (f"\n\nWhy fewer bits: {why}." if why else "")
+
+
+def allocation_views():
+    """(heatmap, trade-off figure, summary markdown) of the displayed allocation."""
+    return heatmap_view(), tradeoff_view(), summary_view()
+
+
+def control_values() -> dict:
+    """Values of the allocation controls that reproduce the displayed allocation: after a rejected
+    input the controls show what the views show."""
+    a, req = STATE.alloc, dict(STATE.request or {})
+    if isinstance(a.budget, (tuple, list)):
+        req.update(drive="budget", target="separate", w_budget=float(a.budget[0]), a_budget=float(a.budget[1]))
+    elif a.lam is not None:
+        req.update(drive="lambda", target=a.target, log_lam=round(math.log10(a.lam), 4))
+    else:
+        budget = STATE.requested if STATE.requested is not None else float(a.group_avg_bits.mean())
+        req.update(drive="budget", target=a.target, budget=round(float(budget), 4))
+    req.update(method=a.method, weight_mode=a.weight_mode, budget_scope=a.budget_scope)
+    return req
+
+
+# --- samples ---------------------------------------------------------------------------------------
+
+def _rgb(u8: np.ndarray) -> np.ndarray:
+    return np.repeat(u8[..., None], 3, axis=-1) if u8.ndim == 3 else u8
+
+
+def pair_items(fp, q, psnr, ssim) -> list:
+    """One gallery item per pair: FP | quantized | |FP − Q| side by side (the difference in a heat
+    scale, white = the batch's largest), captioned with the pair's PSNR and SSIM."""
+    fp8, q8 = _rgb(dadq.images.to_uint8(fp)), _rgb(dadq.images.to_uint8(q))
+    diff = dadq.metrics.abs_difference(fp, q).mean(axis=1)  # [N, H, W] in [0, 1]
+    top = float(diff.max()) or 1.0
+    d = diff / top
+    heat = np.stack([np.clip(3 * d, 0, 1), np.clip(3 * d - 1, 0, 1), np.clip(3 * d - 2, 0, 1)], axis=-1)
+    heat8 = (heat * 255).round().astype(np.uint8)
+    n, h = fp8.shape[:2]
+    gap = np.full((h, 2, 3), 255, dtype=np.uint8)
+    items = []
+    for i in range(n):
+        strip = np.concatenate([fp8[i], gap, q8[i], gap, heat8[i]], axis=1)
+        ps = "∞" if psnr[i] == float("inf") else f"{psnr[i]:.1f}"
+        items.append((strip, f"#{i}: PSNR {ps} dB, SSIM {ssim[i]:.3f}"))
+    return items
+
+
+def pair_table(psnr, ssim) -> pd.DataFrame:
+    fmt = lambda v: "inf" if v == float("inf") else round(float(v), 3)  # noqa: E731
+    return pd.DataFrame([[i, fmt(psnr[i]), round(float(ssim[i]), 4)] for i in range(len(psnr))],
+                        columns=PAIR_COLUMNS)
+
+
+# --- everything, for the first page and after a model/profile change ------------------------------
+
+def view_values(sensitivity, activations) -> dict[str, dict]:
+    """Props of every view component for the current (model, profile, allocation), keyed by the
+    component's name in ``ui.layout``; ``sensitivity``/``activations`` are the handlers that draw
+    those tabs."""
+    p = STATE.profile
+    bits = [int(b) for b in p.bits]
+    groups = [("mean over groups", MEAN_GROUP)] + [(lab, g) for g, lab in enumerate(plots.group_labels(p))]
+    layers = plots.layer_choices(p)
+    s_layer, a_layer = most_sensitive_layer(p), most_group_dependent_layer(p)
+    a_bits = 4 if 4 in bits else bits[len(bits) // 2]
+    s_fig, s_df = sensitivity(MEAN_GROUP, "bits", "layers", s_layer, bits[0])
+    a_fig, a_df = activations(a_layer, "overlay", a_bits, True)
+    lo, hi = budget_range(p)
+    b0 = default_budget(p)
+    l_lo, l_hi, l_mid = lambda_range([STATE.sweep(t) for t in ("wa", "w", "a")])
+    h_fig, t_fig, s_md = allocation_views()
+    return {
+        "header": dict(value=header_md()),
+        "sens_view": dict(value="layers"), "sens_x": dict(value="bits"),
+        "sens_group": dict(choices=groups, value=MEAN_GROUP),
+        "sens_layer": dict(choices=layers, value=s_layer),
+        "sens_bits": dict(choices=bits, value=bits[0]),
+        "sens_plot": dict(value=s_fig), "sens_table": dict(value=s_df),
+        "act_layer": dict(choices=layers, value=a_layer), "act_style": dict(value="overlay"),
+        "act_bits": dict(choices=bits, value=a_bits), "act_log": dict(value=True),
+        "act_plot": dict(value=a_fig), "act_table": dict(value=a_df),
+        "drive": dict(value="budget"), "target": dict(value="wa"), "method": dict(value="lagrangian"),
+        "weight_mode": dict(value="per-group"), "budget_scope": dict(value="group"),
+        "budget": dict(minimum=lo, maximum=hi, value=b0, visible=True),
+        "w_budget": dict(minimum=lo, maximum=hi, value=b0, visible=False),
+        "a_budget": dict(minimum=lo, maximum=hi, value=b0, visible=False),
+        "log_lam": dict(minimum=l_lo, maximum=l_hi, value=l_mid, visible=False),
+        "heatmap": dict(value=h_fig), "trade_plot": dict(value=t_fig), "summary": dict(value=s_md),
+        "add_plot": dict(value=plots.empty_figure("press 'measure additivity' to run the model")),
+        "add_md": dict(value=""),
+        "solver_df": dict(value=pd.DataFrame(columns=plots.solver_table([])[0])),
+        "steps": dict(maximum=STATE.model.num_timesteps),
+        "fid_info": dict(value=fid_note()),
+        "p_groups": dict(value=p.num_groups), "p_bits": dict(value=f"{bits[0]}-{bits[-1]}"),
+    }
