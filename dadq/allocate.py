@@ -752,3 +752,38 @@ def lambda_range(sweeps) -> tuple[float, float, float]:
     hi = math.ceil(2 * math.log10(slopes.max())) / 2 + 0.5
     return lo, hi, float(np.round(np.log10(np.median(slopes)), 2))
 
+
+def uniform_shortfall(profile, alloc) -> str | None:
+    """Why a uniform allocation uses fewer bits than its budget, or None. The uniform solver takes,
+    per knapsack, the least-distortion width among those that fit, not the widest: where a profile's
+    summed D is not monotone in the width (a width's D above a narrower one's), it stays narrower."""
+    if alloc.method != "uniform" or alloc.lam is not None:
+        return None
+    budgets = dict(zip("wa", alloc.budget)) if isinstance(alloc.budget, (tuple, list)) else None
+    bits = [int(b) for b in profile.bits]
+    kinds = ["w", "a"] if alloc.target == "wa" else [alloc.target]
+    short = {}  # (chosen, widest) -> [groups]
+    for g in range(profile.num_groups):
+        for k in kinds if budgets else kinds[:1]:
+            budget = budgets[k] if budgets else alloc.budget
+            chosen = int((alloc.w_bits if k == "w" else alloc.a_bits)[g].max())
+            fits = [b for b in bits if b <= budget + 1e-9]
+            if fits and chosen < max(fits):
+                short.setdefault((chosen, max(fits)), []).append(g)
+    if not short:
+        return None
+    parts = []
+    for (chosen, widest), groups in short.items():
+        d = sum(profile.curves(k)[groups].sum(axis=1) for k in kinds).mean(axis=0)  # [M], mean over these groups
+        i, j = bits.index(chosen), bits.index(widest)
+        gtext = f"group {groups[0]}" if len(groups) == 1 else f"groups {', '.join(map(str, groups))}"
+        rise = {(k, li): float(c[li, j] - c[li, i]) for k in kinds
+                for c in [profile.curves(k)[groups].mean(axis=0)] for li in range(profile.num_layers)}
+        (k, li), _ = max(rise.items(), key=lambda kv: kv[1])
+        c = profile.curves(k)[groups].mean(axis=0)[li]
+        parts.append(f"{gtext} use {chosen} bits, not {widest}: their summed profiled D at {widest} bits "
+                     f"({d[j]:.3g}) is above that at {chosen} bits ({d[i]:.3g}), mostly from "
+                     f"{profile.layer_names[li]} {'weights' if k == 'w' else 'activations'} (D {c[i]:.3g} at "
+                     f"{chosen} bits, {c[j]:.3g} at {widest})")
+    return ("uniform takes the least-distortion width that fits, not the widest; " + "; ".join(parts)
+            + ". The curves are not monotone there, so the unused bits would not lower D")
