@@ -87,6 +87,8 @@ def wire_allocation(w: layout.Widgets):
           w.log_lam], api_name="toggle_controls", api_visibility="private", queue=False, show_progress="hidden")
     w.compare_btn.click(h.compare_solvers, controls, w.solver_df, api_name="compare_solvers")
     w.add_btn.click(h.additivity, None, [w.add_plot, w.add_md], api_name="additivity", **HEAVY)
+    w.pin_btn.click(h.pin_allocation, None, w.ab_md, api_name="pin_allocation")
+    w.ab_btn.click(h.compare_pinned, None, [w.ab_plot, w.ab_md], api_name="compare_pinned")
 
 
 def wire_samples(w: layout.Widgets):
@@ -129,6 +131,9 @@ def wire_model(w: layout.Widgets):
                       api_name="upload_allocation", show_progress_on=[w.model_status])
     w.prof_dl_btn.click(h.export_profile, None, w.dl_file, api_name="export_profile")
     w.alloc_dl_btn.click(h.export_allocation, None, w.dl_file, api_name="export_allocation")
+    w.alloc_csv_btn.click(h.export_allocation_csv, None, w.dl_file, api_name="export_allocation_csv")
+    w.curves_csv_btn.click(h.export_profile_csv, None, w.dl_file, api_name="export_curves_csv")
+    w.fid_csv_btn.click(h.export_fid_csv, None, w.dl_file, api_name="export_fid_csv")
 
 
 def build_demo(model_src: str = "default", profile_path: str | None = None) -> gr.Blocks:

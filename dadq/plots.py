@@ -148,7 +148,8 @@ def rd_curves(profile, group: int | None = None, x: str = "bits", layers=None) -
                                "<br>D %{y:.3g}<br>size %{customdata[2]}<extra></extra>"),
             ), row=1, col=col)
     xtitle = "bits" if x == "bits" else "size (kB; W: the weights, A: one sample's input)"
-    fig.update_xaxes(title_text=xtitle, dtick=1 if x == "bits" else None)
+    # sizes span orders of magnitude (a 1x1 conv to a wide attention projection): log axis for size
+    fig.update_xaxes(title_text=xtitle, dtick=1 if x == "bits" else None, type="linear" if x == "bits" else "log")
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_yaxes(title_text="distortion D = (1 − SSIM) + MSE of ε", row=1, col=1)
     fig.update_layout(template=TEMPLATE, height=560, margin=dict(l=60, r=10, t=60, b=50),
@@ -179,7 +180,8 @@ def rd_curves_groups(profile, layer, x: str = "bits") -> go.Figure:
                 hovertemplate=(f"<b>{label}</b> ({kind.upper()})<br>%{{customdata[0]}}<br>bits %{{customdata[1]}}"
                                "<br>D %{y:.3g}<br>size %{customdata[2]}<extra></extra>"),
             ), row=1, col=col)
-    fig.update_xaxes(title_text="bits" if x == "bits" else "size (kB)", dtick=1 if x == "bits" else None)
+    fig.update_xaxes(title_text="bits" if x == "bits" else "size (kB)", dtick=1 if x == "bits" else None,
+                     type="linear" if x == "bits" else "log")
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_yaxes(title_text="distortion D", row=1, col=1)
     fig.update_layout(template=TEMPLATE, height=520, margin=dict(l=60, r=10, t=60, b=50),
@@ -368,6 +370,31 @@ def allocation_heatmap_spec(profile, alloc) -> FigureJSON:
     layout["title"] = dict(text=f"Bit allocation ({alloc.method}, {_target_title(alloc)}, {alloc.weight_mode} "
                                 f"weights); {KEY_MARK} = layers often kept in high precision", font=dict(size=13))
     return FigureJSON({"data": traces, "layout": layout})
+
+
+def allocation_diff_heatmap(profile, a, b) -> FigureJSON:
+    """B − A bits per layer (rows) and group (columns), W and A side by side: red where B spends more
+    bits, blue where fewer (full precision counted as the top width + 1)."""
+    labels = layer_labels(profile.layer_names)
+    glabels = [f"g{g}" for g in range(profile.num_groups)]
+    pbits = profile.bits.astype(int)
+    diffs = {k: (_bits_display(getattr(b, f"{k}_bits").astype(int), pbits)
+                 - _bits_display(getattr(a, f"{k}_bits").astype(int), pbits)).T for k in ("w", "a")}
+    top = max(1, max(int(np.abs(d).max()) for d in diffs.values()))
+    traces = [dict(type="heatmap", z=diffs[k].tolist(), x=glabels, y=labels, coloraxis="coloraxis", xgap=1, ygap=1,
+                   name=k.upper(), xaxis="x" if col == 1 else "x2", yaxis="y" if col == 1 else "y2",
+                   hovertemplate=f"<b>%{{y}}</b> ({k.upper()})<br>%{{x}}<br>B − A %{{z:+d}} bits<extra></extra>")
+              for col, k in enumerate(("w", "a"), start=1)]
+    layout = dict(_heatmap_layout(profile, False))
+    layout["coloraxis"] = dict(colorscale="RdBu", reversescale=True, cmin=-top - 0.5, cmax=top + 0.5,
+                               colorbar=dict(title="B − A bits", len=0.5, y=0.75))
+    layout["title"] = dict(text=f"B − A bits: B {a_label(b)}; A {a_label(a)}", font=dict(size=13))
+    return FigureJSON({"data": traces, "layout": layout})
+
+
+def a_label(alloc) -> str:
+    """An allocation in a few words, for titles: solver, average bits, scope."""
+    return f"{alloc.method}, {float(np.mean(alloc.group_avg_bits)):.2f} avg bits, scope {alloc.budget_scope}"
 
 
 def allocation_heatmap(profile, alloc) -> go.Figure:

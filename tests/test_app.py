@@ -22,7 +22,8 @@ except ImportError:  # pragma: no cover
 
 ENDPOINTS = {"/sensitivity", "/activations", "/allocate", "/compare_solvers", "/additivity", "/generate", "/fid",
              "/load_model", "/run_profile", "/cancel_profile", "/upload_profile", "/upload_allocation",
-             "/export_profile", "/export_allocation"}
+             "/export_profile", "/export_allocation", "/export_allocation_csv", "/export_curves_csv", "/export_fid_csv",
+             "/pin_allocation", "/compare_pinned"}
 ALLOC = dict(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa", method="lagrangian",
              weight_mode="per-group", budget_scope="group")
 SCOPE_LABELS = ["every group ≤ budget (peak per step)", "mean over groups ≤ budget (trajectory average)"]
@@ -91,6 +92,7 @@ def test_sensitivity_views(client, assets):
     fig = plot_data(fig)
     assert len(fig["data"]) == 2 * L  # one W and one A line per layer
     assert fig["layout"]["yaxis"]["type"] == "log" and fig["layout"]["yaxis2"]["type"] == "log"
+    assert fig["layout"]["xaxis"]["type"] == "log"  # sizes span orders of magnitude
     assert fig["data"][0]["y"] == pytest.approx(prof.d_w[1, 0].tolist(), rel=1e-6)
     assert len(table["data"]) == L and table["headers"][3] == "D_W @4b"
     assert table["headers"][0] == f"rank in g1: {prof.groups.labels()[1]}"  # the table says which group it ranks
@@ -194,6 +196,18 @@ def test_rejected_budget_is_a_clear_error(client, capfd, caplog, budget, message
     data = exported(client)  # the last good allocation is kept: exporting gives the 4-bit one
     assert data["budget"] == 4.0 and data["format"] == "dadq-allocation/2"
     assert before[2].count("asked **4 avg bits**") == 1
+
+
+def test_compare_two_allocations(client):
+    """Pin A, allocate B: the B − A heatmap and both predicted D."""
+    alloc(client, budget=3.0)
+    assert "A** pinned" in client.predict(api_name="/pin_allocation")
+    a_w, a_a = heat_z(alloc(client, budget=3.0))
+    b_w, b_a = heat_z(alloc(client, budget=6.0))
+    fig, md = client.predict(api_name="/compare_pinned")
+    diff = plot_data(fig)
+    assert (np.array(diff["data"][0]["z"]) == b_w - a_w).all() and (np.array(diff["data"][1]["z"]) == b_a - a_a).all()
+    assert md.count("lagrangian") == 2 and "B / A predicted D" in md
 
 
 def test_compare_solvers_shows_the_gap(client):
@@ -308,6 +322,16 @@ def test_exports_and_uploads(client, assets, tmp_path):
         f.truncate(65 * 1024 * 1024)
     with pytest.raises(Exception, match="(?i)size|large|413"):
         client.predict(handle_file(str(huge)), api_name="/upload_profile")
+    # CSV exports through pandas (to_frame): the allocation, the curves, the FID history
+    import pandas as pd
+
+    table = pd.read_csv(client.predict(api_name="/export_allocation_csv"))
+    assert list(table.columns[:4]) == ["layer", "kind", "group", "bits"] and len(table) == 2 * len(a_data["w_bits"]) * len(
+        a_data["w_bits"][0])
+    curves = pd.read_csv(client.predict(api_name="/export_curves_csv"))
+    assert {"layer", "kind", "group", "bits", "D"} <= set(curves.columns) and set(curves["bits"]) == {2, 4, 8}
+    with pytest.raises(AppError, match="no FID run yet"):
+        client.predict(api_name="/export_fid_csv")
     # the good profile still loads, and the app still answers
     status = client.predict(handle_file(assets["tiny_profile"]), api_name="/upload_profile")[0]
     assert "Using uploaded profile" in status
@@ -386,3 +410,7 @@ def test_load_profile_and_score_a_new_model(client, assets):
     assert len(rows) == 4 and [r[0] for r in rows] == [1, 1, 2, 2]  # the first run is kept
     assert avg_bits_label(a) in rows[3][2] and avg_bits_label(b) not in rows[3][2]
     assert any(t.startswith("FID 1/3") and "64+64" in t and "step" in t for t in texts), texts
+    import pandas as pd
+
+    history = pd.read_csv(client.predict(api_name="/export_fid_csv"))
+    assert len(history) == 4 and list(history.columns) == table["headers"]

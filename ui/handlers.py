@@ -179,6 +179,30 @@ def reset_controls():
 
 
 @safe
+def pin_allocation():
+    """Pin the displayed allocation as A, for an A/B comparison with whatever is displayed later."""
+    _need_profile()
+    STATE.pinned = STATE.alloc
+    return f"**A** pinned: {alloc_label(STATE.alloc)}. Change the settings, then press *compare B with A*."
+
+
+@safe
+def compare_pinned():
+    """B (displayed) against A (pinned): the B − A bits heatmap, and both predicted D and sizes."""
+    _need_profile()
+    a, b = STATE.pinned, STATE.alloc
+    if a is None:
+        raise ValueError("no allocation is pinned: press 'pin as A' first.")
+    rows = []
+    for name, x in (("A", a), ("B", b)):
+        rows.append(f"| {name} | {alloc_label(x)} | {float(x.predicted.mean()):.4g} | {x.stored_weight_bits / 8e6:.4g} |")
+    ratio = float(b.predicted.mean()) / max(float(a.predicted.mean()), 1e-300)
+    md = "\n".join(["| | allocation | predicted D (mean over groups) | weights stored (MB) |", "|---|---|---|---|", *rows,
+                    "", f"B / A predicted D: **{ratio:.3g}×**."])
+    return plots.allocation_diff_heatmap(STATE.profile, a, b), md
+
+
+@safe
 def compare_solvers(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa",
                     method="lagrangian", weight_mode="per-group", budget_scope="group"):
     """All four solvers at the current budget (for λ: the size the λ point uses)."""
@@ -395,3 +419,32 @@ def export_allocation():
     out = STATE.workdir / f"dadq_allocation_{a.method}_{a.target}_{float(a.group_avg_bits.mean()):.2f}b.json"
     a.save(out)
     return str(out)
+
+
+def _csv(frame, name: str) -> str:
+    out = STATE.workdir / name
+    frame.to_csv(out, index=False)
+    return str(out)
+
+
+@safe
+def export_allocation_csv():
+    """The displayed allocation as a tidy CSV (Allocation.to_frame: layer, kind, group, bits, D, size)."""
+    _need_profile()
+    a = STATE.alloc
+    return _csv(a.to_frame(), f"dadq_allocation_{a.method}_{a.target}_{float(a.group_avg_bits.mean()):.2f}b.csv")
+
+
+@safe
+def export_profile_csv():
+    """The profile's RD curves as a tidy CSV (Profile.to_frame: layer, kind, group, bits, D, size)."""
+    _need_profile()
+    return _csv(STATE.profile.to_frame(), f"dadq_curves_{STATE.profile.fingerprint}.csv")
+
+
+@safe
+def export_fid_csv():
+    """Every FID run of this session as CSV."""
+    if not STATE.fid_rows:
+        raise ValueError("no FID run yet: press 'Compute FID' first.")
+    return _csv(views.fid_table(), "dadq_fid_history.csv")

@@ -97,9 +97,14 @@ def allocation_tab(w: Widgets):
                     w.add_btn = gr.Button("measure additivity", size="sm", elem_id="additivity-btn")
                 w.view("solver_df", gr.Dataframe, label="all solvers at this budget", interactive=False,
                        elem_id="solver-table", wrap=True, elem_classes=["dadq-fit"])
+                with gr.Row():
+                    w.pin_btn = gr.Button("pin as A", size="sm", elem_id="pin-btn")
+                    w.ab_btn = gr.Button("compare B with A", size="sm", elem_id="compare-ab-btn")
+                w.ab_md = gr.Markdown(elem_id="ab-summary")
             with gr.Column(scale=2):
                 w.view("heatmap", gr.Plot, label="bit allocation", elem_id="heatmap")
                 w.view("trade_plot", gr.Plot, label="total RD trade-off", elem_id="tradeoff")
+                w.ab_plot = gr.Plot(label="B − A bits (pin an allocation as A, then compare)", elem_id="ab-heatmap")
                 w.view("add_plot", gr.Plot, label="additivity", elem_id="additivity")
                 w.view("add_md", gr.Markdown)
 
@@ -162,6 +167,10 @@ def model_tab(w: Widgets, model_src: str):
             with gr.Column():
                 w.prof_dl_btn = gr.Button("Download profile")
                 w.alloc_dl_btn = gr.Button("Export allocation (JSON)")
+                with gr.Row():
+                    w.alloc_csv_btn = gr.Button("allocation (CSV)", size="sm")
+                    w.curves_csv_btn = gr.Button("RD curves (CSV)", size="sm")
+                    w.fid_csv_btn = gr.Button("FID history (CSV)", size="sm")
                 w.dl_file = gr.File(label="download", interactive=False, elem_id="download-file")
 
 

@@ -48,6 +48,7 @@ class AppState:
         self.request: dict | None = None  # the controls that made ``alloc`` (to reset them after a rejection)
         self.samples = None
         self.fid_rows: list[list] = []  # every FID run, kept (model, allocation, ..., score)
+        self.pinned = None  # allocation A of an A/B comparison
         self.sweeps: dict = {}
         self.cancel = threading.Event()
         self.workdir = Path(tempfile.mkdtemp(prefix="dadq-app-"))
@@ -86,6 +87,7 @@ class AppState:
             self.alloc, self.requested, self.request = alloc, budget, None
             self.pending = None
             self.samples = None
+            self.pinned = None
             self._qmodel = (None, None)
             self.sweeps = {}
 

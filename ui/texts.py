@@ -33,7 +33,8 @@ them. *Shared* weights keep one copy and allocate only activations per group.
 
 # Pixel art stays sharp. The pair gallery: each item is as wide as its strip (FP | Q | |FP − Q|),
 # its caption sits below the image in full (not cut to "#0 PSNR …"), and the grid grows with its
-# rows instead of scrolling. Tables wrap their cells, so the last columns stay on screen.
+# rows instead of scrolling. Tables wrap their cells, so the last columns stay on screen. A failed
+# event's "Error" chip over its outputs is hidden: it covered the views, and the toast holds the message.
 CSS = """
 .dadq-pixelated img { image-rendering: pixelated; }
 #pair-gallery .grid-wrap { max-height: none !important; min-height: 0 !important; overflow-y: visible !important; }
@@ -44,6 +45,7 @@ CSS = """
 #pair-gallery .caption-label { position: static !important; max-width: none !important; white-space: normal !important;
   overflow: visible !important; border: none !important; background: none !important; text-align: center !important;
   font-size: var(--text-md) !important; }
+.wrap > span.error { display: none !important; }  /* the status tracker's "Error" chip: the toast says it */
 .dadq-fit table { table-layout: auto !important; width: 100% !important; }
 .dadq-fit th, .dadq-fit td { white-space: normal !important; overflow-wrap: anywhere; min-width: 0 !important; }
 """
