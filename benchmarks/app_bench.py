@@ -1,6 +1,6 @@
-"""Benchmark the Gradio app through gradio_client on a running server (a subprocess).
+"""Benchmark the Gradio app on a running server (a subprocess): through gradio_client, and in chromium.
 
-    python benchmarks/app_bench.py [--model default] [--profile FILE] [--out benchmarks/results/app.json]
+    python -m benchmarks.app_bench [--model default] [--profile FILE] [--no-generate] [--out benchmarks/results/app.json]
 
 Measures, in one run on one machine (absolute times on the 2-core box vary ~3x between runs, so the
 ratios are the numbers to compare):
