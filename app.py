@@ -87,6 +87,7 @@ def wire_allocation(w: layout.Widgets):
           w.log_lam], api_name="toggle_controls", api_visibility="private", queue=False, show_progress="hidden")
     w.compare_btn.click(h.compare_solvers, controls, w.solver_df, api_name="compare_solvers")
     w.add_btn.click(h.additivity, None, [w.add_plot, w.add_md], api_name="additivity", **HEAVY)
+    w.breakdown_btn.click(h.distortion_breakdown, None, w.breakdown_df, api_name="distortion_breakdown")
     w.pin_btn.click(h.pin_allocation, None, w.ab_md, api_name="pin_allocation")
     w.ab_btn.click(h.compare_pinned, None, [w.ab_plot, w.ab_md], api_name="compare_pinned")
 

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover
 ENDPOINTS = {"/sensitivity", "/activations", "/allocate", "/compare_solvers", "/additivity", "/generate", "/fid",
              "/load_model", "/run_profile", "/cancel_profile", "/upload_profile", "/upload_allocation",
              "/export_profile", "/export_allocation", "/export_allocation_csv", "/export_curves_csv", "/export_fid_csv",
-             "/pin_allocation", "/compare_pinned"}
+             "/pin_allocation", "/compare_pinned", "/distortion_breakdown"}
 ALLOC = dict(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa", method="lagrangian",
              weight_mode="per-group", budget_scope="group")
 SCOPE_LABELS = ["every group ≤ budget (peak per step)", "mean over groups ≤ budget (trajectory average)"]
@@ -208,6 +208,21 @@ def test_compare_two_allocations(client):
     diff = plot_data(fig)
     assert (np.array(diff["data"][0]["z"]) == b_w - a_w).all() and (np.array(diff["data"][1]["z"]) == b_a - a_a).all()
     assert md.count("lagrangian") == 2 and "B / A predicted D" in md
+
+
+def test_distortion_breakdown(client):
+    """Where the predicted D goes: the largest quantizers first, their shares adding up to at most 100 %."""
+    alloc(client, budget=3.0)
+    a = exported(client)
+    table = client.predict(api_name="/distortion_breakdown")
+    assert table["headers"][:4] == ["quantizer", "W/A", "D (mean over groups)", "% of D"]
+    d = [r[2] for r in table["data"]]
+    assert d == sorted(d, reverse=True) and 0 < sum(r[3] for r in table["data"]) <= 100.5
+    G = len(a["d_w"])
+    best = max([sum(a["d_w"][g][li] for g in range(G)) / G for li in range(len(a["layer_names"]))]
+               + [sum(a["d_a"][g][li] for g in range(G)) / G for li in range(len(a["layer_names"]))])
+    assert d[0] == pytest.approx(best, rel=1e-2)
+    assert len(table["data"][0][4].split()) == G  # bits in every group
 
 
 def test_compare_solvers_shows_the_gap(client):

@@ -179,6 +179,13 @@ def reset_controls():
 
 
 @safe
+def distortion_breakdown():
+    """The quantizers that make up most of the displayed allocation's predicted D, per group too."""
+    _need_profile()
+    return views.breakdown()
+
+
+@safe
 def pin_allocation():
     """Pin the displayed allocation as A, for an A/B comparison with whatever is displayed later."""
     _need_profile()

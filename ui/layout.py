@@ -97,6 +97,10 @@ def allocation_tab(w: Widgets):
                     w.add_btn = gr.Button("measure additivity", size="sm", elem_id="additivity-btn")
                 w.view("solver_df", gr.Dataframe, label="all solvers at this budget", interactive=False,
                        elem_id="solver-table", wrap=True, elem_classes=["dadq-fit"])
+                w.breakdown_btn = gr.Button("where the distortion goes", size="sm", elem_id="breakdown-btn")
+                w.breakdown_df = gr.Dataframe(label="largest shares of the predicted D (quantizer = layer's W or A)",
+                                              interactive=False, wrap=True, elem_id="breakdown-table",
+                                              elem_classes=["dadq-fit"])
                 with gr.Row():
                     w.pin_btn = gr.Button("pin as A", size="sm", elem_id="pin-btn")
                     w.ab_btn = gr.Button("compare B with A", size="sm", elem_id="compare-ab-btn")

@@ -116,6 +116,29 @@ def control_values() -> dict:
     return req
 
 
+def breakdown(top: int = 12) -> pd.DataFrame:
+    """Where the predicted distortion of the displayed allocation goes: the quantizers (layer, W or A)
+    with the largest share of D (mean over groups), from Allocation.to_frame, with each one's bits
+    per group and its share of every group's total."""
+    a = STATE.alloc
+    frame = a.to_frame()
+    G = a.w_bits.shape[0]
+    total = frame.groupby("group")["D"].sum()
+    frame["share"] = frame["D"] / frame["group"].map(total).where(lambda t: t > 0, 1.0)
+    rows = []
+    for (layer, kind), part in frame.groupby(["layer", "kind"], sort=False):
+        part = part.sort_values("group")
+        rows.append([plots.layer_labels([layer])[0].split(" ", 1)[1], kind.upper(), float(part["D"].sum()) / G,
+                     " ".join("FP" if b >= 32 else str(b) for b in part["bits"]),
+                     " ".join(f"{100 * v:.0f}" for v in part["share"])])
+    table = pd.DataFrame(rows, columns=["quantizer", "W/A", "D (mean over groups)", "bits per group g0…",
+                                        "% of group's D, g0…"])
+    table["% of D"] = (100 * table["D (mean over groups)"] / max(float(total.mean()), 1e-300)).round(1)
+    table = table.sort_values("D (mean over groups)", ascending=False).head(top)
+    table["D (mean over groups)"] = table["D (mean over groups)"].map(lambda v: float(f"{v:.3g}"))
+    return table[["quantizer", "W/A", "D (mean over groups)", "% of D", "bits per group g0…", "% of group's D, g0…"]]
+
+
 # --- samples ---------------------------------------------------------------------------------------
 
 def _rgb(u8: np.ndarray) -> np.ndarray:
