@@ -51,7 +51,7 @@ def refresh(w: layout.Widgets, result):
 
 def wire_views(w: layout.Widgets):
     """Tabs 1 and 2: any control input redraws its tab."""
-    sens_in = [w.sens_group, w.sens_x, w.sens_view, w.sens_layer, w.sens_bits]
+    sens_in = [w.sens_group, w.sens_x, w.sens_view, w.sens_layer, w.sens_bits, w.sens_top]
     gr.on([c.input for c in sens_in], h.sensitivity, sens_in, [w.sens_plot, w.sens_table], api_name="sensitivity",
           trigger_mode="always_last", show_progress="minimal")
     act_in = [w.act_layer, w.act_style, w.act_bits, w.act_log]

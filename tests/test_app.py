@@ -98,6 +98,11 @@ def test_sensitivity_views(client, assets):
     assert table["headers"][0] == f"rank in g1: {prof.groups.labels()[1]}"  # the table says which group it ranks
     ranked = [r[5] for r in table["data"]]
     assert ranked == sorted(ranked, reverse=True)
+    fig, table = client.predict(-1, "bits", "layers", None, 2, 3, api_name="/sensitivity")  # the top 3 only
+    names = {t["legendgroup"] for t in plot_data(fig)["data"]}
+    top3 = {prof.layer_names[i] for i in np.argsort(-(prof.d_w.mean(0)[:, 0] + prof.d_a.mean(0)[:, 0]),
+                                                    kind="stable")[:3]}
+    assert names == top3 and len(plot_data(fig)["data"]) == 6
     fig, _ = client.predict(-1, "bits", "groups", "conv_in", 2, api_name="/sensitivity")
     fig = plot_data(fig)
     assert len(fig["data"]) == 2 * G and fig["data"][0]["x"] == [2, 4, 8]

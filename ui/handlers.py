@@ -17,7 +17,7 @@ from dadq import plots
 from dadq.allocate import METHODS
 from dadq.bitwidths import parse_bits
 from dadq.models import default_profile_path
-from dadq.profile import most_group_dependent_layer, most_sensitive_layer
+from dadq.profile import most_group_dependent_layer, most_sensitive_layer, sensitivity_ranking
 
 from . import views
 from .state import STATE, Cancelled, alloc_label
@@ -92,15 +92,19 @@ def throttled(progress, scale: float = 1.0, offset: float = 0.0, prefix: str = "
 # --- views 1 and 2 ----------------------------------------------------------------------------------
 
 @safe
-def sensitivity(group, x="bits", view="layers", layer=None, rank_bits=None):
-    """RD curves (all layers in one group, or one layer across groups) and the ranking of one group."""
+def sensitivity(group, x="bits", view="layers", layer=None, rank_bits=None, top_k=0):
+    """RD curves (all layers in one group, only its ``top_k`` most sensitive when > 0, or one layer
+    across groups) and the ranking of one group."""
     _need_profile()
     p = STATE.profile
     group = views.MEAN_GROUP if group is None else int(group)
     if view == "groups":
         fig = plots.rd_curves_groups(p, layer or most_sensitive_layer(p), x=x)
     else:
-        fig = plots.rd_curves(p, group=group, x=x)
+        top_k = int(top_k or 0)
+        order = sensitivity_ranking(p, group, None if rank_bits is None else int(rank_bits))[1]
+        keep = None if top_k <= 0 else [p.layer_names[i] for i in sorted(order[:top_k])]
+        fig = plots.rd_curves(p, group=group, x=x, layers=keep)
     ranked = "mean over groups" if group < 0 else plots.group_labels(p)[group]
     df = views.table(plots.sensitivity_table(p, group, None if rank_bits is None else int(rank_bits)))
     return fig, df.rename(columns={"rank": f"rank in {ranked}"})  # the table says which group it ranks

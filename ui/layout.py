@@ -53,6 +53,8 @@ def sensitivity_tab(w: Widgets):
             w.view("sens_layer", gr.Dropdown, label="layer (for 'one layer, all groups')", scale=3)
             w.view("sens_x", gr.Radio, choices=[("bits", "bits"), ("size", "size")], label="x axis", scale=1)
             w.view("sens_bits", gr.Dropdown, label="rank at bits", scale=1)
+            w.sens_top = gr.Number(value=0, precision=0, minimum=0, label="draw the top-k layers (0 = all)", scale=1,
+                                   elem_id="sens-top-k")
         w.view("sens_plot", gr.Plot, label="RD curves", elem_id="rd-plot")
         w.view("sens_table", gr.Dataframe, label="layers ranked by sensitivity (D_W + D_A at the chosen bits; ★ = "
                "conv_in/out, time embedding, shortcuts)", interactive=False, max_height=360, elem_id="rank-table")
