@@ -429,7 +429,9 @@ def app() -> str:
               f"Inside Generate, each chain on one thread beside the other: FP {rng(g['server_fp_s'])}, quantized "
               f"{rng(g['server_quantized_s'])}."
             + (" The Generate rows were not measured again in this run (`--no-generate`): they are the previous "
-               "run's." if stale_generate else "") + "\n")
+               "run's." if stale_generate else "")
+            + (f" The run ended at a 1-minute load average of {r['meta']['load_average_1min_at_end']:g} on "
+               f"{r['meta']['cpus']} CPUs." if "load_average_1min_at_end" in r.get("meta", {}) else "") + "\n")
 
 
 def speed_targets() -> str:
