@@ -222,6 +222,7 @@ when it gets the *requested* class. Bar: >= 90% of 1k samples at the default gui
 | guidance s | accuracy ({sweep_n} samples, {sweep_sampler}, seed 1) | mean confidence |
 |---|---|---|
 {sweep}
+{q.get('sweep_note', '')}
 Default guidance: **s = {q.get('guidance_scale')}** (the smallest scale within 1 point of the best accuracy in the sweep;
 larger scales cost diversity). At it, {q.get('n')} samples ({q.get('sampler')}, eta 0, seed 0, labels 0-9 cycled):
 
