@@ -47,7 +47,8 @@ MODES = ("exact", "naive", "fast")
 SETTINGS = {"distortion": "(1 - SSIM) + MSE on eps", "rounding": "rtn", "bias_correction": False,
             "metric": DEFAULT_METRIC, "split_concat": False}
 # split_concat's default: one range per concatenated part lowered those layers' A-curves
-# (experiments/results/rounding_ablation.json, "split_concat")
+# in 23 of 24 (layer, width) points on the default model (A-curve D summed over the 12 split layers:
+# 4 bits 0.0557 -> 0.0349, 6 bits 0.0039 -> 0.0022; experiments/results/rounding_ablation_split.json)
 SPLIT_CONCAT_DEFAULT = True
 
 

@@ -136,7 +136,7 @@ def split_rows(model, G, n, steps, bits=(4, 6)) -> tuple[list[dict], dict]:
     return rows, {"extra_floats_per_group": 2 * len(layers), "layers": len(layers)}
 
 
-def timing(model, G, n) -> dict:
+def timing(model, G, n, steps) -> dict:
     import dadq
     from dadq.calibrate import calibration_inputs
     from dadq.models import quantizable_layers
@@ -146,11 +146,11 @@ def timing(model, G, n) -> dict:
     for rounding in ("rtn", "gptq", "rtn", "gptq"):  # interleaved twice: the machine's load drifts
         _CALIB_MEMO.clear()
         t0 = time.perf_counter()
-        dadq.profile(model, groups=G, bits=range(2, 9), calib_per_group=n, mode="fast", layers=TIMING_LAYERS,
-                     rounding=rounding)
+        dadq.profile(model, groups=G, bits=range(2, 9), calib_per_group=n, calib_steps=steps, mode="fast",
+                     layers=TIMING_LAYERS, rounding=rounding)
         out.setdefault(rounding, []).append(time.perf_counter() - t0)
     # the GPTQ overhead of a whole-model profile: Hessians of all layers and GPTQ at every width
-    x, t = calibration_inputs(model, model_groups(G), n, seed=0)
+    x, t = calibration_inputs(model, model_groups(G), n, seed=0, steps=steps)
     names = [nm for nm, _ in quantizable_layers(model.unet)]
     _CALIB_MEMO.clear()
     t0 = time.perf_counter()
@@ -183,8 +183,9 @@ def main(argv=None) -> int:
     parts = set(args.parts.split(","))
     model = dadq.load_model("default")
     G = args.groups
-    est = calibration_inputs(model, model_groups(G), args.calib, seed=0, steps=args.steps)
-    held = calibration_inputs(model, model_groups(G), args.calib, seed=1, steps=args.steps)
+    if parts & {"hessian", "bias"}:
+        est = calibration_inputs(model, model_groups(G), args.calib, seed=0, steps=args.steps)
+        held = calibration_inputs(model, model_groups(G), args.calib, seed=1, steps=args.steps)
     result = {"experiment": NAME, "command": command_line(NAME).replace("benchmarks.", "experiments."),
               "machine": machine_facts(), "setup": {"model": "default", "fingerprint": model.fingerprint(), "groups": G,
                                                    "calib_per_group": args.calib, "calib_steps": args.steps,
@@ -228,7 +229,7 @@ def main(argv=None) -> int:
                                                      "split": sum(r["D_split"] for r in rows if r["bits"] == b)}
                                             for b in (4, 6)}}
     if "timing" in parts:
-        result["timing"] = timing(model, G, args.calib)
+        result["timing"] = timing(model, G, args.calib, args.steps)
         print(result["timing"])
     write_result(NAME, result, args.out, EXPERIMENT_RESULTS)
     return 0
