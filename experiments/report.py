@@ -274,6 +274,21 @@ def bias_shift() -> str:
               f"in {nm['layers_with_steps_up']} of {nm['layers_total']} layers.\n")
 
 
+def split_concat() -> str:
+    """One activation range per concatenated part against one for the whole input (up blocks' A-curves)."""
+    r = load("rounding_ablation_split")
+    rows_in = r["split_concat"]["rows"]
+    rows = []
+    for b in sorted({x["bits"] for x in rows_in}):
+        sel = [x for x in rows_in if x["bits"] == b]
+        one, split = sum(x["D_one_range"] for x in sel), sum(x["D_split"] for x in sel)
+        lower = sum(x["D_split"] < x["D_one_range"] for x in sel)
+        rows.append([f"{b}", f"{len(sel)}", f"{one:.4f}", f"{split:.4f}", f"{lower} of {len(sel)}"])
+    return (f"`{_cmd(r['command'])}` → `experiments/results/rounding_ablation_split.json`\n\n"
+            + _table(["activation bits", "layers", "summed D, one range", "summed D, one range per part",
+                      "layers where split is lower"], rows) + "\n")
+
+
 # --- the embedded models' quality cards -------------------------------------------------------------
 
 QUALITY_ROWS = [("train_10k_vs_test", "{data} train images (sanity: near 0)"), ("ddim50_1k", "model, DDIM-50"),
@@ -466,7 +481,7 @@ def speed_targets() -> str:
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
-    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "default_model": default_model,
+    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app,
 }
