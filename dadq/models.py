@@ -311,9 +311,8 @@ class DiffusionModel:
 @contextlib.contextmanager
 def full_fp32(device: torch.device):
     """True float32 convolutions on a GPU. cuDNN runs float32 convolutions in TF32 (10-bit mantissa) by
-    default: on an H200 that moved the default model's FP DDIM-10 samples by up to 4.7e-2 per pixel
-    (1.4e-4 in float32), and the mean gap between CPU and GPU 4-bit samples to a fifth of what 4-bit
-    quantization itself does, so the FP reference would carry its own quantization. No-op on the CPU."""
+    default, which perturbs the FP reference by an error of the same order as the quantization being
+    measured (docs/results.md, GPU section). No-op on the CPU."""
     if device.type != "cuda":
         yield
         return
@@ -458,7 +457,7 @@ def load_model(source: str | dict | Path = "default", device: str | torch.device
         path = NAMED_MODELS[src] if src in NAMED_MODELS else Path(src).expanduser()
         if src == "dit" and not (path / "transformer" / "config.json").exists():
             raise ValueError(f"the shipped DiT is missing from {path}: use a checkout, or train it with "
-                             "python scripts/train_dit.py --out assets/dit.")
+                             "python -m scripts.train_dit --out assets/dit.")
         if src == "default" and not (path / "unet" / "config.json").exists():
             raise ValueError(f"the default model is missing from {path}: it ships in the repository's assets/, so "
                              "use a checkout (pip install -e .), or rebuild it with python -m scripts.train_default.")

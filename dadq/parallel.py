@@ -1,8 +1,8 @@
 """Independent CPU jobs side by side, torch's threads split between them.
 
-A ~1M-parameter UNet on 28x28 images splits poorly across threads: on the 2-core CPU one sampling
-chain on 2 threads took 4.3 s where each of two chains on 1 thread took 5.6-6.8 s side by side.
-So two independent jobs at once finish well before the same two in a row.
+A ~1M-parameter UNet on 28x28 images splits poorly across threads, so two independent jobs on one
+thread each finish well before the same two in a row on all threads (benchmarks/results/app.json,
+in_process_pair_parallel_over_fp_only against in_process_pair_sequential_over_fp_only).
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Train the second embedded model: a small class-conditional DiT (diffusers ``DiTTransformer2DModel``)
 in pixel space on MNIST, with a null class for classifier-free guidance.
 
-    python scripts/train_dit.py --minutes 80 --out assets/dit            # CPU, one thread
-    python scripts/train_dit.py --minutes 30 --device cuda --batch 256    # a GPU: train longer / bigger batch
-    python scripts/train_dit.py --resume --minutes 60                     # continue from the checkpoint
+    python -m scripts.train_dit --minutes 80 --out assets/dit            # CPU, one thread
+    python -m scripts.train_dit --minutes 30 --device cuda --batch 256    # a GPU: train longer / bigger batch
+    python -m scripts.train_dit --resume --minutes 60                     # continue from the checkpoint
 
 The DiT's label embedder (diffusers ``LabelEmbedding``) holds ``num_embeds_ada_norm + 1`` rows when
 ``class_dropout_prob > 0``: classes 0-9 and the null class 10. In ``train()`` mode diffusers drops each
@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dadq.data import load_dataset, to_model_range  # noqa: E402
 from dadq.io import write_json  # noqa: E402
@@ -156,12 +155,12 @@ def write_card(out: Path) -> None:
     cfg = tr["config"]
     hidden = cfg["num_attention_heads"] * cfg["attention_head_dim"]
     a = tr["args"]
-    cmd = (f"python scripts/train_dit.py --minutes {a['minutes']:g} --batch {a['batch']} --lr {a['lr']:g} "
+    cmd = (f"python -m scripts.train_dit --minutes {a['minutes']:g} --batch {a['batch']} --lr {a['lr']:g} "
            f"--seed {a['seed']} --hidden {a['hidden']} --heads {a['heads']} --depth {a['depth']} --patch {a['patch']} "
            f"--out assets/dit")
     phases = ""
     if a.get("resume"):
-        phases = ("\n- This model was trained in two phases. Phase 1: `python scripts/train_dit.py --minutes 90` with an "
+        phases = ("\n- This model was trained in two phases. Phase 1: `python -m scripts.train_dit --minutes 90` with an "
                   "earlier version of this script that left the label dropout to diffusers, which drops the label "
                   "independently in every block's `LabelEmbedding`, so the whole-model null class was almost never "
                   "seen; a guidance sweep at step 3,603 showed guidance lowering accuracy. It was stopped at the step-4,489 "
@@ -183,9 +182,9 @@ def write_card(out: Path) -> None:
     hist = tr.get("history", [])
     loss_tail = np.mean([h["loss"] for h in hist[-5:]]) if hist else float("nan")
     prof_line = ("`profile.safetensors`: `dadq.profile(dit, groups=10, bits=range(2, 9), calib_per_group=4, "
-                 "mode=\"fast\")` under guidance at the default scale (`python scripts/train_dit.py --profile`)."
+                 "mode=\"fast\")` under guidance at the default scale (`python -m scripts.train_dit --profile`)."
                  if (out / "profile.safetensors").exists() else
-                 "No profile ships yet: build one with `python scripts/train_dit.py --profile` "
+                 "No profile ships yet: build one with `python -m scripts.train_dit --profile` "
                  "(G=10, bits 2-8, 4 calibration samples per group, fast mode).")
     text = f"""# dadq's second embedded model: a class-conditional DiT on MNIST
 
@@ -220,8 +219,8 @@ x = dadq.sample(dit, n=20, steps=50, class_labels=[3] * 10 + [7] * 10, guidance_
   other jobs: {tr['seconds'] / max(tr['steps'], 1):.2f} s per step on average); mean loss of the last 500 logged steps {loss_tail:.4f}. Log: `train.log`;
   loss curve: `training.json`.{'' if tr.get('final') else ' The run was stopped after this checkpoint (the last periodic save) to leave time for the evaluation; `training.json` and the weights are that checkpoint.'}
 - This is a time-boxed CPU run: the loss was still falling. To train longer, resume:
-  `python scripts/train_dit.py --resume --minutes 240` (the budget counts the minutes already trained), or on a GPU
-  `python scripts/train_dit.py --device cuda --batch 256 --lr 1e-3 --minutes 30` (a fresh run; weights stay float32).
+  `python -m scripts.train_dit --resume --minutes 240` (the budget counts the minutes already trained), or on a GPU
+  `python -m scripts.train_dit --device cuda --batch 256 --lr 1e-3 --minutes 30` (a fresh run; weights stay float32).
 
 ## Quality
 Class accuracy: the project's MNIST classifier (`dadq.metrics.classify`) labels each sample; a sample counts
