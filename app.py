@@ -7,9 +7,9 @@ wiring: which event calls which handler (``ui.handlers``) with which widgets (``
 Models, profiles and the displayed allocation are module-global (``ui.state.STATE``), never in
 ``gr.State``. Every event has an ``api_name``, so ``gradio_client`` can drive it:
 
-  light (own queues, stay responsive):  /sensitivity /activations /allocate /compare_solvers
-      /upload_allocation /export_allocation /export_profile /cancel_profile
-  heavy (one queue, concurrency_id "heavy", one at a time, with progress):  /generate /fid
+  light (own queues, stay responsive):  /sensitivity /activations /allocate /heatmap /compare_solvers
+      /upload_allocation /export_allocation /export_profile /export_figures /cancel_profile
+  heavy (one queue, concurrency_id "heavy", one at a time, with progress):  /generate /generate_ab /quality_sweep /fid
       /additivity /load_model /run_profile /upload_profile
 
 Bad input (an infeasible budget, a wrong path, a profile of another model, a corrupt upload) raises
@@ -85,6 +85,8 @@ def wire_allocation(w: layout.Widgets):
 
     gr.on([w.drive.change, w.target.change], toggle, [w.drive, w.target], [w.budget, w.w_budget, w.a_budget,
           w.log_lam], api_name="toggle_controls", api_visibility="private", queue=False, show_progress="hidden")
+    gr.on([w.heat_order.input, w.heat_find.submit], h.heatmap, [w.heat_order, w.heat_find], [w.heatmap, w.heat_note],
+          api_name="heatmap", concurrency_id="allocate")
     w.compare_btn.click(h.compare_solvers, controls, w.solver_df, api_name="compare_solvers")
     w.add_btn.click(h.additivity, None, [w.add_plot, w.add_md], api_name="additivity", **HEAVY)
     w.breakdown_btn.click(h.distortion_breakdown, None, w.breakdown_df, api_name="distortion_breakdown")
@@ -98,6 +100,11 @@ def wire_samples(w: layout.Widgets):
                      api_visibility="private")
     w.gen_btn.click(h.generate, [w.seed, w.count, w.sampler, w.steps], [w.pairs, w.pair_df, w.grid_files, w.gen_md],
                     api_name="generate", **HEAVY)
+    w.gen_ab_btn.click(h.generate_ab, [w.seed, w.count, w.sampler, w.steps], [w.ab_pairs, w.ab_df, w.gen_ab_md],
+                       api_name="generate_ab", **HEAVY)
+    q_evt = w.q_btn.click(h.quality_sweep, [w.q_budgets, w.q_n, w.seed, w.sampler, w.steps, w.q_fid, w.fid_feature],
+                          [w.q_plot, w.q_df, w.q_md], api_name="quality_sweep", show_progress_on=[w.q_md], **HEAVY)
+    w.q_cancel.click(h.cancel_sweep, None, None, api_name="cancel_sweep", cancels=[q_evt], queue=False)
     w.fid_btn.click(h.fid, [w.fid_n, w.seed, w.sampler, w.steps, w.fid_feature], w.fid_df, api_name="fid",
                     show_progress_on=[w.fid_df], **HEAVY)
 
@@ -134,6 +141,9 @@ def wire_model(w: layout.Widgets):
     w.alloc_dl_btn.click(h.export_allocation, None, w.dl_file, api_name="export_allocation")
     w.alloc_csv_btn.click(h.export_allocation_csv, None, w.dl_file, api_name="export_allocation_csv")
     w.curves_csv_btn.click(h.export_profile_csv, None, w.dl_file, api_name="export_curves_csv")
+    w.fig_btn.click(h.export_figures, [w.sens_group, w.sens_x, w.sens_view, w.sens_layer, w.sens_bits, w.sens_top,
+                                       w.act_layer, w.act_style, w.act_bits, w.act_log], w.fig_files,
+                    api_name="export_figures")
     w.fid_csv_btn.click(h.export_fid_csv, None, w.dl_file, api_name="export_fid_csv")
 
 

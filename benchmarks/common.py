@@ -234,27 +234,12 @@ def save_figure(fig, stem: Path, width: int = 900, height: int | None = None) ->
     return out
 
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-
-
 def render_png(fig, width: int, height: int) -> bytes:
-    """PNG bytes of a plotly figure, drawn by Debian's chromium through playwright (the test suite's
-    browser; kaleido would need its own). plotly.js is inlined: nothing is fetched."""
-    from playwright.sync_api import sync_playwright
+    """PNG bytes of a plotly figure, drawn by the local chromium: ``dadq.plots.render_png`` (its one
+    home; imported here lazily, as plotting is not needed to import this module)."""
+    from dadq.plots import render_png as render
 
-    html = fig.to_html(include_plotlyjs=True, full_html=True, config={"staticPlot": True},
-                       default_width=f"{width}px", default_height=f"{height}px")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": width + 40, "height": height + 40})
-            page.set_content(html, wait_until="load")
-            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
-            return page.locator(".js-plotly-plot").first.screenshot()
-        finally:
-            browser.close()
+    return render(fig, width, height)
 
 
 # --- models and profiles ---------------------------------------------------------------------------

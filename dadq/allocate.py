@@ -439,6 +439,19 @@ class Allocation:
             }))
         return pd.concat(parts, ignore_index=True)
 
+    def breakdown(self):
+        """Where the predicted distortion goes: ``to_frame`` (one row per quantizer: layer, kind
+        'w'/'a', group, bits, D) with ``share``, each row's fraction of its group's total D, and
+        ``share_of_mean``, its fraction of the mean over groups of the total (D / G / mean total, so a
+        quantizer's ``share_of_mean`` summed over groups is its share of the mean D). Largest D first."""
+        frame = self.to_frame().drop(columns="size_bits")
+        G = self.w_bits.shape[0]
+        total = frame.groupby("group")["D"].transform("sum")
+        frame["share"] = (frame["D"] / total.where(total > 0, 1.0)).astype(float)
+        mean_total = float(frame["D"].sum()) / G
+        frame["share_of_mean"] = frame["D"] / G / (mean_total if mean_total > 0 else 1.0)
+        return frame.sort_values(["D", "group"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
     # --- validation ---------------------------------------------------------------------------
     def check(self, model=None, profile=None) -> None:
         """Raise ValueError (one message per problem, naming the fix) unless the arrays are whole and

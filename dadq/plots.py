@@ -344,12 +344,34 @@ def _heatmap_layout(profile, has_fp: bool) -> dict:
     return _HEATMAP_LAYOUTS[key]
 
 
-def allocation_heatmap_spec(profile, alloc) -> FigureJSON:
-    """Bits per layer (rows, network order) and timestep group (columns), W and A side by side.
-    Colour is bits (FP above the top width); hover shows the layer's bits, D at that choice and
-    size. No per-cell text: the colour says the bits, and 1,280 labelled cells were slow to redraw."""
-    labels = layer_labels(profile.layer_names)
-    glabels = [f"g{g}" for g in range(profile.num_groups)]
+HEATMAP_ORDERS = ("network", "sensitivity")
+FIND_MARK = "▶ "
+
+
+def heatmap_rows(profile, order: str = "network") -> np.ndarray:
+    """Row order of the allocation heatmap: network order, or most sensitive first
+    (``dadq.profile.sensitivity_ranking``: D_W + D_A at the lowest width, mean over groups)."""
+    if order not in HEATMAP_ORDERS:
+        raise ValueError(f"heatmap order {order!r}: choose one of {HEATMAP_ORDERS}.")
+    return np.arange(profile.num_layers) if order == "network" else sensitivity_ranking(profile)[1]
+
+
+def find_layers(names, query: str | None) -> list[int]:
+    """Indices of the layers whose name contains ``query`` (case-insensitive; empty: none)."""
+    q = (query or "").strip().lower()
+    return [i for i, n in enumerate(names) if q and q in n.lower()]
+
+
+def allocation_heatmap_spec(profile, alloc, order: str = "network", find: str | None = None) -> FigureJSON:
+    """Bits per layer (rows: network order, or most sensitive first with ``order='sensitivity'``) and
+    timestep group (columns), W and A side by side. Colour is bits (FP above the top width); hover
+    shows the bits, D at that choice, size, and the layer's mean bits over groups; each column label
+    carries the group's mean bits over layers. Rows whose name contains ``find`` are marked with
+    ``FIND_MARK``. No per-cell text: the colour says the bits, and 1,280 labelled cells were slow to redraw."""
+    rows = heatmap_rows(profile, order)
+    found = set(find_layers(profile.layer_names, find))
+    all_labels = layer_labels(profile.layer_names)
+    labels = [(FIND_MARK if l in found else "") + all_labels[l] for l in rows]
     pbits = profile.bits.astype(int)
     has_fp = bool((alloc.w_bits >= FP_BITS).any() or (alloc.a_bits >= FP_BITS).any())
     traces = []
@@ -357,18 +379,25 @@ def allocation_heatmap_spec(profile, alloc) -> FigureJSON:
         bits = (alloc.w_bits if kind == "w" else alloc.a_bits).astype(int)  # [G, L]
         d = alloc.d_w if kind == "w" else alloc.d_a
         numel = profile.w_numel if kind == "w" else profile.a_numel
+        shown = np.minimum(bits, pbits.max() + 1)  # FP counted as one above the top width in the means
+        layer_mean, group_mean = shown.mean(0), shown.mean(1)
         custom = [[["FP" if bits[g, l] >= FP_BITS else str(bits[g, l]), float(f"{d[g, l]:.3g}"),
-                    _fmt_bits(numel[l] * bits[g, l])] for g in range(bits.shape[0])] for l in range(bits.shape[1])]
+                    _fmt_bits(numel[l] * bits[g, l]), round(float(layer_mean[l]), 2)] for g in range(bits.shape[0])]
+                  for l in rows]
         traces.append(dict(
-            type="heatmap", z=_bits_display(bits, pbits).T.tolist(), x=glabels, y=labels, customdata=custom,
+            type="heatmap", z=_bits_display(bits, pbits).T[rows].tolist(), y=labels, customdata=custom,
+            x=[f"g{g} ({group_mean[g]:.2f})" for g in range(profile.num_groups)],
             coloraxis="coloraxis", xgap=1, ygap=1, name="W" if kind == "w" else "A",
             xaxis="x" if col == 1 else f"x{col}", yaxis="y" if col == 1 else f"y{col}",
             hovertemplate=(f"<b>%{{y}}</b> ({kind.upper()})<br>%{{x}}<br>bits %{{customdata[0]}}"
-                           "<br>D %{customdata[1]:.3g}<br>size %{customdata[2]}<extra></extra>"),
+                           "<br>D %{customdata[1]:.3g}<br>size %{customdata[2]}"
+                           "<br>layer mean %{customdata[3]} bits<extra></extra>"),
         ))
     layout = dict(_heatmap_layout(profile, has_fp))
+    how = "most sensitive first" if order == "sensitivity" else "network order"
     layout["title"] = dict(text=f"Bit allocation ({alloc.method}, {_target_title(alloc)}, {alloc.weight_mode} "
-                                f"weights); {KEY_MARK} = layers often kept in high precision", font=dict(size=13))
+                                f"weights; rows {how}; columns: group (mean bits)); {KEY_MARK} = layers often "
+                                "kept in high precision", font=dict(size=13))
     return FigureJSON({"data": traces, "layout": layout})
 
 
@@ -554,4 +583,104 @@ def empty_figure(message: str) -> go.Figure:
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.update_layout(template=TEMPLATE, height=260, margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+# --- export: figures as SVG / PNG at publication size, drawn by the local chromium -------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+PUBLICATION_SIZE = (1200, 800)  # px; the PNG is drawn at scale 2 (2400 x 1600)
+IMAGE_FORMATS = ("svg", "png")
+
+
+def _spec(fig) -> dict:
+    if isinstance(fig, FigureJSON):
+        return fig.spec
+    return json.loads(fig.to_json()) if hasattr(fig, "to_json") else dict(fig)
+
+
+def render_images(figs: list, formats=IMAGE_FORMATS, width: int | None = None, height: int | None = None,
+                  scale: float = 2.0) -> list[dict]:
+    """Every figure (go.Figure, FigureJSON or a plotly dict) as {format: bytes}, drawn by plotly.js's
+    own toImage in Debian's chromium through playwright (kaleido is not needed). plotly.js is inlined:
+    nothing is fetched. ``width``/``height``: the size in px (default: the figure's, else
+    PUBLICATION_SIZE); ``scale`` multiplies the PNG's pixels only."""
+    import base64
+    import urllib.parse
+
+    from playwright.sync_api import sync_playwright
+    from plotly.offline import get_plotlyjs
+
+    for f in formats:
+        if f not in IMAGE_FORMATS:
+            raise ValueError(f"image format {f!r}: choose from {IMAGE_FORMATS}.")
+    html = (f"<html><head><meta charset='utf-8'><script>{get_plotlyjs()}</script></head>"
+            "<body><div id='g'></div></body></html>")
+    out = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_content(html, wait_until="load")
+            for fig in figs:
+                spec = _spec(fig)
+                lay = spec.get("layout", {})
+                w = int(width or lay.get("width") or PUBLICATION_SIZE[0])
+                h = int(height or lay.get("height") or PUBLICATION_SIZE[1])
+                images = {}
+                for f in formats:
+                    url = page.evaluate(
+                        "([s, f, w, h, k]) => Plotly.toImage({data: s.data || [], layout: s.layout || {}}, "
+                        "{format: f, width: w, height: h, scale: f === 'png' ? k : 1})", [spec, f, w, h, scale])
+                    head, data = url.split(",", 1)
+                    images[f] = base64.b64decode(data) if ";base64" in head else urllib.parse.unquote(data).encode()
+                out.append(images)
+        finally:
+            browser.close()
+    return out
+
+
+def render_png(fig, width: int, height: int) -> bytes:
+    """PNG bytes of one figure at ``width`` x ``height`` px (``render_images``, scale 1)."""
+    return render_images([fig], ("png",), width, height, scale=1.0)[0]["png"]
+
+
+def save_images(figs: dict, folder, formats=IMAGE_FORMATS, width: int | None = None,
+                height: int | None = None) -> list:
+    """Write each figure of {name: figure} as ``folder/name.svg`` and ``.png`` (``render_images``);
+    returns the paths written."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, images in zip(figs, render_images(list(figs.values()), formats, width, height)):
+        for f, data in images.items():
+            path = folder / f"{name}.{f}"
+            path.write_bytes(data)
+            paths.append(path)
+    return paths
+
+
+def quality_sweep_plot(frame) -> go.Figure:
+    """``dadq.sweep.quality_vs_bits``'s table: mean paired SSIM against average bits, one line per
+    method (FID on a second axis where it was computed)."""
+    has_fid = bool(frame["fid"].notna().any())
+    fig = make_subplots(specs=[[{"secondary_y": has_fid}]])
+    for i, (method, part) in enumerate(frame.dropna(subset=["avg_bits"]).groupby("method", sort=False)):
+        colour = qualitative.Plotly[i % len(qualitative.Plotly)]
+        fig.add_trace(go.Scatter(x=part["avg_bits"], y=part["ssim"], mode="lines+markers", name=f"{method} SSIM",
+                                 line=dict(color=colour), customdata=part["budget"],
+                                 hovertemplate="budget %{customdata}<br>%{x:.2f} avg bits<br>SSIM %{y:.4f}"
+                                               "<extra>" + method + "</extra>"), secondary_y=False)
+        if has_fid:
+            fig.add_trace(go.Scatter(x=part["avg_bits"], y=part["fid"], mode="lines+markers", name=f"{method} FID",
+                                     line=dict(color=colour, dash="dot")), secondary_y=True)
+    fig.update_layout(template=TEMPLATE, height=420, title="Quality vs bits: paired SSIM against FP (same noise)")
+    fig.update_xaxes(title_text="average bits used")
+    fig.update_yaxes(title_text="mean SSIM vs FP", secondary_y=False)
+    if has_fid:
+        fig.update_yaxes(title_text="FID (lower is better)", secondary_y=True)
     return fig

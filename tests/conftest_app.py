@@ -19,9 +19,7 @@ torch.set_num_threads(1)  # the CI box has 2 cores; keep the server's sampling t
 REPO = Path(__file__).resolve().parent.parent
 
 DEFAULT_PROFILE = REPO / "assets" / "default" / "profile.safetensors"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+from dadq.plots import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (one home: the figure export uses them too)
 
 _ASSETS: dict = {}
 

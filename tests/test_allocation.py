@@ -148,6 +148,23 @@ def test_to_frame(tiny_profile):
     assert np.allclose(t.groupby("group").D.sum().to_numpy(), a.predicted)
 
 
+def test_breakdown_is_where_the_predicted_distortion_goes(tiny_profile):
+    a = dadq.allocate(tiny_profile, budget=3.0, method="exact")
+    b = a.breakdown()
+    G, L = a.w_bits.shape
+    assert list(b.columns) == ["layer", "kind", "group", "bits", "D", "share", "share_of_mean"] and len(b) == 2 * G * L
+    assert (np.diff(b.D.to_numpy()) <= 0).all()  # largest first
+    top = b.iloc[0]
+    d = a.d_w if top.kind == "w" else a.d_a
+    assert top.D == d.max() == max(a.d_w.max(), a.d_a.max())
+    assert top.share == pytest.approx(top.D / a.predicted[top.group])
+    assert np.allclose(b.groupby("group").share.sum().to_numpy(), 1.0)  # each group's shares add up
+    assert b.share_of_mean.sum() == pytest.approx(1.0)
+    l = a.layer_names.index(top.layer)
+    per_quantizer = b[(b.layer == top.layer) & (b.kind == top.kind)].share_of_mean.sum()
+    assert per_quantizer == pytest.approx(d[:, l].mean() / a.predicted.mean())
+
+
 def test_save_load_roundtrip(tiny_profile, tmp_path):
     a = dadq.allocate(tiny_profile, w_budget=3.0, a_budget=5.0, method="exact", budget_scope="mean")
     b = Allocation.load(a.save(tmp_path / "a.json"), profile=tiny_profile)

@@ -23,7 +23,8 @@ except ImportError:  # pragma: no cover
 ENDPOINTS = {"/sensitivity", "/activations", "/allocate", "/compare_solvers", "/additivity", "/generate", "/fid",
              "/load_model", "/run_profile", "/cancel_profile", "/upload_profile", "/upload_allocation",
              "/export_profile", "/export_allocation", "/export_allocation_csv", "/export_curves_csv", "/export_fid_csv",
-             "/pin_allocation", "/compare_pinned", "/distortion_breakdown"}
+             "/pin_allocation", "/compare_pinned", "/distortion_breakdown", "/generate_ab", "/heatmap", "/export_figures",
+             "/quality_sweep", "/cancel_sweep"}
 ALLOC = dict(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa", method="lagrangian",
              weight_mode="per-group", budget_scope="group")
 SCOPE_LABELS = ["every group ≤ budget (peak per step)", "mean over groups ≤ budget (trajectory average)"]
@@ -215,6 +216,43 @@ def test_compare_two_allocations(client):
     assert md.count("lagrangian") == 2 and "B / A predicted D" in md
 
 
+def test_heatmap_rows_by_sensitivity_and_find(client, assets):
+    """Issue 19, readability: rows most sensitive first (dadq.profile.sensitivity_ranking), per-layer
+    and per-group means, and a layer found by name is marked."""
+    import dadq
+    from dadq.plots import layer_labels
+    from dadq.profile import sensitivity_ranking
+
+    prof = dadq.Profile.load(assets["tiny_profile"])
+    w_net, a_net = heat_z(alloc(client, budget=3.0))
+    fig, note = client.predict("sensitivity", "", api_name="/heatmap")
+    fig = plot_data(fig)
+    order = sensitivity_ranking(prof)[1]
+    labels = layer_labels(prof.layer_names)
+    assert fig["data"][0]["y"] == [labels[i] for i in order] and note == ""
+    assert fig["data"][0]["y"] != labels  # the ranking is not network order on this profile
+    assert (np.array(fig["data"][0]["z"]) == w_net[order]).all()
+    assert (np.array(fig["data"][1]["z"]) == a_net[order]).all()
+    a = exported(client)
+    wb = np.array(a["w_bits"])  # [G, L]
+    assert fig["data"][0]["x"][0] == f"g0 ({wb[0].mean():.2f})"  # each column: the group's mean bits
+    assert fig["data"][0]["customdata"][0][0][3] == round(float(wb[:, order[0]].mean()), 2)  # the layer's mean
+    # the order sticks through a re-allocation; a search marks the matching rows
+    name = prof.layer_names[order[-1]]
+    fig, note = client.predict("sensitivity", name, api_name="/heatmap")
+    ys = plot_data(fig)["data"][0]["y"]
+    marked = [y for y in ys if y.startswith("▶ ")]
+    assert ys[-1] == "▶ " + labels[order[-1]] and len(marked) == sum(name in n for n in prof.layer_names)
+    assert "match" in note
+    assert plot_data(alloc(client, budget=4.0)[0])["data"][0]["y"] == ys
+    _, note = client.predict("network", "no_such_layer", api_name="/heatmap")
+    assert note == "no layer name contains 'no_such_layer'"
+    with pytest.raises(AppError):
+        client.predict("alphabetical", "", api_name="/heatmap")
+    fig, _ = client.predict("network", "", api_name="/heatmap")
+    assert plot_data(fig)["data"][0]["y"] == labels
+
+
 def test_distortion_breakdown(client):
     """Where the predicted D goes: the largest quantizers first, their shares adding up to at most 100 %."""
     alloc(client, budget=3.0)
@@ -277,6 +315,59 @@ def test_generate_names_the_allocation_it_ran(client):
     assert avg_bits_label(a) != avg_bits_label(b)
     *_, info = job.result(timeout=600)
     assert avg_bits_label(a) in info and avg_bits_label(b) not in info
+
+
+def test_samples_of_a_and_b(client):
+    """Issue 19, A/B: samples of the pinned A and the displayed B from the same noise as FP, each
+    scored against FP, labelled with the allocations they ran (B taken at the start)."""
+    alloc(client, budget=3.0)
+    a = exported(client)
+    client.predict(api_name="/pin_allocation")
+    alloc(client, budget=6.0)
+    b = exported(client)
+    job = client.submit(5, 6, "ddim", 40, api_name="/generate_ab")
+    wait_running(job)
+    alloc(client, budget=4.5)  # changed while it runs: the result still names B
+    c = exported(client)
+    items, table, md = job.result(timeout=600)
+    assert len({avg_bits_label(x) for x in (a, b, c)}) == 3
+    assert avg_bits_label(a) in md and avg_bits_label(b) in md and avg_bits_label(c) not in md
+    assert table["headers"] == ["pair", "A PSNR (dB)", "A SSIM", "B PSNR (dB)", "B SSIM"] and len(items) == 6
+    # B's scores are those of /generate with B displayed at the same seed (the same noise and FP images)
+    alloc(client, budget=6.0)
+    _, pairs, _, _ = client.predict(5, 6, "ddim", 40, api_name="/generate")
+    for row, ref in zip(table["data"], pairs["data"]):
+        assert row[4] == pytest.approx(ref[2], abs=2e-3)
+    alloc(client, budget=3.0)  # A again (the same solve): A's scores are /generate's for it
+    _, pairs_a, _, _ = client.predict(5, 6, "ddim", 40, api_name="/generate")
+    for row, ref in zip(table["data"], pairs_a["data"]):
+        assert row[2] == pytest.approx(ref[2], abs=2e-3)
+    a_ssim, b_ssim = [r[2] for r in table["data"]], [r[4] for r in table["data"]]
+    assert a_ssim != b_ssim
+    assert items[0]["caption"] == f"#0: SSIM A {a_ssim[0]:.3f}, B {b_ssim[0]:.3f}"
+
+
+def test_quality_vs_bits_sweep(client):
+    """Issue 19: paired SSIM of DADQ and uniform at several budgets, plotted together, cached per setting."""
+    t0 = time.perf_counter()
+    fig, table, md = client.predict("3,6", 3, 2, "ddim", 4, False, "mnist", api_name="/quality_sweep")
+    first_s = time.perf_counter() - t0
+    rows = {(r[0], r[1]): dict(zip(table["headers"], r)) for r in table["data"]}
+    assert set(rows) == {(m, b) for m in ("lagrangian", "uniform") for b in (3.0, 6.0)} and "Computed now" in md
+    for r in rows.values():
+        assert r["avg_bits"] <= r["budget"] + 1e-9 and 0 < r["ssim"] <= 1
+    assert rows["lagrangian", 6.0]["ssim"] > rows["lagrangian", 3.0]["ssim"]
+    fig = plot_data(fig)
+    assert [t["name"] for t in fig["data"]] == ["lagrangian SSIM", "uniform SSIM"]
+    # the lagrangian point at 6 bits is the mean SSIM /generate shows for that allocation, same noise
+    alloc(client, budget=6.0)
+    _, pairs, _, _ = client.predict(2, 3, "ddim", 4, api_name="/generate")
+    assert rows["lagrangian", 6.0]["ssim"] == pytest.approx(np.mean([r[2] for r in pairs["data"]]), abs=2e-3)
+    t0 = time.perf_counter()
+    _, again, md = client.predict("3,6", 3, 2, "ddim", 4, False, "mnist", api_name="/quality_sweep")
+    assert "From the cache" in md and again["data"] == table["data"] and time.perf_counter() - t0 < first_s
+    with pytest.raises(AppError, match="budgets"):
+        client.predict("3,x", 3, 2, "ddim", 4, False, "mnist", api_name="/quality_sweep")
 
 
 def test_fid_needs_mnist_sized_images(client):
@@ -355,6 +446,29 @@ def test_exports_and_uploads(client, assets, tmp_path):
     # the good profile still loads, and the app still answers
     status = client.predict(handle_file(assets["tiny_profile"]), api_name="/upload_profile")[0]
     assert "Using uploaded profile" in status
+
+
+def test_export_every_figure_as_svg_and_png(client):
+    """Issue 19, export: every figure on display as SVG and PNG at publication size."""
+    from PIL import Image
+
+    alloc(client, budget=3.0)
+    client.predict(api_name="/pin_allocation")
+    alloc(client, budget=4.0)
+    paths = [Path(p) for p in client.predict(-1, "bits", "layers", None, 2, 0, None, "overlay", 4, True,
+                                             api_name="/export_figures")]
+    names = {"rd_curves", "activations", "allocation_heatmap", "tradeoff", "b_minus_a"}
+    assert {(p.stem, p.suffix) for p in paths} == {(n, s) for n in names for s in (".svg", ".png")}
+    for p in paths:
+        data = p.read_bytes()
+        if p.suffix == ".png":
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(p).size[0] == 2400  # 1200 px at scale 2
+        else:
+            import xml.etree.ElementTree as ET
+
+            root = ET.fromstring(data)
+            assert root.tag.endswith("svg") and root.get("width") == "1200"
+            assert b"<text" in data or b"class=\"xtick" in data  # axes were drawn, not an empty page
 
 
 def test_wrong_model_path_keeps_state(client, assets):

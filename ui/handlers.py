@@ -169,6 +169,19 @@ def allocate_first(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budg
     return views.heatmap_view(), views.summary_view()
 
 
+@safe
+def heatmap(order="network", find=""):
+    """The heatmap with rows in network order or most sensitive first, rows matching ``find`` marked."""
+    _need_profile()
+    plots.heatmap_rows(STATE.profile, order)  # an unknown order is an error before the state changes
+    STATE.heat_order, STATE.heat_find = order, (find or "").strip()
+    n = len(plots.find_layers(STATE.profile.layer_names, STATE.heat_find))
+    note = f"{n} layer(s) match '{STATE.heat_find}'" if STATE.heat_find else ""
+    if STATE.heat_find and not n:
+        note = f"no layer name contains '{STATE.heat_find}'"
+    return views.heatmap_view(), note
+
+
 def tradeoff():
     """The trade-off figure of the displayed allocation (its frontiers and the star)."""
     return views.tradeoff_view()
@@ -288,6 +301,63 @@ def generate(seed=0, n=16, sampler="ddim", steps=50, progress=gr.Progress()):
 
 
 @safe
+def generate_ab(seed=0, n=16, sampler="ddim", steps=50, progress=gr.Progress()):
+    """Samples of the pinned A and the displayed B from the same noise and seed as FP, with each
+    pair's PSNR/SSIM of A and of B against FP. Both allocations are taken at the start."""
+    _need_profile()
+    n, seed = int(n), int(seed)
+    if not 1 <= n <= 256:
+        raise ValueError(f"count {n}: ask for 1 to 256 samples.")
+    steps = _sampler_steps(sampler, steps)
+    pinned = STATE.pinned
+    if pinned is None:
+        raise ValueError("no allocation is pinned: pin one as A in the Allocation tab first.")
+    b = STATE.snapshot()  # B: the displayed allocation at the start, whatever happens meanwhile
+    qa = dadq.quantize(STATE.model, STATE.profile, pinned)
+    kw = dict(n=n, steps=steps, seed=seed, sampler=sampler)
+    out = []
+    for i, (name, m) in enumerate((("FP", STATE.model), ("A", qa), ("B", b.qmodel))):
+        report = throttled(progress, scale=1 / 3, offset=i / 3, prefix=f"{name} · ")
+        out.append(dadq.sample(m, progress=report, **kw))
+    fp, xa, xb = out
+    metrics = [dadq.paired_psnr_ssim(fp, xa), dadq.paired_psnr_ssim(fp, xb)]
+    md = (f"{n} samples each of FP, A and B, {views.sampler_name(sampler, steps)}, seed {seed}, identical noise. "
+          f"**A**: {alloc_label(pinned)}, mean SSIM {metrics[0][1].mean():.4f}. **B**: {b.label}, mean SSIM "
+          f"{metrics[1][1].mean():.4f}. Each item: FP | A | B.")
+    return views.ab_items(fp, xa, xb, metrics), views.ab_table(metrics), md
+
+
+@safe
+def quality_sweep(budgets="2.5,3,4,6", n=8, seed=0, sampler="ddim", steps=20, with_fid=False, feature="mnist",
+                  progress=gr.Progress()):
+    """Paired SSIM (FID on request) of DADQ (lagrangian) and uniform at several budgets
+    (dadq.sweep.quality_vs_bits), cached per model fingerprint and settings."""
+    from dadq.sweep import quality_vs_bits
+
+    _need_profile()
+    try:
+        bl = tuple(float(b) for b in str(budgets).replace(" ", "").split(",") if b)
+    except ValueError:
+        raise ValueError(f"budgets {budgets!r}: give average bit widths separated by commas, e.g. 3,4,6.") from None
+    steps = _sampler_steps(sampler, steps)
+    model, prof = STATE.model, STATE.profile
+    key = (model.fingerprint(), prof.fingerprint, id(prof), bl, int(n), int(seed), sampler, steps, bool(with_fid),
+           feature)
+    cached = key in STATE.quality
+    if not cached:
+        STATE.cancel.clear()
+        STATE.quality[key] = quality_vs_bits(model, prof, bl, methods=("lagrangian", "uniform"), n=int(n),
+                                             steps=steps, seed=int(seed), sampler=sampler, fid=bool(with_fid),
+                                             feature=feature, progress=throttled(progress), cancel=STATE.cancel)
+    frame = STATE.quality[key]
+    md = (f"DADQ (lagrangian) and uniform at budgets {', '.join(f'{b:g}' for b in bl)}; {int(n)} samples each, "
+          f"{views.sampler_name(sampler, steps)}, seed {int(seed)}, the same noise as FP. "
+          + ("From the cache (same model and settings)." if cached else "Computed now; cached for these settings."))
+    shown = (frame if with_fid else frame.drop(columns="fid")).round(4)
+    return plots.quality_sweep_plot(frame), shown.astype(object).where(shown.notna(), None), md
+
+
+@safe
 def fid(n=256, seed=0, sampler="ddim", steps=50, feature="mnist", progress=gr.Progress()):
     """FID of FP and quantized samples (same sampler, steps, seeds), appended to the run history."""
     _need_profile()
@@ -356,6 +426,11 @@ def run_profile(groups=10, bits="2-8", calib=8, mode="fast", layers="", progress
     STATE.install(model, src, prof, path)
     return (f"Profiled `{src}`: G={prof.num_groups}, bits {prof.bits.tolist()}, {prof.meta.get('seconds')} s. "
             "Download it below to keep it."), True
+
+
+def cancel_sweep():
+    """Stop the quality sweep (gradio cancels the event too); nothing is cached for it."""
+    STATE.cancel.set()
 
 
 def cancel_profile():
@@ -459,3 +534,19 @@ def export_fid_csv():
     if not STATE.fid_rows:
         raise ValueError("no FID run yet: press 'Compute FID' first.")
     return _csv(views.fid_table(), "dadq_fid_history.csv")
+
+
+@safe
+def export_figures(group=views.MEAN_GROUP, x="bits", view="layers", layer=None, rank_bits=None, top_k=0,
+                   act_layer=None, style="overlay", act_bits=None, log_y=True):
+    """Every figure on display (RD curves and activations as their controls set them, the allocation
+    heatmap, the trade-off, B − A when A is pinned) as SVG and PNG at publication size
+    (dadq.plots.save_images: plotly.js in the local chromium)."""
+    _need_profile()
+    figs = {"rd_curves": sensitivity(group, x, view, layer, rank_bits, top_k)[0],
+            "activations": activations(act_layer, style, act_bits, log_y)[0],
+            "allocation_heatmap": views.heatmap_view(), "tradeoff": views.tradeoff_view()}
+    if STATE.pinned is not None:
+        figs["b_minus_a"] = plots.allocation_diff_heatmap(STATE.profile, STATE.pinned, STATE.alloc)
+    folder = STATE.workdir / f"figures_{int(time.time() * 1000)}"
+    return [str(p) for p in plots.save_images(figs, folder, width=plots.PUBLICATION_SIZE[0])]

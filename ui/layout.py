@@ -10,7 +10,7 @@ from dadq.allocate import METHODS
 
 from .handlers import MAX_UPLOAD_BYTES
 from .texts import HOW_IT_WORKS
-from .views import FID_COLUMNS, PAIR_COLUMNS, SCOPES
+from .views import AB_COLUMNS, FID_COLUMNS, PAIR_COLUMNS, SCOPES
 
 TARGETS = [("joint W+A budget", "wa"), ("separate W and A budgets", "separate"), ("weights only (A stays FP)", "w"),
            ("activations only (W stays FP)", "a")]
@@ -108,6 +108,11 @@ def allocation_tab(w: Widgets):
                     w.ab_btn = gr.Button("compare B with A", size="sm", elem_id="compare-ab-btn")
                 w.ab_md = gr.Markdown(elem_id="ab-summary")
             with gr.Column(scale=2):
+                with gr.Row():
+                    w.heat_order = gr.Radio([("network order", "network"), ("most sensitive first", "sensitivity")],
+                                            value="network", label="heatmap rows", elem_id="heat-order")
+                    w.heat_find = gr.Textbox(label="find a layer (name contains; marked ▶)", elem_id="heat-find")
+                    w.heat_note = gr.Markdown(elem_id="heat-find-note")
                 w.view("heatmap", gr.Plot, label="bit allocation", elem_id="heatmap")
                 w.view("trade_plot", gr.Plot, label="total RD trade-off", elem_id="tradeoff")
                 w.ab_plot = gr.Plot(label="B − A bits (pin an allocation as A, then compare)", elem_id="ab-heatmap")
@@ -129,9 +134,30 @@ def samples_tab(w: Widgets):
                              height="auto", elem_id="pair-gallery", elem_classes=["dadq-pixelated", "dadq-pairs"],
                              object_fit="contain", allow_preview=True)
         with gr.Row():
+            w.gen_ab_btn = gr.Button("samples of A and B (pin A in the Allocation tab)", size="sm",
+                                     elem_id="generate-ab-btn")
+        w.gen_ab_md = gr.Markdown(elem_id="generate-ab-info")
+        w.ab_pairs = gr.Gallery(label="A/B from identical noise: FP | A | B", format="png", columns=4, height="auto",
+                                elem_id="ab-gallery", elem_classes=["dadq-pixelated", "dadq-pairs"],
+                                object_fit="contain", allow_preview=True)
+        w.ab_df = gr.Dataframe(pd.DataFrame(columns=AB_COLUMNS), interactive=False, elem_id="ab-table",
+                               label="per-pair PSNR / SSIM of A and of B against FP", max_height=300)
+        with gr.Row():
             w.pair_df = gr.Dataframe(pd.DataFrame(columns=PAIR_COLUMNS), interactive=False,
                                      label="per-pair PSNR / SSIM (quantized vs FP)", max_height=300)
             w.grid_files = gr.File(label="PNG grids (FP, quantized)", file_count="multiple", interactive=False)
+        gr.Markdown("---")
+        with gr.Row():
+            w.q_budgets = gr.Textbox(value="2.5,3,4,6", label="quality vs bits: budgets (average bits)",
+                                     elem_id="quality-budgets")
+            w.q_n = gr.Slider(1, 64, value=8, step=1, label="samples per point")
+            w.q_fid = gr.Checkbox(value=False, label="also FID (slow; MNIST-sized models)")
+            w.q_btn = gr.Button("quality vs bits sweep", elem_id="quality-btn")
+            w.q_cancel = gr.Button("cancel sweep", variant="stop", size="sm", elem_id="quality-cancel")
+        w.q_md = gr.Markdown(elem_id="quality-info")
+        with gr.Row():
+            w.q_plot = gr.Plot(label="quality vs bits (DADQ and uniform)", elem_id="quality-plot")
+            w.q_df = gr.Dataframe(interactive=False, label="quality vs bits", elem_id="quality-table")
         gr.Markdown("---")
         w.view("fid_info", gr.Markdown)
         with gr.Row():
@@ -178,6 +204,8 @@ def model_tab(w: Widgets, model_src: str):
                     w.curves_csv_btn = gr.Button("RD curves (CSV)", size="sm")
                     w.fid_csv_btn = gr.Button("FID history (CSV)", size="sm")
                 w.dl_file = gr.File(label="download", interactive=False, elem_id="download-file")
+                w.fig_btn = gr.Button("every figure (SVG + PNG, 1200 px wide)", size="sm", elem_id="figures-btn")
+                w.fig_files = gr.File(label="figures", file_count="multiple", interactive=False, elem_id="figure-files")
 
 
 def how_tab(w: Widgets):

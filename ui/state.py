@@ -49,6 +49,8 @@ class AppState:
         self.samples = None
         self.fid_rows: list[list] = []  # every FID run, kept (model, allocation, ..., score)
         self.pinned = None  # allocation A of an A/B comparison
+        self.quality: dict = {}  # quality-vs-bits sweeps, keyed by model fingerprint + settings
+        self.heat_order, self.heat_find = "network", ""  # heatmap rows: order, and the layer search marked
         self.sweeps: dict = {}
         self.cancel = threading.Event()
         self.workdir = Path(tempfile.mkdtemp(prefix="dadq-app-"))

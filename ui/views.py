@@ -19,6 +19,7 @@ from .state import STATE, default_budget
 MEAN_GROUP = -1
 FID_COLUMNS = ["run", "model", "allocation", "rounding", "sampler", "n", "seed", "feature network", "FID"]
 PAIR_COLUMNS = ["pair", "PSNR (dB)", "SSIM"]
+AB_COLUMNS = ["pair", "A PSNR (dB)", "A SSIM", "B PSNR (dB)", "B SSIM"]
 
 
 def table(headers_rows) -> pd.DataFrame:
@@ -82,7 +83,7 @@ def frontiers(alloc) -> dict:
 
 
 def heatmap_view():
-    return plots.allocation_heatmap_spec(STATE.profile, STATE.alloc)
+    return plots.allocation_heatmap_spec(STATE.profile, STATE.alloc, order=STATE.heat_order, find=STATE.heat_find)
 
 
 def tradeoff_view():
@@ -117,26 +118,21 @@ def control_values() -> dict:
 
 
 def breakdown(top: int = 12) -> pd.DataFrame:
-    """Where the predicted distortion of the displayed allocation goes: the quantizers (layer, W or A)
-    with the largest share of D (mean over groups), from Allocation.to_frame, with each one's bits
-    per group and its share of every group's total."""
-    a = STATE.alloc
-    frame = a.to_frame()
-    G = a.w_bits.shape[0]
-    total = frame.groupby("group")["D"].sum()
-    frame["share"] = frame["D"] / frame["group"].map(total).where(lambda t: t > 0, 1.0)
+    """Where the predicted distortion of the displayed allocation goes (``Allocation.breakdown``):
+    the quantizers (layer, W or A) with the largest share of the mean D, with their bits and share of
+    each group's D. Only arranges the core's numbers into one row per quantizer."""
+    frame = STATE.alloc.breakdown().sort_values("group", kind="stable")
     rows = []
     for (layer, kind), part in frame.groupby(["layer", "kind"], sort=False):
-        part = part.sort_values("group")
-        rows.append([plots.layer_labels([layer])[0].split(" ", 1)[1], kind.upper(), float(part["D"].sum()) / G,
+        rows.append([plots.layer_labels([layer])[0].split(" ", 1)[1], kind.upper(), float(part["D"].mean()),
+                     round(100 * float(part["share_of_mean"].sum()), 1),
                      " ".join("FP" if b >= 32 else str(b) for b in part["bits"]),
                      " ".join(f"{100 * v:.0f}" for v in part["share"])])
-    table = pd.DataFrame(rows, columns=["quantizer", "W/A", "D (mean over groups)", "bits per group g0…",
+    table = pd.DataFrame(rows, columns=["quantizer", "W/A", "D (mean over groups)", "% of D", "bits per group g0…",
                                         "% of group's D, g0…"])
-    table["% of D"] = (100 * table["D (mean over groups)"] / max(float(total.mean()), 1e-300)).round(1)
-    table = table.sort_values("D (mean over groups)", ascending=False).head(top)
+    table = table.sort_values("D (mean over groups)", ascending=False, kind="stable").head(top)
     table["D (mean over groups)"] = table["D (mean over groups)"].map(lambda v: float(f"{v:.3g}"))
-    return table[["quantizer", "W/A", "D (mean over groups)", "% of D", "bits per group g0…", "% of group's D, g0…"]]
+    return table
 
 
 # --- samples ---------------------------------------------------------------------------------------
@@ -162,6 +158,23 @@ def pair_items(fp, q, psnr, ssim) -> list:
         ps = "∞" if psnr[i] == float("inf") else f"{psnr[i]:.1f}"
         items.append((strip, f"#{i}: PSNR {ps} dB, SSIM {ssim[i]:.3f}"))
     return items
+
+
+def ab_items(fp, qa, qb, metrics) -> list:
+    """One gallery item per pair: FP | A | B side by side, captioned with A's and B's SSIM."""
+    imgs = [_rgb(dadq.images.to_uint8(x)) for x in (fp, qa, qb)]
+    n, h = imgs[0].shape[:2]
+    gap = np.full((h, 2, 3), 255, dtype=np.uint8)
+    (_, sa), (_, sb) = metrics
+    return [(np.concatenate([imgs[0][i], gap, imgs[1][i], gap, imgs[2][i]], axis=1),
+             f"#{i}: SSIM A {sa[i]:.3f}, B {sb[i]:.3f}") for i in range(n)]
+
+
+def ab_table(metrics) -> pd.DataFrame:
+    fmt = lambda v: "inf" if v == float("inf") else round(float(v), 3)  # noqa: E731
+    (pa, sa), (pb, sb) = metrics
+    return pd.DataFrame([[i, fmt(pa[i]), round(float(sa[i]), 4), fmt(pb[i]), round(float(sb[i]), 4)]
+                         for i in range(len(pa))], columns=AB_COLUMNS)
 
 
 def pair_table(psnr, ssim) -> pd.DataFrame:
