@@ -370,6 +370,27 @@ def test_quality_vs_bits_sweep(client):
         client.predict("3,x", 3, 2, "ddim", 4, False, "mnist", api_name="/quality_sweep")
 
 
+def test_quality_sweep_cancel(client, caplog):
+    """Cancel stops the sweep (its thread too, between two chains), caches nothing, and a new sweep runs."""
+    import logging
+
+    from ui.state import STATE
+
+    caplog.set_level(logging.WARNING, logger="dadq.app")
+    before = set(STATE.quality)
+    job = client.submit("2.5,3,3.5,4,5,6,7,8", 32, 9, "ddim", 40, False, "mnist", api_name="/quality_sweep")
+    wait_running(job)
+    client.predict(api_name="/cancel_sweep")
+    _, table, md = client.predict("4", 1, 9, "ddim", 2, False, "mnist", api_name="/quality_sweep")
+    assert "Computed now" in md and len(table["data"]) == 2
+    t0 = time.time()  # the cancelled run's thread ends at its next chain, with one log line
+    while not any("sweep was cancelled" in r.getMessage() for r in caplog.records) and time.time() - t0 < 300:
+        time.sleep(0.5)
+    assert any("sweep was cancelled" in r.getMessage() for r in caplog.records)
+    new = set(STATE.quality) - before
+    assert len(new) == 1 and next(iter(new))[3] == (4.0,)  # only the short sweep was cached
+
+
 def test_fid_needs_mnist_sized_images(client):
     with pytest.raises(AppError, match=r"needs 1x28x28 images, but this model makes 1x16x16"):
         client.predict(16, 0, "ddim", 2, "mnist", api_name="/fid")

@@ -7,6 +7,7 @@ import functools
 import logging
 import math
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -345,10 +346,15 @@ def quality_sweep(budgets="2.5,3,4,6", n=8, seed=0, sampler="ddim", steps=20, wi
            feature)
     cached = key in STATE.quality
     if not cached:
-        STATE.cancel.clear()
-        STATE.quality[key] = quality_vs_bits(model, prof, bl, methods=("lagrangian", "uniform"), n=int(n),
-                                             steps=steps, seed=int(seed), sampler=sampler, fid=bool(with_fid),
-                                             feature=feature, progress=throttled(progress), cancel=STATE.cancel)
+        # a token of this run: a cancelled run's thread may outlive its event, and must stay cancelled
+        STATE.sweep_cancel = token = threading.Event()
+        try:
+            result = quality_vs_bits(model, prof, bl, methods=("lagrangian", "uniform"), n=int(n), steps=steps,
+                                     seed=int(seed), sampler=sampler, fid=bool(with_fid), feature=feature,
+                                     progress=throttled(progress), cancel=token)
+        except InterruptedError:
+            raise ValueError("the quality sweep was cancelled; nothing was cached.") from None
+        STATE.quality[key] = result
     frame = STATE.quality[key]
     md = (f"DADQ (lagrangian) and uniform at budgets {', '.join(f'{b:g}' for b in bl)}; {int(n)} samples each, "
           f"{views.sampler_name(sampler, steps)}, seed {int(seed)}, the same noise as FP. "
@@ -430,7 +436,7 @@ def run_profile(groups=10, bits="2-8", calib=8, mode="fast", layers="", progress
 
 def cancel_sweep():
     """Stop the quality sweep (gradio cancels the event too); nothing is cached for it."""
-    STATE.cancel.set()
+    STATE.sweep_cancel.set()
 
 
 def cancel_profile():

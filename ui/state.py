@@ -53,6 +53,7 @@ class AppState:
         self.heat_order, self.heat_find = "network", ""  # heatmap rows: order, and the layer search marked
         self.sweeps: dict = {}
         self.cancel = threading.Event()
+        self.sweep_cancel = threading.Event()  # the running quality sweep's own (a new one per sweep)
         self.workdir = Path(tempfile.mkdtemp(prefix="dadq-app-"))
         self._lock = threading.Lock()
         self._qmodel = (None, None)  # (allocation, its quantized model)
