@@ -8,7 +8,7 @@ Models, profiles and the displayed allocation are module-global (``ui.state.STAT
 ``gr.State``. Every event has an ``api_name``, so ``gradio_client`` can drive it:
 
   light (own queues, stay responsive):  /sensitivity /activations /allocate /heatmap /compare_solvers
-      /upload_allocation /export_allocation /export_profile /export_figures /cancel_profile
+      /upload_allocation /export_allocation /export_profile /export_figures /cancel_profile /cancel_sweep
   heavy (one queue, concurrency_id "heavy", one at a time, with progress):  /generate /generate_ab /quality_sweep /fid
       /additivity /load_model /run_profile /upload_profile
 
@@ -86,7 +86,7 @@ def wire_allocation(w: layout.Widgets):
     gr.on([w.drive.change, w.target.change], toggle, [w.drive, w.target], [w.budget, w.w_budget, w.a_budget,
           w.log_lam], api_name="toggle_controls", api_visibility="private", queue=False, show_progress="hidden")
     gr.on([w.heat_order.input, w.heat_find.submit], h.heatmap, [w.heat_order, w.heat_find], [w.heatmap, w.heat_note],
-          api_name="heatmap", concurrency_id="allocate")
+          api_name="heatmap", concurrency_id="allocate", trigger_mode="always_last")
     w.compare_btn.click(h.compare_solvers, controls, w.solver_df, api_name="compare_solvers")
     w.add_btn.click(h.additivity, None, [w.add_plot, w.add_md], api_name="additivity", **HEAVY)
     w.breakdown_btn.click(h.distortion_breakdown, None, w.breakdown_df, api_name="distortion_breakdown")

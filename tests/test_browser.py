@@ -169,6 +169,38 @@ def test_budget_slider_changes_heatmap(page):
     assert names[:2] == ["every group ≤ budget (peak per step)", "mean over groups ≤ budget (trajectory average)"]
 
 
+HEAT_Y = "() => document.querySelector('#heatmap .js-plotly-plot').data[0].y"
+
+
+def test_heatmap_order_and_find(page, server):
+    """Issue 19, readability: the rows control redraws the heatmap most sensitive first (the core's
+    ranking), and a layer found by name is marked; back to network order afterwards."""
+    from dadq.plots import layer_labels
+    from dadq.profile import sensitivity_ranking
+    from ui.state import STATE
+
+    _tab(page, "Budget & allocation")
+    _wait_plot(page, "#heatmap")
+    prof = STATE.profile  # the server runs in this process: the profile it shows
+    labels = layer_labels(prof.layer_names)
+    ranked = [labels[i] for i in sensitivity_ranking(prof)[1]]
+    page.locator("#heat-order").get_by_label("most sensitive first").check()
+    page.wait_for_function(f"(want) => JSON.stringify(({HEAT_Y})()) === JSON.stringify(want)", arg=ranked,
+                           timeout=30_000)
+    name = prof.layer_names[int(sensitivity_ranking(prof)[1][-1])]
+    box = page.locator("#heat-find textarea, #heat-find input").first
+    box.fill(name)
+    box.press("Enter")
+    page.wait_for_function(f"() => ({HEAT_Y})().some(y => y.startsWith('▶ '))", timeout=30_000)
+    ys = page.evaluate(HEAT_Y)
+    assert ys[-1] == "▶ " + ranked[-1] and "match" in page.locator("#heat-find-note").inner_text()
+    box.fill("")
+    box.press("Enter")
+    page.locator("#heat-order").get_by_label("network order").check()
+    page.wait_for_function(f"(want) => JSON.stringify(({HEAT_Y})()) === JSON.stringify(want)", arg=labels,
+                           timeout=30_000)
+
+
 def test_keyboard_arrows_allocate(page):
     """Issue 19.4: arrow keys on the slider allocate, like a release."""
     _tab(page, "Budget & allocation")
