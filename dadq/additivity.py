@@ -18,10 +18,11 @@ def measure_distortion(model: DiffusionModel, profile, allocation, qmodel: Diffu
     dev = model.device
     out = np.zeros(profile.num_groups)
     cond = profile_conditioning(model, profile)  # conditional models: the profile's labels and guidance
+    metric = profile.settings()["metric"]  # measured as the curves were, or the check compares unlike things
     for g in range(profile.num_groups):
         x = torch.from_numpy(profile.calib_x[g]).to(dev)
         t = torch.from_numpy(profile.calib_t[g]).to(dev)
-        out[g] = distortion(model.eps(x, t, **cond), qmodel.eps(x, t, **cond))
+        out[g] = distortion(model.eps(x, t, **cond), qmodel.eps(x, t, **cond), metric=metric)
     return out
 
 

@@ -13,7 +13,9 @@ import numpy as np
 
 from .allocate import BUDGET_SCOPES, METHODS, TARGETS, WEIGHT_MODES
 from .bitwidths import parse_bits
+from .distortion import DEFAULT_METRIC, METRICS
 from .profile import MODES
+from .rounding import ROUNDINGS
 
 
 def _bits(text: str) -> list[int]:
@@ -95,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="exact", choices=MODES)
     p.add_argument("--layers", action="append", default=None, help="glob of layer names to profile ('re:' for regex); repeatable")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounding", default="rtn", choices=ROUNDINGS, help="weight rounding (default rtn; gptq: error-compensating)")
+    p.add_argument("--bias-correction", action="store_true", help="fold each quantized layer's mean output shift into its bias")
+    p.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRICS), help="distortion D of the RD curves")
+    p.add_argument("--no-split-concat", dest="split_concat", action="store_false",
+                   help="one activation range for a concatenated skip input instead of one per part")
     _cond_args(p, labels=False)
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--csv", default=None, help="also write the curves as a long CSV table (Profile.to_frame)")
@@ -189,7 +196,8 @@ def run(args) -> int:
     if args.cmd == "profile":
         model = dadq.load_model(args.model, device=args.device)
         prof = dadq.profile(model, groups=args.groups, bits=args.bits, calib_per_group=args.calib, mode=args.mode,
-                            layers=args.layers, seed=args.seed, guidance_scale=args.guidance)
+                            layers=args.layers, seed=args.seed, guidance_scale=args.guidance, rounding=args.rounding,
+                            bias_correction=args.bias_correction, metric=args.metric, split_concat=args.split_concat)
         prof.save(args.out)
         if args.csv:
             _write_csv(prof.to_frame(), args.csv)
