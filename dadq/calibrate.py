@@ -125,3 +125,17 @@ def histogram(values: torch.Tensor, bins: int = HIST_BINS) -> tuple[np.ndarray, 
     counts = torch.histc(v, bins=bins, min=lo, max=hi).numpy().astype(np.float64)
     density = counts / max(counts.sum(), 1.0) / ((hi - lo) / bins)
     return density, lo, hi
+
+
+@torch.no_grad()
+def layer_inputs(unet: torch.nn.Module, names: list[str], x: torch.Tensor, t: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+    """Each named layer's FP input, one tensor per group, on calibration inputs x [G, N, C, H, W], t [G, N]."""
+    seen = {n: [] for n in names}
+    hooks = [unet.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: seen[n].append(a[0])) for n in names]
+    try:
+        for g in range(x.shape[0]):
+            unet(x[g], t[g])
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen

@@ -17,7 +17,6 @@ their sha256; ``load_dataset(..., download=True)`` does so when a split is found
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .io import file_sha256  # noqa: F401  (callers check downloads with dadq.data.file_sha256)
 from .models import ASSETS_DIR
 
 DATASETS = ("mnist", "fashion-mnist")
@@ -153,14 +153,6 @@ def load_dataset(name: str = "mnist", split: str = "train", data_root: str | os.
             )
     images_file, labels_file = split_files(split)
     return read_idx(folder / images_file), read_idx(folder / labels_file)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download(name: str, root: str | os.PathLike, splits=SPLITS, mirror: str | None = None,

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .io import file_sha256  # noqa: F401  (scripts import it from here too)
 from .models import DEFAULT_MODEL_DIR
 
 ARCH = "MnistFeatureNet-v1"
@@ -62,15 +63,6 @@ class MnistFeatureNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x float [N, 1, 28, 28] in [0, 1] -> logits [N, num_classes]."""
         return self.fc2(self.drop(self.features(x)))
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def weights_sha256(state: dict[str, torch.Tensor]) -> str:

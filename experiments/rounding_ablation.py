@@ -23,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from dadq.calibrate import layer_inputs
 from benchmarks.common import (
     EXPERIMENT_RESULTS,
     command_line,
@@ -39,20 +40,6 @@ HESSIAN_LAYERS = ["conv_in", "down_blocks.1.resnets.0.conv1", "down_blocks.2.att
 BIAS_LAYERS = ["conv_out", "conv_in", "up_blocks.2.resnets.1.conv2"]
 TIMING_LAYERS = ["conv_in", "down_blocks.1.resnets.0.conv1", "mid_block.attentions.0.to_q",
                  "up_blocks.1.resnets.0.conv1", "up_blocks.2.resnets.0.conv_shortcut", "conv_out"]
-
-
-def layer_inputs(unet, names, x, t) -> dict[str, list[torch.Tensor]]:
-    """Each named layer's FP input per group on calibration inputs x [G, N, ...], t [G, N]."""
-    seen = {n: [] for n in names}
-    hooks = [unet.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: seen[n].append(a[0])) for n in names]
-    try:
-        with torch.no_grad():
-            for g in range(x.shape[0]):
-                unet(x[g], t[g])
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import dadq
-from dadq.calibrate import calibration_inputs
+from dadq.calibrate import calibration_inputs, layer_inputs
 from dadq.quant import _CALIB_MEMO, quantize_weight
 from dadq.rounding import calibration_stats, hessian_factor, layer_columns
 
@@ -55,24 +55,11 @@ def default_sets():
     return model, est, held
 
 
-def _inputs(unet, names, x, t):
-    seen = {n: [] for n in names}
-    hooks = [unet.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: seen[n].append(a[0])) for n in names]
-    try:
-        with torch.no_grad():
-            for g in range(x.shape[0]):
-                unet(x[g], t[g])
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
-
-
 @torch.no_grad()
 def test_gptq_beats_rtn_on_held_out_inputs(default_sets):
     model, (x0, t0), (x1, t1) = default_sets
     stats = calibration_stats(model.unet, LAYERS, x0, t0)
-    held = _inputs(model.unet, LAYERS, x1, t1)
+    held = layer_inputs(model.unet, LAYERS, x1, t1)
     kinds = set()
     for name in LAYERS:
         layer = model.unet.get_submodule(name)
