@@ -180,8 +180,8 @@ def main(argv=None):
             t0 = time.perf_counter()
             out = client.predict(r, args.n, "ddim", args.steps, api_name="/generate")
             gen.append(time.perf_counter() - t0)
-            assert len(out[0]) == len(out[1]) == args.n
-            m = re.search(r"FP ([\d.]+) s, quantized ([\d.]+) s", out[4])
+            assert len(out[0]) == args.n  # one gallery item per FP | quantized | difference pair
+            m = re.search(r"FP ([\d.]+) s, quantized ([\d.]+) s", out[3])
             if m:
                 split.append((float(m.group(1)), float(m.group(2))))
         import dadq
