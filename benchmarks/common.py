@@ -16,10 +16,12 @@ from typing import Callable
 
 import numpy as np
 
+from dadq.models import DEFAULT_MODEL_DIR
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 EXPERIMENT_RESULTS = REPO / "experiments" / "results"  # evidence sweeps, apart from the speed benchmarks
-DEFAULT_PROFILE = REPO / "assets" / "default" / "profile.safetensors"
+DEFAULT_PROFILE = DEFAULT_MODEL_DIR / "profile.safetensors"
 
 
 # --- setup and machine facts --------------------------------------------------------------------

@@ -7,11 +7,11 @@ import pytest
 
 import dadq
 from experiments.cells import CellCache, Deadline, OutOfTime, allocation_digest, profile_digest
-from benchmarks.common import DEFAULT_PROFILE
+from dadq.models import default_profile_path
 
 
 def test_cells_persist_and_a_changed_profile_misses(tmp_path):
-    prof = dadq.Profile.load(DEFAULT_PROFILE)
+    prof = dadq.Profile.load(default_profile_path("default"))
     a = dadq.allocate(prof, budget=4.0, target="wa", method="lagrangian")
     path = tmp_path / "x.cells.json"
     key = CellCache.key("fid", profile_digest(prof), allocation_digest(a), "n8", "seed1")
