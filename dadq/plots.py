@@ -19,11 +19,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
-# lambda_range and the two most_* layers are computed in the core; named here too until the app imports
-# them from dadq.allocate / dadq.profile
-from .allocate import lambda_range, target_numel, uniform_points  # noqa: F401
+from .allocate import target_numel, uniform_points
 from .bitwidths import FP_BITS, option_index
-from .profile import group_curves, most_group_dependent_layer, most_sensitive_layer, sensitivity_ranking  # noqa: F401
+from .profile import group_curves, sensitivity_ranking
 
 # Layers that deployment recipes (e.g. NVIDIA ModelOpt) keep in high precision: made easy to find.
 KEY_LAYER_PATTERNS = ("conv_in", "conv_out", "time_embedding", "conv_shortcut")
