@@ -86,7 +86,7 @@ def calibration_inputs(model: DiffusionModel, groups: TimestepGroups, n_per_grou
     if groups.num_timesteps != T:
         raise ValueError(f"groups cover {groups.num_timesteps} timesteps but the model has T={T}.")
     steps = min(T, steps or max(100, 2 * groups.num_groups))
-    sched = DDIMScheduler.from_config(model.scheduler.config)
+    sched = DDIMScheduler.from_config(model.sampler_config())
     sched.set_timesteps(steps)
     ts = sched.timesteps.numpy()
     step_groups = groups.group_of(ts)

@@ -259,7 +259,33 @@ class DiffusionModel:
             kw["encoder_hidden_states"] = e
         out = self.unet(x, t, **kw).sample
         c = x.shape[1]
-        return out[:, :c] if out.shape[1] > c else out  # learned-sigma models: eps is the first C channels
+        out = out[:, :c] if out.shape[1] > c else out  # learned-sigma models: eps is the first C channels
+        return self.output_to_eps(out, x, t)
+
+    @property
+    def prediction_type(self) -> str:
+        """What the network outputs, from its scheduler: "epsilon", "v_prediction" or "sample" (x0)."""
+        return str(getattr(self.scheduler.config, "prediction_type", "epsilon"))
+
+    def sampler_config(self) -> dict:
+        """The scheduler config that a DDIM/DDPM sampler stepping on ``eps`` needs: the model's own, told
+        that it gets the noise (``eps`` converts whatever the network predicts)."""
+        return dict(self.scheduler.config, prediction_type="epsilon")
+
+    def output_to_eps(self, out: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The noise eps [N, C, H, W] that the network output ``out`` means at x_t [N, C, H, W], timesteps t [N]:
+        eps = sqrt(a) v + sqrt(1-a) x_t for v-prediction, (x_t - sqrt(a) x0) / sqrt(1-a) for x0-prediction,
+        a = alphas_cumprod[t]. dadq measures, guides and samples in eps, whatever the model predicts."""
+        kind = self.prediction_type
+        if kind == "epsilon":
+            return out
+        a = self.scheduler.alphas_cumprod.to(x.device, x.dtype)[t.long()].view(-1, 1, 1, 1)
+        if kind == "v_prediction":
+            return a.sqrt() * out + (1 - a).sqrt() * x
+        if kind == "sample":
+            return (x - a.sqrt() * out) / (1 - a).sqrt()
+        raise ValueError(f"prediction_type {kind!r} of this model's scheduler: dadq runs 'epsilon', "
+                         "'v_prediction' and 'sample' models.")
 
     @torch.no_grad()
     def eps(self, x: torch.Tensor, t: torch.Tensor, class_labels=None, encoder_hidden_states=None,

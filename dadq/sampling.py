@@ -17,11 +17,12 @@ from .parallel import side_by_side
 def _sampler_scheduler(model: DiffusionModel, sampler: str, steps: int):
     from diffusers import DDIMScheduler, DDPMScheduler
 
+    config = model.sampler_config()
     if sampler == "ddim":
-        sched = DDIMScheduler.from_config(model.scheduler.config)
+        sched = DDIMScheduler.from_config(config)
         sched.set_timesteps(steps)
     elif sampler == "ddpm":
-        sched = DDPMScheduler.from_config(model.scheduler.config)
+        sched = DDPMScheduler.from_config(config)
         sched.set_timesteps(steps if steps else model.num_timesteps)
     else:
         raise ValueError(f"unknown sampler {sampler!r}; choose 'ddim' or 'ddpm'.")

@@ -53,11 +53,21 @@ def build_dit(config: dict | None = None):
     return DiTTransformer2DModel(**(config or DIT_CONFIG))
 
 
-def build_scheduler():
+def build_scheduler(prediction_type: str = "v_prediction"):
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                         clip_sample=True, prediction_type="epsilon")
+                         clip_sample=True, prediction_type=prediction_type)
+
+
+def target(prediction_type: str, x0: torch.Tensor, noise: torch.Tensor, acp_t: torch.Tensor) -> torch.Tensor:
+    """The regression target of x_t = sqrt(a) x0 + sqrt(1-a) noise, a = acp_t [N, 1, 1, 1]:
+    the noise ("epsilon") or v = sqrt(a) noise - sqrt(1-a) x0 ("v_prediction")."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return acp_t.sqrt() * noise - (1 - acp_t).sqrt() * x0
+    raise ValueError(f"prediction type {prediction_type!r}: use 'epsilon' or 'v_prediction'.")
 
 
 def save_folder(model, out: Path, name: str = "transformer") -> None:
@@ -262,6 +272,10 @@ def main(argv=None) -> int:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--patch", type=int, default=4)
+    p.add_argument("--prediction", choices=("v_prediction", "epsilon"), default="v_prediction",
+                   help="what the DiT predicts (v: its x0 error never exceeds its output error, see module doc)")
+    p.add_argument("--init-from", default=None,
+                   help="a diffusers DiT folder (e.g. an earlier assets/dit) whose weights start a fresh run")
     p.add_argument("--class-dropout", type=float, default=0.1,
                    help="probability that a label is replaced by the null class (in every block at once)")
     p.add_argument("--out", default="assets/dit")
@@ -321,7 +335,14 @@ def main(argv=None) -> int:
     ema = build_dit(config).to(dev)
     ema.load_state_dict(model.state_dict())
     ema.eval().requires_grad_(False)
-    scheduler = build_scheduler()
+    if args.init_from and not args.resume:
+        from diffusers import DiTTransformer2DModel
+
+        src = Path(args.init_from)
+        init = DiTTransformer2DModel.from_pretrained(src / "transformer" if (src / "transformer").is_dir() else src)
+        model.load_state_dict(init.state_dict())
+        ema.load_state_dict(init.state_dict())
+    scheduler = build_scheduler(args.prediction)
     acp = scheduler.alphas_cumprod.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     n_params = sum(p.numel() for p in model.parameters())
@@ -387,7 +408,7 @@ def main(argv=None) -> int:
         drop = torch.rand(args.batch, device=dev) < args.class_dropout
         y = torch.where(drop, torch.full_like(y, null_class), y)
         pred = model(xt, timestep=t, class_labels=y).sample
-        loss = torch.nn.functional.mse_loss(pred, noise)
+        loss = torch.nn.functional.mse_loss(pred, target(args.prediction, x0, noise, a))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
