@@ -15,6 +15,13 @@ How it is measured (the machine's speed drifts ~3x between runs, so only within-
   makes the speedups slightly conservative.
 - The chunks' curves are stitched into one Profile per mode (layers in execution order).
 
+``--rounding``: instead of the modes, the cost of GPTQ rounding with bias correction against round to
+nearest, both in exact mode with everything else equal (same cached calibration, same layer chunks,
+interleaved in rotating order); ratio = GPTQ+bias end-to-end / RTN end-to-end (target <= 1.5x, issue
+18). Its result goes under "rounding" in the same JSON, beside the modes' result of its own run.
+
+    python -m benchmarks.profile_speed --rounding --threads 1 --layers 8 --chunks 4
+
 Reported: exact == naive (max relative difference over all entries; target <= 1e-4); speedups
 naive/exact and naive/fast (targets >= 1.25x and >= 3x); fast's curve error against exact on
 its unmeasured bit widths; fast's allocation gap: at 3, 4, 6 average bits (target 'wa', method
@@ -36,7 +43,9 @@ from dadq.bitwidths import parse_bits
 
 NAME = "profile_speed"
 MODES = ("naive", "exact", "fast")
-TARGETS = {"exact_max_rel_diff": 1e-4, "exact_speedup": 1.25, "fast_speedup": 3.0, "fast_alloc_gap": 0.05}
+TARGETS = {"exact_max_rel_diff": 1e-4, "exact_speedup": 1.25, "fast_speedup": 3.0, "fast_alloc_gap": 0.05,
+           "gptq_profile_ratio": 1.5}
+ROUNDINGS = (("rtn", False), ("gptq", True))  # (rounding, bias_correction): the baseline and the strong quantizer
 ALLOC_BUDGETS = (3.0, 4.0, 6.0)
 
 
@@ -220,6 +229,9 @@ def main(argv=None) -> int:
     p.add_argument("--chunks", type=int, default=None, help="layer chunks to interleave the modes over (default 8; quick 2)")
     p.add_argument("--skip-repeats", type=int, default=3, help="repeats of the prefix-skip timing")
     p.add_argument("--note", default="", help="free text stored in the JSON (e.g. why G was reduced)")
+    p.add_argument("--rounding", action="store_true",
+                   help="measure GPTQ + bias correction against RTN (exact mode) instead of the modes; the result "
+                        "goes under 'rounding' in the existing JSON")
     args = p.parse_args(argv)
     threads = setup_threads(args.threads)
     import dadq
@@ -253,6 +265,9 @@ def main(argv=None) -> int:
     print(f"model {args.model}: {len(order)} quantizable layers, profiling {len(layers)} in {len(chunks)} chunks; "
           f"G={G}, bits {bits}, calib {args.calib}/group, torch threads {threads}; calibration {calib_s:.1f} s",
           flush=True)
+
+    if args.rounding:
+        return rounding_ratio(args, model, G, bits, chunks, layers, order, calib_s, load0, threads)
 
     # 2. the three modes, interleaved per chunk
     times = {m: [] for m in MODES}
@@ -391,6 +406,54 @@ def main(argv=None) -> int:
         "fill_variants_shipped_profile": variant_rows,
         "shipped_profile": shipped_meta, "compute_before_layer": frac,
     }, args.out)
+    return 0
+
+
+def rounding_ratio(args, model, G, bits, chunks, layers, order, calib_s, load0, threads) -> int:
+    """GPTQ + bias correction vs RTN profiling time (exact mode), interleaved per layer chunk; merged into the
+    existing result under "rounding" (its own command, machine and load), with the target
+    gptq_profile_ratio."""
+    import json
+
+    import dadq
+    from benchmarks.common import result_path
+    from dadq.quant import _CALIB_MEMO
+
+    times = {r: [] for r, _ in ROUNDINGS}
+    for ci, chunk in enumerate(chunks):
+        for rounding, bc in (ROUNDINGS if ci % 2 == 0 else ROUNDINGS[::-1]):
+            _CALIB_MEMO.clear()  # every call pays its own Hessian / bias statistics, as a fresh profile does
+            t0 = time.perf_counter()
+            dadq.profile(model, groups=G, bits=bits, calib_per_group=args.calib, mode="exact", layers=chunk, seed=0,
+                         rounding=rounding, bias_correction=bc, split_concat=False)
+            times[rounding].append(time.perf_counter() - t0)
+        print(f"chunk {ci + 1}/{len(chunks)} ({len(chunk)} layers): rtn {times['rtn'][-1]:.1f} s, gptq+bias "
+              f"{times['gptq'][-1]:.1f} s [{times['gptq'][-1] / times['rtn'][-1]:.2f}x]", flush=True)
+    e2e = {r: float(sum(v)) + calib_s for r, v in times.items()}
+    ratio = e2e["gptq"] / e2e["rtn"]
+    target = {"value": ratio, "target": f"<= {TARGETS['gptq_profile_ratio']}", "pass": ratio <= TARGETS["gptq_profile_ratio"],
+              "profiling_only": float(sum(times["gptq"]) / sum(times["rtn"]))}
+    print(f"GPTQ + bias correction / RTN profile time: {ratio:.3f}x end to end (target <= "
+          f"{TARGETS['gptq_profile_ratio']}): {'PASS' if target['pass'] else 'FAIL'}")
+    path = result_path(NAME, args.out)
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        result = {"benchmark": NAME}
+    result.setdefault("targets", {})["gptq_profile_ratio"] = target
+    result["rounding"] = {
+        "command": command_line(NAME), "machine": machine_facts(), "loadavg_start": load0, "loadavg_end": loadavg(),
+        "note": args.note, "threads": threads,
+        "setup": {"model": args.model, "groups": G, "bits": bits, "calib_per_group": args.calib, "mode": "exact",
+                  "layers_profiled": len(layers), "layers_total": len(order), "layer_names": layers,
+                  "chunks": [len(c) for c in chunks], "compared": "rounding='rtn' vs rounding='gptq', "
+                  "bias_correction=True; split_concat False in both; calibration computed once and counted once "
+                  "per rounding; chunks interleaved in alternating order"},
+        "calibration_s": calib_s, "profiling_s": {r: float(sum(v)) for r, v in times.items()}, "end_to_end_s": e2e,
+        "chunk_seconds": times, "ratio_gptq_bias_over_rtn": ratio,
+        "chunk_ratios": [g / r for g, r in zip(times["gptq"], times["rtn"])],
+    }
+    write_result(NAME, result, args.out)
     return 0
 
 

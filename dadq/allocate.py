@@ -800,3 +800,35 @@ def uniform_shortfall(profile, alloc) -> str | None:
                      f"{chosen} bits, {c[j]:.3g} at {widest})")
     return ("uniform takes the least-distortion width that fits, not the widest; " + "; ".join(parts)
             + ". The curves are not monotone there, so the unused bits would not lower D")
+
+
+def pin_bits(alloc: Allocation, profile, layers, bits: int = 8) -> Allocation:
+    """``alloc`` with ``layers`` (names) at ``bits`` in every group: the common-practice rule of PTQ
+    baselines (Q-Diffusion, PTQ4DM) that keeps the first and last layers at 8 bits.
+
+    Only the quantizers ``alloc``'s target covers are pinned (target 'w': weights; 'wa': weights and
+    activations), so the average bits it reports (``group_avg_bits``) rise by what the pinned layers add:
+    the rule is not budget-neutral, and a caller shows its real average beside the budget. The D,
+    activation ranges and notes follow the new widths; method and budget stay those asked for."""
+    import dataclasses
+
+    names = list(profile.layer_names)
+    missing = [n for n in layers if n not in names]
+    if missing:
+        raise ValueError(f"pin_bits: {missing} are not layers of this profile (its first and last: {names[0]!r}, "
+                         f"{names[-1]!r}); name profiled layers.")
+    if int(bits) not in [int(b) for b in profile.bits]:
+        raise ValueError(f"pin_bits: {bits} bits is not one of the profile's widths {profile.bits.tolist()}; pick "
+                         "one of those (its curves give the pinned layers' D).")
+    idx = [names.index(n) for n in layers]
+    w_bits, a_bits = alloc.w_bits.copy(), alloc.a_bits.copy()
+    w_bits[:, idx] = bits
+    if alloc.target in ("wa", "a"):
+        a_bits[:, idx] = bits
+    if alloc.target == "a":
+        w_bits = alloc.w_bits.copy()
+    return dataclasses.replace(
+        alloc, w_bits=w_bits, a_bits=a_bits, d_w=chosen_distortion(profile.d_w, profile.bits, w_bits),
+        d_a=chosen_distortion(profile.d_a, profile.bits, a_bits), act_range=profile.activation_ranges_for(a_bits),
+        act_range_parts=profile.activation_part_ranges_for(a_bits),
+        notes=[*alloc.notes, f"{', '.join(layers)} pinned at {bits} bits (not budget-neutral)"])

@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,8 @@ class Sweep:
         self.deadline = deadline or Deadline(None)
         self.profile_dir = profile_dir
         self._fp = {}
+        self.profiles = {}  # name -> Profile: --profiles, for FID rows that name one
+        self._q_last = None  # the last quantized samples of ``paired`` (an FID row scores them too)
 
     def fp_images(self, n, steps, seed=0):
         key = (n, steps, seed)
@@ -102,7 +105,7 @@ class Sweep:
         from dadq.metrics import paired_psnr_ssim
 
         fp = self.fp_images(n, steps, seed)
-        q = self.dadq.sample(qmodel, n=n, steps=steps, seed=seed, desc="quantized sampling")
+        q = self._q_last = self.dadq.sample(qmodel, n=n, steps=steps, seed=seed, desc="quantized sampling")
         psnr, ssim = paired_psnr_ssim(fp, q)
         fin = psnr[np.isfinite(psnr)]
         return {"paired_ssim_mean": float(ssim.mean()), "paired_ssim_std": float(ssim.std()),
@@ -111,10 +114,12 @@ class Sweep:
                 "paired_psnr_median": float(np.median(psnr)), "identical_images": int((~np.isfinite(psnr)).sum())}
 
 
-def allocate_cell(dadq, prof, target, budget, method, weight_mode="per-group"):
+def allocate_cell(dadq, prof, target, budget, method, weight_mode="per-group", scope=None):
     if target == "w4a":
-        return dadq.allocate(prof, w_budget=4.0, a_budget=budget, target="wa", method=method, weight_mode=weight_mode)
-    return dadq.allocate(prof, budget=budget, target=target, method=method, weight_mode=weight_mode)
+        return dadq.allocate(prof, w_budget=4.0, a_budget=budget, target="wa", method=method, weight_mode=weight_mode,
+                             budget_scope=scope)
+    return dadq.allocate(prof, budget=budget, target=target, method=method, weight_mode=weight_mode,
+                         budget_scope=scope)
 
 
 def pearson(x, y) -> float:
@@ -275,9 +280,11 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
         if c == "fp":
             allocs.append(c)
             continue
-        target, budget, method, prof = c
-        a = allocate_cell(dadq, prof, target, budget, method)
-        allocs.append((target, budget, method, prof, a, profile_digest(prof), allocation_digest(a)))
+        target, budget, method, prof, *rest = c
+        opts = rest[0] if rest else {}
+        a = config_allocation(dadq, target, budget, method, prof, opts)
+        allocs.append((target, budget, method, prof, opts, a, profile_digest(prof), allocation_digest(a)))
+    paired = getattr(sw.args, "fid_paired", False)
     for seed in seeds:
         where = f"ref={ref_id}", f"n{n}", f"ddim{steps}", f"seed{seed}"
         fp_key = CellCache.key("fid-fp", model_fp, *where)
@@ -286,19 +293,28 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
             for c in allocs:
                 if c == "fp":
                     fp_row = fid_cell(sw, fp_key, f"FID FP seed {seed}", lambda: sw.model, n, steps, seed, reference,
-                                      f"FID: FP sampling (seed {seed})", {"row": "FP", "avg_bits_used": 32.0})
+                                      f"FID: FP sampling (seed {seed})", {"row": "FP", "avg_bits_used": 32.0},
+                                      keep_fp=paired)
                     log(f"{FID_LABEL}: FP {fp_row['fid']:.3f} (n={n}, DDIM-{steps}, seed {seed})")
                     continue
-                target, budget, method, prof, a, pd, ad = c
+                target, budget, method, prof, opts, a, pd, ad = c
                 G = prof.num_groups
-                row = fid_cell(sw, CellCache.key("fid", pd, ad, *where), f"FID {target} {budget:g} {method} G={G} "
-                               f"seed {seed}", lambda: dadq.quantize(sw.model, prof, a), n, steps, seed, reference,
-                               "FID: quantized", {"row": f"{target.upper()} {budget:g} {method} G={G}",
-                                                  "target": target, "budget": budget, "method": method, "G": G,
-                                                  "avg_bits_used": float(np.mean(a.group_avg_bits))})
+                s = prof.settings()
+                label = config_label(target, budget, method, prof, opts)
+                # paired rows have their own key: an FID-only cell of the same allocation lacks the SSIM
+                key = CellCache.key("fid", pd, ad, *where, *(("paired",) if paired else ()))
+                row = fid_cell(sw, key, f"FID {label} seed {seed}", lambda: dadq.quantize(sw.model, prof, a), n, steps,
+                               seed, reference, "FID: quantized",
+                               {"row": label, "target": target, "budget": budget, "method": method, "G": G,
+                                "avg_bits_used": float(np.mean(a.group_avg_bits)), **kind_avg_bits(a),
+                                "profile": opts.get("profile", "main"), "rounding": s["rounding"],
+                                "bias_correction": s["bias_correction"], "budget_scope": a.budget_scope,
+                                "ends_bits": opts.get("ends"), "predicted_D": float(np.mean(a.predicted))},
+                               paired_with=paired)
                 quantized.append(row)
                 fp_note = "" if fp_row is None else f"FP {fp_row['fid']:.3f}, "
-                log(f"{FID_LABEL}: {row['row']} {row['fid']:.3f} ({fp_note}seed {seed})")
+                ss = f", paired SSIM {row['paired_ssim_mean']:.4f}" if "paired_ssim_mean" in row else ""
+                log(f"{FID_LABEL}: {row['row']} {row['fid']:.3f} ({fp_note}seed {seed}{ss})")
         finally:  # on a deadline, keep the finished rows whose FP is known; the others stay in the cache
             fp_row = fp_row or sw.cache.get(fp_key)
             if fp_row is not None:
@@ -307,10 +323,13 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
     return out
 
 
-def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, reference, desc: str, row: dict) -> dict:
+def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, reference, desc: str, row: dict,
+             keep_fp: bool = False, paired_with: bool = False) -> dict:
     """One FID row from the cell cache, or sampled (n samples, DDIM-``steps``, ``seed``) and stored there.
     ``make_model()`` gives the model to sample (a quantized model is built only on a miss);
-    ``row``: the fields that name the row."""
+    ``row``: the fields that name the row. keep_fp: these are the FP samples, kept in memory for
+    paired rows; paired_with: add paired SSIM/PSNR against the FP samples of the same noise
+    (``Sweep.paired``'s fields; the FP samples are drawn here if this run has not kept them)."""
     from dadq.metrics import FID_LABEL
 
     cached = sw.cache.get(key)
@@ -318,27 +337,138 @@ def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, referen
         return cached
     sw.deadline.check(what)
     t0 = time.perf_counter()
-    x = sw.dadq.sample(make_model(), n=n, steps=steps, seed=seed, desc=desc)
+    model = make_model()
+    if paired_with:
+        ev = sw.paired(model, n, steps, seed)
+        x = sw._q_last
+    else:
+        x = sw.dadq.sample(model, n=n, steps=steps, seed=seed, desc=desc)
+    if keep_fp:
+        sw._fp[(n, steps, seed)] = x
     row = {**row, "fid": sw.dadq.fid(x, reference=reference), "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}",
-           "seed": seed, "seconds": time.perf_counter() - t0}
+           "seed": seed, "seconds": time.perf_counter() - t0, **(ev if paired_with else {})}
     sw.cache.put(key, row)
     return row
 
 
-def fid_configs(text: str, prof) -> list:
-    """``--fid-configs``: 'target:budget:method' entries and optionally 'fp', comma-separated, on ``prof``."""
+# the layers that read the image and write eps: PTQ baselines (Q-Diffusion, PTQ4DM) keep them at 8 bits
+END_LAYERS = ("conv_in", "conv_out")
+
+
+def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
+    """``--fid-configs``: 'target:budget:method[:option...]' entries and optionally 'fp', comma-separated.
+
+    Options (any order): a profile name from ``--profiles NAME=PATH`` (default: ``prof``, the main
+    profile); ``mean`` or ``group`` (dadq.allocate's budget_scope; default group); ``endsN`` (the
+    first and last layers, END_LAYERS, pinned at N bits after allocating: dadq.allocate.pin_bits).
+    Each quantized config is (target, budget, method, profile, options dict)."""
+    profiles = profiles or {}
     configs = []
     for c in text.split(","):
         parts = c.strip().split(":")
         if parts == ["fp"]:
             configs.append("fp")
             continue
+        if len(parts) < 3:
+            raise SystemExit(f"--fid-configs: {c!r} is not target:budget:method (e.g. wa:4:exact) or 'fp'.")
+        t, b, m, *extra = parts
         try:
-            t, b, m = parts
-            configs.append((t, float(b), m, prof))
+            b = float(b)
         except ValueError:
             raise SystemExit(f"--fid-configs: {c!r} is not target:budget:method (e.g. wa:4:exact) or 'fp'.") from None
+        opts, use = {}, prof
+        for tok in extra:
+            if tok in profiles:
+                opts["profile"], use = tok, profiles[tok]
+            elif tok in ("mean", "group"):
+                opts["scope"] = tok
+            elif re.fullmatch(r"ends\d+", tok):
+                opts["ends"] = int(tok[4:])
+            else:
+                raise SystemExit(f"--fid-configs: option {tok!r} of {c!r} is none of: a profile name from --profiles "
+                                 f"({', '.join(profiles) or 'none given'}), mean, group, endsN (e.g. ends8).")
+        configs.append((t, b, m, use, opts))
     return configs
+
+
+def parse_profiles(text: str | None, model) -> dict:
+    """``--profiles NAME=PATH,...`` -> {name: Profile}, each checked against ``model``."""
+    import dadq
+
+    out = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, path = item.partition("=")
+        if not sep or not name or name in ("mean", "group", "fp") or re.fullmatch(r"ends\d+", name):
+            raise SystemExit(f"--profiles: {item!r} is not NAME=PATH with a NAME other than fp, mean, group, endsN.")
+        if not Path(path).exists():
+            raise SystemExit(f"--profiles: {path} does not exist; build it first (python -m scripts.build_default_profile "
+                             "--out PATH ...).")
+        out[name] = dadq.Profile.load(path)
+        out[name].check_model(model)
+    return out
+
+
+def config_allocation(dadq, target, budget, method, prof, opts):
+    """The allocation of one FID config: ``allocate_cell`` with the options' budget scope, then the
+    first/last layers pinned where ``opts['ends']`` asks."""
+    from dadq.allocate import pin_bits
+
+    a = allocate_cell(dadq, prof, target, budget, method, scope=opts.get("scope"))
+    return pin_bits(a, prof, END_LAYERS, opts["ends"]) if opts.get("ends") else a
+
+
+def config_label(target, budget, method, prof, opts) -> str:
+    """'W 4 exact G=10', with the options appended: ' gptq', ' scope=mean', ' ends@8'."""
+    label = f"{target.upper()} {budget:g} {method} G={prof.num_groups}"
+    if opts.get("profile"):
+        label += f" {opts['profile']}"
+    if opts.get("scope") == "mean":
+        label += " scope=mean"
+    if opts.get("ends"):
+        label += f" ends@{opts['ends']}"
+    return label
+
+
+def profile_facts(prof, path=None) -> dict:
+    """Which profile a result used: its file, settings (rounding, bias correction, metric, split concat),
+    recipe, build time and the command that rebuilds it."""
+    m = prof.meta
+    return {**({"path": shown_path(path)} if path is not None else {}), **prof.settings(),
+            "groups": prof.num_groups, "bits": prof.bits.tolist(), "calib_per_group": m.get("calib_per_group"),
+            "mode": m.get("mode"), "seconds": m.get("seconds"), "threads": m.get("threads"),
+            "command": m.get("command"), "digest": profile_digest(prof)}
+
+
+@torch.no_grad()
+def profiled_weights_check(dadq, model, prof, layer: str = "conv_out", bits: int = 4, group: int = 0) -> dict:
+    """DESIGN: quantized sampling uses exactly the weights that were profiled. dadq.quantize rebuilds
+    them (GPTQ, bias correction) from the profile's calibration inputs; with only ``layer``'s weights
+    of ``group`` at ``bits``, the measured D on that group's calibration inputs must equal the profiled
+    point d_w[group, layer, bits] (exact-mode profiles), and every other group's D must be 0."""
+    import dataclasses
+
+    from dadq.allocate import chosen_distortion
+
+    a = dadq.allocate(prof, budget=float(prof.bits.max()), target="w", method="uniform")
+    li, m = prof.layer_names.index(layer), list(prof.bits).index(bits)
+    w = np.full_like(a.w_bits, 32)
+    w[group, li] = bits
+    a = dataclasses.replace(a, w_bits=w, d_w=chosen_distortion(prof.d_w, prof.bits, w))
+    measured = dadq.measure_distortion(model, prof, a)
+    profiled = float(prof.d_w[group, li, m])
+    rel = abs(measured[group] - profiled) / max(profiled, 1e-12)
+    return {"layer": layer, "bits": bits, "group": group, "settings": prof.settings(), "profiled_D": profiled,
+            "measured_D": float(measured[group]), "relative_difference": float(rel),
+            "other_groups_max_D": float(np.delete(measured, group).max()), "pass": bool(rel < 1e-3)}
+
+
+def kind_avg_bits(a) -> dict:
+    """Mean over groups of the average weight and activation bits (32 where a kind stays FP)."""
+    w = (a.w_bits * a.w_numel[None, :]).sum(1) / a.w_numel.sum()
+    x = (a.a_bits * a.a_numel[None, :]).sum(1) / a.a_numel.sum()
+    return {"w_avg_bits": float(w.mean()), "a_avg_bits": float(x.mean())}
 
 
 def fid_summary(rows) -> list[dict]:
@@ -431,7 +561,7 @@ def run_parts(sw: Sweep, plan: Plan, result: dict, save, log) -> None:
         configs = [("wa", 4.0, "exact", prof), ("wa", 4.0, "uniform", prof)] if quick else [
             (t, b, m, prof) for t, b in (("w", 4.0), ("wa", 4.0), ("wa", 6.0)) for m in ("exact", "lagrangian", "uniform")]
         if plan.args.fid_configs:
-            configs = fid_configs(plan.args.fid_configs, prof)
+            configs = fid_configs(plan.args.fid_configs, prof, sw.profiles)
         elif not quick and ab is not None:  # the groups question at W+A 4 bits decided by FID, not only SSIM
             configs += [("wa", 4.0, "exact", ab_profiles[G]) for G in ab_profiles if G != prof.num_groups]
         fid = []
@@ -608,6 +738,11 @@ def main(argv=None) -> int:
                    help="FID rows as target:budget:method,... (e.g. wa:4:exact,wa:4:uniform); 'fp' places the FP row "
                         "(default first; e.g. wa:4:uniform,fp in a second process that shares the cell cache "
                         "while the first computes FP); default: the headline rows")
+    p.add_argument("--profiles", default=None,
+                   help="more profiles for the FID rows, NAME=PATH,... (e.g. gptq=experiments/results/profiles/gptq/"
+                        "default_gptq_bc_calib16.safetensors); a config names one as an option: w:4:exact:gptq")
+    p.add_argument("--fid-paired", action="store_true",
+                   help="each quantized FID row also scores paired SSIM/PSNR against the FP samples of the same noise")
     p.add_argument("--name", default=None, help="result name (default sweep / sweep_quick; e.g. sweep_fashion)")
     p.add_argument("--ablation-calib", type=int, default=None, help="calib/group of the ablation profiles (quick 4, full 16)")
     p.add_argument("--ablation-mode", default=None, help="mode of the ablation profiles (quick fast, full exact)")
@@ -651,6 +786,7 @@ def main(argv=None) -> int:
     cache_path = None if args.no_cache else (args.cache or (None if quick else out_json.with_suffix(".cells.json")))
     profile_dir = None if cache_path is None else out_json.parent / "profiles" / name
     sw = Sweep(args, model, prof, CellCache(cache_path), Deadline(args.max_minutes), profile_dir)
+    sw.profiles = parse_profiles(args.profiles, model)
     if cache_path is not None:
         log(f"cell cache {cache_path}: {len(sw.cache.cells)} finished cells")
     result = {
@@ -661,6 +797,9 @@ def main(argv=None) -> int:
                               else "built here (random weights, development)"), "profile_groups": prof.num_groups,
                   "profile_bits": prof.bits.tolist(), "profile_calib_per_group": prof.meta.get("calib_per_group"),
                   "profile_mode": prof.meta.get("mode"), "weight_mode": "per-group",
+                  "profile_facts": profile_facts(prof), "more_profiles": {
+                      k: profile_facts(v, path) for (k, v), path in zip(sw.profiles.items(), [
+                          x.partition("=")[2] for x in (args.profiles or "").split(",") if x.strip()])},
                   "paired": {"n": n, "sampler": f"DDIM-{steps}", "eta": 0.0, "seed": 0,
                              "metric": "dadq.metrics.paired_psnr_ssim (SSIM Gaussian 11x11, sigma 1.5, data_range 2)"},
                   "predicted_D": "mean over groups of the summed per-quantizer D (additivity assumption)",
@@ -686,6 +825,12 @@ def main(argv=None) -> int:
         result["log"] = lines
         write_result(name, result, args.out, EXPERIMENT_RESULTS)
 
+    for k, v in sw.profiles.items():  # the rows of a GPTQ / bias-corrected profile sample the weights it profiled
+        if v.settings()["rounding"] != "rtn" or v.settings()["bias_correction"]:
+            chk = result.setdefault("profiled_weights_check", {})[k] = profiled_weights_check(dadq, model, v)
+            log(f"profile {k}: quantize rebuilds the profiled weights: D {chk['measured_D']:.6g} measured vs "
+                f"{chk['profiled_D']:.6g} profiled ({chk['layer']} W{chk['bits']}, group {chk['group']}): "
+                f"{'PASS' if chk['pass'] else 'FAIL'}")
     stopped = None
     try:
         plan = Plan(args, quick, n, steps, fid_n, fid_steps, fid_seeds, ab_calib, ab_mode)

@@ -2,6 +2,11 @@
 
     python -m scripts.build_default_profile                      # -> assets/default/profile.safetensors
     python -m scripts.build_default_profile --model assets/fashion --out assets/fashion/profile.safetensors
+    # the RTN profile of the first sweeps (round to nearest, one range per concatenated input):
+    python -m scripts.build_default_profile --calib 16 --no-split-concat --out assets/default/profile_rtn.safetensors
+    # the same recipe with GPTQ rounding and bias correction (issue 18's grid):
+    python -m scripts.build_default_profile --calib 16 --rounding gptq --bias-correction --no-split-concat \\
+        --out experiments/results/profiles/gptq/default_gptq_bc_calib16.safetensors
 """
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ import argparse
 import sys
 
 import dadq
+from dadq.distortion import DEFAULT_METRIC, METRICS
+from dadq.profile import SPLIT_CONCAT_DEFAULT
+from dadq.rounding import ROUNDINGS
 
 
 def main(argv=None) -> int:
@@ -19,12 +27,27 @@ def main(argv=None) -> int:
     p.add_argument("--bits", default="2-8")
     p.add_argument("--calib", type=int, default=32, help="calibration samples per group (interactive default: 16)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", default="exact", choices=["exact", "naive", "fast"])
+    p.add_argument("--rounding", default="rtn", choices=ROUNDINGS)
+    p.add_argument("--bias-correction", action="store_true")
+    p.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRICS))
+    p.add_argument("--split-concat", dest="split_concat", action="store_true", default=SPLIT_CONCAT_DEFAULT)
+    p.add_argument("--no-split-concat", dest="split_concat", action="store_false")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     lo, hi = (int(x) for x in args.bits.split("-"))
     model = dadq.load_model(args.model)
     prof = dadq.profile(model, groups=args.groups, bits=range(lo, hi + 1), calib_per_group=args.calib,
-                        mode="exact", seed=args.seed)
-    prof.meta["command"] = "python -m scripts.build_default_profile " + " ".join(sys.argv[1:] if argv is None else argv)
+                        mode=args.mode, seed=args.seed, rounding=args.rounding,
+                        bias_correction=args.bias_correction, metric=args.metric, split_concat=args.split_concat)
+    # the thread count changes the time, not the curves: it stays out of the recorded command
+    cmd = [a for a in (sys.argv[1:] if argv is None else argv)]
+    prof.meta["command"] = "python -m scripts.build_default_profile " + " ".join(cmd)
+    prof.meta["threads"] = args.threads
     prof.save(args.out)
     print(f"{args.out}: {prof.num_layers} layers x {prof.num_groups} groups x bits {prof.bits.tolist()}, "
           f"{prof.meta['seconds']:.0f} s")

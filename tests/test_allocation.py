@@ -211,3 +211,27 @@ def test_check_against_a_model(tiny_profile, tiny_model):
     a.check(model=tiny_model)
     with pytest.raises(ValueError, match="another model"):
         a.check(model=dadq.load_model(dict(TINY), seed=1))
+
+
+def test_pin_bits_keeps_the_ends_at_8_and_reports_the_real_average(shipped):
+    """The PTQ baselines' rule (first and last layers at 8 bits) on top of uniform bits: the pinned
+    layers' widths, D and activation ranges follow, and the average bits rise above the budget."""
+    from dadq.allocate import pin_bits
+
+    ends = ["conv_in", "conv_out"]
+    idx = [shipped.layer_names.index(n) for n in ends]
+    for kw in (dict(budget=4.0, target="w"), dict(budget=4.0, target="wa"), dict(w_budget=4.0, a_budget=8.0, target="wa")):
+        a = dadq.allocate(shipped, method="uniform", **kw)
+        b = pin_bits(a, shipped, ends, 8)
+        assert (b.w_bits[:, idx] == 8).all() and b.group_avg_bits.mean() > a.group_avg_bits.mean()
+        assert (b.a_bits[:, idx] == (32 if kw["target"] == "w" else 8)).all()
+        m8 = list(shipped.bits).index(8)
+        assert np.allclose(b.d_w[:, idx], shipped.d_w[:, idx, m8])
+        assert np.allclose(b.act_range, shipped.activation_ranges_for(b.a_bits))
+        others = [i for i in range(shipped.num_layers) if i not in idx]
+        assert (b.w_bits[:, others] == a.w_bits[:, others]).all()
+        b.check(profile=shipped)
+    with pytest.raises(ValueError, match="not layers of this profile"):
+        pin_bits(a, shipped, ["nope"], 8)
+    with pytest.raises(ValueError, match="not one of the profile's widths"):
+        pin_bits(a, shipped, ends, 9)

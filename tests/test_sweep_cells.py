@@ -154,3 +154,34 @@ def test_a_rewrite_lists_the_slices_of_every_process_that_shared_the_cache(tmp_p
     assert sweep.main(common[:-1] + ["other", "--fid-configs", "wa:4:uniform", "--out", str(tmp_path / "o.json"),
                                      "--max-minutes", "0"]) == 0
     assert json.loads((tmp_path / "o.json").read_text())["slices"][0]["cells_computed"] == 0
+
+
+def test_fid_rows_of_a_second_profile_with_scope_and_pinned_ends(tmp_path):
+    """``--profiles gptq=PATH`` and config options: a GPTQ + bias-corrected profile's rows sample the
+    weights it profiled (the check passes), ``mean`` sets the budget scope, ``ends8`` pins the first and
+    last layers at 8 bits (their real average bits above the budget), ``--fid-paired`` adds paired SSIM."""
+    from experiments import sweep
+
+    from benchmarks.common import load_model
+
+    model = load_model("random")
+    gptq = dadq.profile(model, groups=2, bits=(2, 4, 8), calib_per_group=1, mode="exact", rounding="gptq",
+                        bias_correction=True, split_concat=False, layers=["conv_in", "conv_out", "mid_block.resnets.0.conv1"])
+    path = gptq.save(tmp_path / "gptq.safetensors")
+    out = tmp_path / "g.json"
+    assert sweep.main(["--model", "random", "--no-grid", "--no-ablation", "--threads", "1", "--fid-n", "8",
+                       "--fid-steps", "2", "--fid-seeds", "1", "--out", str(out), "--cache", str(tmp_path / "g.cells.json"),
+                       "--name", "g", "--profiles", f"gptq={path}", "--fid-paired",
+                       "--fid-configs", "w:4:uniform:gptq:ends8,wa:4:exact:gptq:mean,w:4:uniform"]) == 0
+    r = json.loads(out.read_text())
+    assert r["profiled_weights_check"]["gptq"]["pass"]
+    assert r["setup"]["more_profiles"]["gptq"]["rounding"] == "gptq"
+    rows = {x["row"]: x for x in r["fid"]}
+    ends = rows["W 4 uniform G=2 gptq ends@8"]
+    assert ends["rounding"] == "gptq" and ends["bias_correction"] and 4.0 < ends["w_avg_bits"] < 8.0
+    assert ends["a_avg_bits"] == 32.0 and 0.0 < ends["paired_ssim_mean"] <= 1.0
+    assert rows["WA 4 exact G=2 gptq scope=mean"]["budget_scope"] == "mean"
+    assert rows["W 4 uniform G=2"]["rounding"] == "rtn" and rows["W 4 uniform G=2"]["w_avg_bits"] <= 4.0
+    with pytest.raises(SystemExit, match="option 'nope'.*endsN"):
+        sweep.main(["--model", "random", "--no-grid", "--no-ablation", "--fid-configs", "w:4:uniform:nope",
+                    "--out", str(tmp_path / "x.json"), "--no-cache"])
