@@ -7,7 +7,8 @@ wiring: which event calls which handler (``ui.handlers``) with which widgets (``
 Models, profiles and the displayed allocation are module-global (``ui.state.STATE``), never in
 ``gr.State``. Every event has an ``api_name``, so ``gradio_client`` can drive it:
 
-  light (own queues, stay responsive):  /sensitivity /activations /allocate /heatmap /compare_solvers
+  light (own queues, stay responsive):  /sensitivity /activations /allocate /heatmap /collapse_blocks
+      /expand_blocks /compare_solvers
       /upload_allocation /export_allocation /export_profile /export_figures /cancel_profile /cancel_sweep
   heavy (one queue, concurrency_id "heavy", one at a time, with progress):  /generate /generate_ab /quality_sweep /fid
       /additivity /load_model /run_profile /upload_profile
@@ -23,6 +24,7 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -33,7 +35,7 @@ import dadq  # noqa: E402  (torch + diffusers: the bulk of start-up)
 from dadq.models import default_profile_path  # noqa: E402
 from ui import handlers as h, layout, views  # noqa: E402
 from ui.state import STATE  # noqa: E402
-from ui.texts import CSS, KEYBOARD_JS, TITLE  # noqa: E402
+from ui.texts import CSS, KEYBOARD_JS, TITLE, redraw_js  # noqa: E402
 
 MAX_FILE_SIZE = "64mb"  # gradio's upload limit (launch(max_file_size=...)); the handlers check it again
 HEAVY = dict(concurrency_id="heavy", concurrency_limit=1)  # profile, sampling, FID, model loads
@@ -62,17 +64,20 @@ def wire_views(w: layout.Widgets):
 def wire_allocation(w: layout.Widgets):
     """Tab 3: sliders allocate on release (a drag's end, a typed value's blur, or a key-up: see
     texts.KEYBOARD_JS), discrete controls on input; never on .change, which fires twice. The heatmap
-    and summary come first, the trade-off figure in a chained event. A rejected input resets the
-    controls to the allocation on display."""
+    and summary come first, the trade-off figure in a chained event; both figures are drawn in place
+    on the page (texts.redraw_js), not by replacing gr.Plot's value. A rejected input raises the
+    app's message (a toast) and resets the controls to the allocation on display."""
     controls = [w.drive, w.budget, w.log_lam, w.w_budget, w.a_budget, w.target, w.method, w.weight_mode,
                 w.budget_scope]
     triggers = [w.budget.release, w.log_lam.release, w.w_budget.release, w.a_budget.release, w.drive.input,
                 w.target.input, w.method.input, w.weight_mode.input, w.budget_scope.input]
-    first = gr.on(triggers, h.allocate_first, controls, [w.heatmap, w.summary], api_name="allocate_first",
+    first = gr.on(triggers, h.allocate_first, controls, [w.heat_spec, w.summary], api_name="allocate_first",
                   api_visibility="private", trigger_mode="always_last", show_progress="hidden",
                   concurrency_id="allocate")
-    first.success(h.tradeoff, None, w.trade_plot, api_visibility="private", show_progress="hidden",
-                  concurrency_id="allocate")
+    first.success(None, w.heat_spec, None, js=redraw_js("heatmap"), api_visibility="private")
+    second = first.success(h.tradeoff, None, w.trade_spec, api_visibility="private", show_progress="hidden",
+                           concurrency_id="allocate")
+    second.success(None, w.trade_spec, None, js=redraw_js("tradeoff"), api_visibility="private")
     first.failure(h.reset_controls, None, controls, queue=False, show_progress="hidden", api_visibility="private")
     w.api_allocate.click(h.allocate, controls, [w.heatmap, w.trade_plot, w.summary], api_name="allocate",
                          concurrency_id="allocate")
@@ -85,8 +90,13 @@ def wire_allocation(w: layout.Widgets):
 
     gr.on([w.drive.change, w.target.change], toggle, [w.drive, w.target], [w.budget, w.w_budget, w.a_budget,
           w.log_lam], api_name="toggle_controls", api_visibility="private", queue=False, show_progress="hidden")
-    gr.on([w.heat_order.input, w.heat_find.submit], h.heatmap, [w.heat_order, w.heat_find], [w.heatmap, w.heat_note],
-          api_name="heatmap", concurrency_id="allocate", trigger_mode="always_last")
+    rows_in = [w.heat_order, w.heat_find, w.heat_blocks, w.heat_only]
+    gr.on([w.heat_order.input, w.heat_find.submit, w.heat_blocks.input, w.heat_only.input], h.heatmap, rows_in,
+          [w.heatmap, w.heat_note], api_name="heatmap", concurrency_id="allocate", trigger_mode="always_last")
+    for btn, collapse in ((w.collapse_btn, True), (w.expand_btn, False)):
+        btn.click(functools.partial(h.collapse_blocks, collapse), [w.heat_order, w.heat_find, w.heat_only],
+                  [w.heat_blocks, w.heatmap, w.heat_note], api_name="collapse_blocks" if collapse else "expand_blocks",
+                  concurrency_id="allocate")
     w.compare_btn.click(h.compare_solvers, controls, w.solver_df, api_name="compare_solvers")
     w.add_btn.click(h.additivity, None, [w.add_plot, w.add_md], api_name="additivity", **HEAVY)
     w.breakdown_btn.click(h.distortion_breakdown, None, w.breakdown_df, api_name="distortion_breakdown")
@@ -98,13 +108,12 @@ def wire_samples(w: layout.Widgets):
     """Tab 4: Generate and FID run in the heavy queue; DDPM makes the DDIM steps slider inactive."""
     w.sampler.change(h.sampler_controls, w.sampler, w.steps, queue=False, show_progress="hidden",
                      api_visibility="private")
-    w.gen_btn.click(h.generate, [w.seed, w.count, w.sampler, w.steps], [w.pairs, w.pair_df, w.grid_files, w.gen_md],
-                    api_name="generate", **HEAVY)
-    w.gen_ab_btn.click(h.generate_ab, [w.seed, w.count, w.sampler, w.steps], [w.ab_pairs, w.ab_df, w.gen_ab_md],
-                       api_name="generate_ab", **HEAVY)
+    sample_in = [w.seed, w.count, w.sampler, w.steps, w.class_labels, w.guidance]
+    w.gen_btn.click(h.generate, sample_in, [w.pairs, w.pair_df, w.grid_files, w.gen_md], api_name="generate", **HEAVY)
+    w.gen_ab_btn.click(h.generate_ab, sample_in, [w.ab_pairs, w.ab_df, w.gen_ab_md], api_name="generate_ab", **HEAVY)
     q_evt = w.q_btn.click(h.quality_sweep, [w.q_budgets, w.q_n, w.seed, w.sampler, w.steps, w.q_fid, w.fid_feature],
                           [w.q_plot, w.q_df, w.q_md], api_name="quality_sweep", show_progress_on=[w.q_md], **HEAVY)
-    w.q_cancel.click(h.cancel_sweep, None, None, api_name="cancel_sweep", cancels=[q_evt], queue=False)
+    w.q_cancel.click(h.cancel_sweep, None, w.q_md, api_name="cancel_sweep", cancels=[q_evt], queue=False)
     w.fid_btn.click(h.fid, [w.fid_n, w.seed, w.sampler, w.steps, w.fid_feature], w.fid_df, api_name="fid",
                     show_progress_on=[w.fid_df], **HEAVY)
 
@@ -118,8 +127,9 @@ def wire_model(w: layout.Widgets):
         return refresh(w, h.load_model(src, prof, progress=progress))
 
     @h.safe
-    def run_profile_ui(groups, bits, calib, mode, layers, progress=gr.Progress()):
-        return refresh(w, h.run_profile(groups, bits, calib, mode, layers, progress=progress))
+    def run_profile_ui(groups, bits, calib, mode, layers, rounding, bias_correction, progress=gr.Progress()):
+        return refresh(w, h.run_profile(groups, bits, calib, mode, layers, rounding, bias_correction,
+                                        progress=progress))
 
     @h.safe
     def upload_profile_ui(file):
@@ -127,7 +137,8 @@ def wire_model(w: layout.Widgets):
 
     w.load_btn.click(load_model_ui, [w.model_box, w.prof_box], refresh_out, api_name="load_model",
                      show_progress_on=[w.model_status], **HEAVY)
-    prof_evt = w.prof_btn.click(run_profile_ui, [w.p_groups, w.p_bits, w.p_calib, w.p_mode, w.p_layers], refresh_out,
+    prof_evt = w.prof_btn.click(run_profile_ui, [w.p_groups, w.p_bits, w.p_calib, w.p_mode, w.p_layers, w.p_rounding,
+                                                  w.p_bias], refresh_out,
                                 api_name="run_profile", show_progress_on=[w.model_status], **HEAVY)
     w.cancel_btn.click(h.cancel_profile, None, w.model_status, api_name="cancel_profile", cancels=[prof_evt],
                        queue=False)

@@ -173,12 +173,12 @@ def main(argv=None):
         # Generate n + n, DDIM steps, vs one FP-only run of the same size
         allocate(4.0)
         t0 = time.perf_counter()
-        client.predict(0, args.n, "ddim", args.steps, api_name="/generate")  # warm-up: quantized weights cached
+        client.predict(0, args.n, "ddim", args.steps, "", 1.0, api_name="/generate")  # warm-up: quantized weights cached
         first = time.perf_counter() - t0
         gen, split = [], []
         for r in range(args.gen_reps):
             t0 = time.perf_counter()
-            out = client.predict(r, args.n, "ddim", args.steps, api_name="/generate")
+            out = client.predict(r, args.n, "ddim", args.steps, "", 1.0, api_name="/generate")
             gen.append(time.perf_counter() - t0)
             assert len(out[0]) == args.n  # one gallery item per FP | quantized | difference pair
             m = re.search(r"FP ([\d.]+) s, quantized ([\d.]+) s", out[3])

@@ -360,16 +360,62 @@ def find_layers(names, query: str | None) -> list[int]:
     return [i for i, n in enumerate(names) if q and q in n.lower()]
 
 
-def allocation_heatmap_spec(profile, alloc, order: str = "network", find: str | None = None) -> FigureJSON:
+def layer_block(name: str) -> str:
+    """The block a layer belongs to, for grouping heatmap rows: the module path up to its first index
+    (down_blocks.1.resnets.0.conv1 -> down_blocks.1, transformer_blocks.3.attn1.to_q ->
+    transformer_blocks.3), or the top-level module (conv_in, time_embedding.linear_1 -> time_embedding)."""
+    parts = name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+
+
+def layer_blocks(names) -> list[str]:
+    """The distinct blocks of ``names`` in network order (``layer_block``)."""
+    return list(dict.fromkeys(layer_block(n) for n in names))
+
+
+BLOCK_MARK = "▸ "
+
+
+def heatmap_row_spec(profile, order: str = "network", find: str | None = None, collapsed=(),
+                     only_found: bool = False) -> list[tuple[str, list[int]]]:
+    """The heatmap's rows as (label, layer indices): one row per layer, except the layers of a
+    ``collapsed`` block, which share one row (its label ``BLOCK_MARK`` + block + layer count) placed
+    where the block's first layer in ``order`` would be. Layers whose name contains ``find`` are marked
+    with ``FIND_MARK`` (a collapsed block holding one is marked too); ``only_found`` keeps only those."""
+    found = set(find_layers(profile.layer_names, find))
+    labels = layer_labels(profile.layer_names)
+    collapsed = set(collapsed or ())
+    blocks = [layer_block(n) for n in profile.layer_names]
+    members: dict[str, list[int]] = {}
+    for i, b in enumerate(blocks):
+        members.setdefault(b, []).append(i)
+    rows, placed = [], set()
+    for l in heatmap_rows(profile, order):
+        l = int(l)
+        if only_found and l not in found:
+            continue
+        b = blocks[l]
+        if b not in collapsed:
+            rows.append(((FIND_MARK if l in found else "") + labels[l], [l]))
+        elif b not in placed:
+            placed.add(b)
+            idx = [i for i in members[b] if not only_found or i in found]
+            mark = FIND_MARK if found.intersection(idx) else ""
+            rows.append((f"{mark}{BLOCK_MARK}{b} ({len(idx)} layer{'' if len(idx) == 1 else 's'})", idx))
+    return rows
+
+
+def allocation_heatmap_spec(profile, alloc, order: str = "network", find: str | None = None, collapsed=(),
+                            only_found: bool = False) -> FigureJSON:
     """Bits per layer (rows: network order, or most sensitive first with ``order='sensitivity'``) and
     timestep group (columns), W and A side by side. Colour is bits (FP above the top width); hover
     shows the bits, D at that choice, size, and the layer's mean bits over groups; each column label
     carries the group's mean bits over layers. Rows whose name contains ``find`` are marked with
-    ``FIND_MARK``. No per-cell text: the colour says the bits, and 1,280 labelled cells were slow to redraw."""
-    rows = heatmap_rows(profile, order)
-    found = set(find_layers(profile.layer_names, find))
-    all_labels = layer_labels(profile.layer_names)
-    labels = [(FIND_MARK if l in found else "") + all_labels[l] for l in rows]
+    ``FIND_MARK``; ``only_found`` drops the others. The layers of a ``collapsed`` block (``layer_block``)
+    share one row: its mean bits per group, with the summed D and size in the hover (large models stay
+    readable). No per-cell text: the colour says the bits, and 1,280 labelled cells were slow to redraw."""
+    spec_rows = heatmap_row_spec(profile, order, find, collapsed, only_found)
+    labels = [label for label, _ in spec_rows]
     pbits = profile.bits.astype(int)
     has_fp = bool((alloc.w_bits >= FP_BITS).any() or (alloc.a_bits >= FP_BITS).any())
     traces = []
@@ -379,11 +425,25 @@ def allocation_heatmap_spec(profile, alloc, order: str = "network", find: str | 
         numel = profile.w_numel if kind == "w" else profile.a_numel
         shown = np.minimum(bits, pbits.max() + 1)  # FP counted as one above the top width in the means
         layer_mean, group_mean = shown.mean(0), shown.mean(1)
-        custom = [[["FP" if bits[g, l] >= FP_BITS else str(bits[g, l]), float(f"{d[g, l]:.3g}"),
-                    _fmt_bits(numel[l] * bits[g, l]), round(float(layer_mean[l]), 2)] for g in range(bits.shape[0])]
-                  for l in rows]
+        disp = _bits_display(bits, pbits)
+        z, custom = [], []
+        for _, idx in spec_rows:
+            if len(idx) == 1:
+                l = idx[0]
+                z.append(disp[:, l].tolist())
+                custom.append([["FP" if bits[g, l] >= FP_BITS else str(bits[g, l]), float(f"{d[g, l]:.3g}"),
+                                _fmt_bits(numel[l] * bits[g, l]), round(float(layer_mean[l]), 2)]
+                               for g in range(bits.shape[0])])
+            else:  # a collapsed block: element-weighted mean bits, summed D and size
+                w8 = numel[idx].astype(float)
+                mean_g = (disp[:, idx] * w8).sum(1) / max(w8.sum(), 1.0)
+                z.append([round(float(v), 2) for v in mean_g])
+                custom.append([[f"{mean_g[g]:.2f} (block mean)", float(f"{d[g, idx].sum():.3g}"),
+                                _fmt_bits(float((numel[idx] * bits[g, idx]).sum())),
+                                round(float((shown[:, idx] * w8).sum() / max(w8.sum() * bits.shape[0], 1.0)), 2)]
+                               for g in range(bits.shape[0])])
         traces.append(dict(
-            type="heatmap", z=_bits_display(bits, pbits).T[rows].tolist(), y=labels, customdata=custom,
+            type="heatmap", z=z, y=labels, customdata=custom,
             x=[f"g{g} ({group_mean[g]:.2f})" for g in range(profile.num_groups)],
             coloraxis="coloraxis", xgap=1, ygap=1, name="W" if kind == "w" else "A",
             xaxis="x" if col == 1 else f"x{col}", yaxis="y" if col == 1 else f"y{col}",
@@ -392,6 +452,7 @@ def allocation_heatmap_spec(profile, alloc, order: str = "network", find: str | 
                            "<br>layer mean %{customdata[3]} bits<extra></extra>"),
         ))
     layout = dict(_heatmap_layout(profile, has_fp))
+    layout["height"] = max(420, 15 * len(labels) + 140)  # the rows on display (blocks collapse, filters drop)
     how = "most sensitive first" if order == "sensitivity" else "network order"
     layout["title"] = dict(text=f"Bit allocation ({alloc.method}, {_target_title(alloc)}, {alloc.weight_mode} "
                                 f"weights; rows {how}; columns: group (mean bits)); {KEY_MARK} = layers often "

@@ -24,6 +24,7 @@ ENDPOINTS = {"/sensitivity", "/activations", "/allocate", "/compare_solvers", "/
              "/load_model", "/run_profile", "/cancel_profile", "/upload_profile", "/upload_allocation",
              "/export_profile", "/export_allocation", "/export_allocation_csv", "/export_curves_csv", "/export_fid_csv",
              "/pin_allocation", "/compare_pinned", "/distortion_breakdown", "/generate_ab", "/heatmap", "/export_figures",
+             "/collapse_blocks", "/expand_blocks",
              "/quality_sweep", "/cancel_sweep"}
 ALLOC = dict(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa", method="lagrangian",
              weight_mode="per-group", budget_scope="group")
@@ -225,7 +226,7 @@ def test_heatmap_rows_by_sensitivity_and_find(client, assets):
 
     prof = dadq.Profile.load(assets["tiny_profile"])
     w_net, a_net = heat_z(alloc(client, budget=3.0))
-    fig, note = client.predict("sensitivity", "", api_name="/heatmap")
+    fig, note = client.predict("sensitivity", "", [], False, api_name="/heatmap")
     fig = plot_data(fig)
     order = sensitivity_ranking(prof)[1]
     labels = layer_labels(prof.layer_names)
@@ -239,18 +240,51 @@ def test_heatmap_rows_by_sensitivity_and_find(client, assets):
     assert fig["data"][0]["customdata"][0][0][3] == round(float(wb[:, order[0]].mean()), 2)  # the layer's mean
     # the order sticks through a re-allocation; a search marks the matching rows
     name = prof.layer_names[order[-1]]
-    fig, note = client.predict("sensitivity", name, api_name="/heatmap")
+    fig, note = client.predict("sensitivity", name, [], False, api_name="/heatmap")
     ys = plot_data(fig)["data"][0]["y"]
     marked = [y for y in ys if y.startswith("▶ ")]
     assert ys[-1] == "▶ " + labels[order[-1]] and len(marked) == sum(name in n for n in prof.layer_names)
     assert "match" in note
     assert plot_data(alloc(client, budget=4.0)[0])["data"][0]["y"] == ys
-    _, note = client.predict("network", "no_such_layer", api_name="/heatmap")
+    _, note = client.predict("network", "no_such_layer", [], False, api_name="/heatmap")
     assert note == "no layer name contains 'no_such_layer'"
     with pytest.raises(AppError):
-        client.predict("alphabetical", "", api_name="/heatmap")
-    fig, _ = client.predict("network", "", api_name="/heatmap")
+        client.predict("alphabetical", "", [], False, api_name="/heatmap")
+    fig, _ = client.predict("network", "", [], False, api_name="/heatmap")
     assert plot_data(fig)["data"][0]["y"] == labels
+
+
+def test_heatmap_blocks_collapse_and_filter(client, assets):
+    """Issue 20 (c): a collapsed block is one row holding its layers' element-weighted mean bits per
+    group; collapse all / expand all; 'only matching rows' keeps the rows a search finds; an unknown
+    block is refused with the model's blocks."""
+    import dadq
+    from dadq.plots import layer_block, layer_blocks, layer_labels
+
+    prof = dadq.Profile.load(assets["tiny_profile"])
+    blocks = layer_blocks(prof.layer_names)
+    w_all, _ = heat_z(alloc(client, budget=3.0))
+    big = max(blocks, key=lambda b: sum(layer_block(n) == b for n in prof.layer_names))
+    idx = [i for i, n in enumerate(prof.layer_names) if layer_block(n) == big]
+    fig, _ = client.predict("network", "", [big], False, api_name="/heatmap")
+    data = plot_data(fig)["data"][0]
+    assert len(data["y"]) == prof.num_layers - len(idx) + 1
+    row = data["y"].index(f"▸ {big} ({len(idx)} layers)")
+    assert row == idx[0]  # where the block's first layer was
+    numel = prof.w_numel[idx].astype(float)
+    want = (w_all[idx] * numel[:, None]).sum(0) / numel.sum()
+    assert np.allclose(data["z"][row], want, atol=0.006)
+    blocks_value, fig, _ = client.predict("network", "", False, api_name="/collapse_blocks")
+    assert blocks_value == blocks and len(plot_data(fig)["data"][0]["y"]) == len(blocks)
+    blocks_value, fig, _ = client.predict("network", "", False, api_name="/expand_blocks")
+    assert blocks_value == [] and plot_data(fig)["data"][0]["y"] == layer_labels(prof.layer_names)
+    fig, note = client.predict("network", "conv1", [], True, api_name="/heatmap")
+    ys = plot_data(fig)["data"][0]["y"]
+    assert ys and all(y.startswith("▶ ") and "conv1" in y for y in ys) and "match" in note
+    assert len(ys) == sum("conv1" in n for n in prof.layer_names)
+    with pytest.raises(AppError, match="'nowhere'"):  # gradio's dropdown names the valid blocks
+        client.predict("network", "", ["nowhere"], False, api_name="/heatmap")
+    client.predict("network", "", [], False, api_name="/heatmap")
 
 
 def test_distortion_breakdown(client):
@@ -284,7 +318,7 @@ def test_generate_pairs(client):
     from PIL import Image
 
     alloc(client, budget=3.0)
-    pairs, table, grids, info = client.predict(7, 3, "ddim", 4, api_name="/generate")
+    pairs, table, grids, info = client.predict(7, 3, "ddim", 4, "", 1.0, api_name="/generate")
     assert len(pairs) == 3
     for i, item in enumerate(pairs):
         path = Path(item["image"])
@@ -298,17 +332,17 @@ def test_generate_pairs(client):
     assert "identical noise" in info and "DDIM-4" in info
     # same seed -> the same FP images (identical noise); the FP half doesn't depend on the allocation
     alloc(client, budget=6.0)
-    _, _, grids2, _ = client.predict(7, 3, "ddim", 4, api_name="/generate")
+    _, _, grids2, _ = client.predict(7, 3, "ddim", 4, "", 1.0, api_name="/generate")
     assert Path(grids[0]).read_bytes() == Path(grids2[0]).read_bytes()
     with pytest.raises(AppError, match="euler.*not in the list of choices"):
-        client.predict(7, 3, "euler", 4, api_name="/generate")
+        client.predict(7, 3, "euler", 4, "", 1.0, api_name="/generate")
 
 
 def test_generate_names_the_allocation_it_ran(client):
     """Issue 19.1: change the allocation while Generate runs; the result names the one it ran."""
     alloc(client, budget=3.0)
     a = exported(client)
-    job = client.submit(1, 64, "ddim", 50, api_name="/generate")
+    job = client.submit(1, 64, "ddim", 50, "", 1.0, api_name="/generate")
     wait_running(job)
     alloc(client, budget=6.0)
     b = exported(client)
@@ -325,7 +359,7 @@ def test_samples_of_a_and_b(client):
     client.predict(api_name="/pin_allocation")
     alloc(client, budget=6.0)
     b = exported(client)
-    job = client.submit(5, 6, "ddim", 40, api_name="/generate_ab")
+    job = client.submit(5, 6, "ddim", 40, "", 1.0, api_name="/generate_ab")
     wait_running(job)
     alloc(client, budget=4.5)  # changed while it runs: the result still names B
     c = exported(client)
@@ -335,11 +369,11 @@ def test_samples_of_a_and_b(client):
     assert table["headers"] == ["pair", "A PSNR (dB)", "A SSIM", "B PSNR (dB)", "B SSIM"] and len(items) == 6
     # B's scores are those of /generate with B displayed at the same seed (the same noise and FP images)
     alloc(client, budget=6.0)
-    _, pairs, _, _ = client.predict(5, 6, "ddim", 40, api_name="/generate")
+    _, pairs, _, _ = client.predict(5, 6, "ddim", 40, "", 1.0, api_name="/generate")
     for row, ref in zip(table["data"], pairs["data"]):
         assert row[4] == pytest.approx(ref[2], abs=2e-3)
     alloc(client, budget=3.0)  # A again (the same solve): A's scores are /generate's for it
-    _, pairs_a, _, _ = client.predict(5, 6, "ddim", 40, api_name="/generate")
+    _, pairs_a, _, _ = client.predict(5, 6, "ddim", 40, "", 1.0, api_name="/generate")
     for row, ref in zip(table["data"], pairs_a["data"]):
         assert row[2] == pytest.approx(ref[2], abs=2e-3)
     a_ssim, b_ssim = [r[2] for r in table["data"]], [r[4] for r in table["data"]]
@@ -361,7 +395,7 @@ def test_quality_vs_bits_sweep(client):
     assert [t["name"] for t in fig["data"]] == ["lagrangian SSIM", "uniform SSIM"]
     # the lagrangian point at 6 bits is the mean SSIM /generate shows for that allocation, same noise
     alloc(client, budget=6.0)
-    _, pairs, _, _ = client.predict(2, 3, "ddim", 4, api_name="/generate")
+    _, pairs, _, _ = client.predict(2, 3, "ddim", 4, "", 1.0, api_name="/generate")
     assert rows["lagrangian", 6.0]["ssim"] == pytest.approx(np.mean([r[2] for r in pairs["data"]]), abs=2e-3)
     t0 = time.perf_counter()
     _, again, md = client.predict("3,6", 3, 2, "ddim", 4, False, "mnist", api_name="/quality_sweep")
@@ -503,7 +537,7 @@ def test_wrong_model_path_keeps_state(client, assets):
 
 def test_light_events_stay_responsive_and_cancel_keeps_profile(client):
     # a long profile run (heavy queue) ...
-    job = client.submit(3, "2-8", 4, "naive", "", api_name="/run_profile")
+    job = client.submit(3, "2-8", 4, "naive", "", "rtn", False, api_name="/run_profile")
     t0 = time.time()
     while not job.status().progress_data and time.time() - t0 < 30:
         time.sleep(0.2)
@@ -522,6 +556,27 @@ def test_light_events_stay_responsive_and_cancel_keeps_profile(client):
     assert plot_data(fig)["data"][0]["x"] == [2, 4, 8]  # the previous profile (bits 2/4/8) is in place
 
 
+def test_profile_rounding_and_bias_are_recorded_and_shown(client, assets):
+    """Issue 18 in the app: Run profile with GPTQ and bias correction; the status, the header and
+    the allocation summary name them, the exported allocation records them, and the summary names
+    the budget scope. An unknown rounding is refused with the choices."""
+    out = client.predict(3, "2,4,8", 1, "fast", "", "gptq", True, api_name="/run_profile")
+    assert out[0].startswith("Profiled") and "rounding gptq · bias correction on" in out[0], out[0]
+    header = out[1]["value"]  # the header view, as a gr.update
+    assert "rounding gptq · bias correction on" in header, header
+    for scope in ("group", "mean"):
+        summary = alloc(client, budget=4.0, budget_scope=scope)[2]
+        assert f"Budget scope: **{scope}**" in summary and "rounding gptq · bias correction on" in summary, summary
+    data = exported(client)
+    assert data["settings"]["rounding"] == "gptq" and data["settings"]["bias_correction"] is True
+    assert data["budget_scope"] == "mean"
+    with pytest.raises(AppError, match="'nearest'.*'rtn', 'gptq'"):  # gradio's radio names the choices
+        client.predict(3, "2,4,8", 1, "fast", "", "nearest", False, api_name="/run_profile")
+    out = client.predict(handle_file(assets["tiny_profile"]), api_name="/upload_profile")  # back to the RTN one
+    assert "rounding rtn · bias correction off" in out[1]["value"]
+    assert "rounding rtn · bias correction off" in alloc(client, budget=4.0)[2]
+
+
 def test_load_profile_and_score_a_new_model(client, assets):
     """Load a model without a profile, profile it in the app, score FID on it; a profile from
     another model is refused."""
@@ -529,7 +584,7 @@ def test_load_profile_and_score_a_new_model(client, assets):
     assert "no profile yet" in out[0]
     fig, _ = client.predict(-1, "bits", "layers", None, 2, api_name="/sensitivity")
     assert plot_data(fig)["data"][0]["x"] == [2, 4, 8]  # views still on the old pair
-    out = client.predict(2, "2,8", 1, "exact", "", api_name="/run_profile")
+    out = client.predict(2, "2,8", 1, "exact", "", "rtn", False, api_name="/run_profile")
     assert out[0].startswith("Profiled") and "1×28×28" in out[0]
     fig, _ = client.predict(-1, "bits", "layers", None, 2, api_name="/sensitivity")
     assert plot_data(fig)["data"][0]["x"] == [2, 8]
@@ -569,3 +624,54 @@ def test_load_profile_and_score_a_new_model(client, assets):
 
     history = pd.read_csv(client.predict(api_name="/export_fid_csv"))
     assert len(history) == 4 and list(history.columns) == table["headers"]
+
+
+def test_class_conditional_dit_in_every_view(client, tmp_path):
+    """Issue 20: the shipped class-conditional DiT, loaded from the Model tab with its profile: every
+    view draws; Generate takes class labels and guidance, and FP and quantized both run with those
+    labels and the same noise (the app's grids equal dadq.sample of the FP and the quantized model with
+    them, and differ from another label's); bad labels name the classes; an unconditional model
+    refuses labels."""
+    from PIL import Image
+
+    import dadq
+    from ui.state import STATE
+
+    assert STATE.model.conditioning is None  # the tiny28 UNet of the previous test
+    with pytest.raises(AppError, match="not class-conditional"):
+        client.predict(0, 2, "ddim", 2, "3", 1.0, api_name="/generate")
+    out = client.predict("dit", "", api_name="/load_model")
+    assert out[0].startswith("Loaded `dit`")
+    prof = STATE.profile
+    assert STATE.model.conditioning == "class" and prof.num_layers > 40
+    fig, table = client.predict(-1, "bits", "layers", None, 2, api_name="/sensitivity")
+    assert len(plot_data(fig)["data"]) == 2 * prof.num_layers and len(table["data"]) == prof.num_layers
+    fig, table = client.predict(None, "overlay", 4, True, api_name="/activations")
+    assert len(table["data"]) == prof.num_groups
+    w, a = heat_z(alloc(client, budget=4.0))
+    assert w.shape == (prof.num_layers, prof.num_groups) and a.shape == w.shape
+    fig, note = client.predict("sensitivity", "attn1", [], False, api_name="/heatmap")
+    assert "match" in note
+    client.predict("network", "", [], False, api_name="/heatmap")
+    assert client.predict(api_name="/distortion_breakdown")["data"]
+    assert len(client.predict(*ALLOC.values(), api_name="/compare_solvers")["data"]) == 4
+    fig, md = client.predict(api_name="/additivity")
+    assert "Correlation" in md
+
+    pairs, table, grids, info = client.predict(3, 4, "ddim", 3, "7", 2.0, api_name="/generate")
+    assert "Class labels 7, 7, 7, 7; guidance 2" in info and len(pairs) == 4
+    fp_png, q_png = (np.asarray(Image.open(g).convert("L"), dtype=float) for g in grids)
+    kw = dict(n=4, steps=3, seed=3, guidance_scale=2.0, progress=False)
+    qmodel = STATE.snapshot().qmodel
+    for png, model in ((fp_png, STATE.model), (q_png, qmodel)):
+        grid = lambda labels: np.asarray(Image.open(dadq.images.save_grid(  # noqa: E731
+            dadq.sample(model, class_labels=labels, **kw), tmp_path / "g.png")).convert("L"), dtype=float)
+        same, other = np.abs(png - grid(7)).max(), np.abs(png - grid(2)).mean()
+        assert same <= 2 and other > 1, (same, other)  # uint8 rounding of float-level thread differences
+
+    *_, info = client.predict(3, 3, "ddim", 2, "", 1.0, api_name="/generate")
+    assert "Class labels 0, 1, 2; guidance none" in info  # empty: the model's default labels
+    with pytest.raises(AppError, match="out of range"):
+        client.predict(0, 2, "ddim", 2, "99", 1.0, api_name="/generate")
+    with pytest.raises(AppError, match="whole numbers"):
+        client.predict(0, 2, "ddim", 2, "seven", 1.0, api_name="/generate")

@@ -121,10 +121,13 @@ def _clear_toasts(page):
 
 
 def _visible_error_badges(page) -> int:
-    """Elements reading 'Error' that are visible outside the toasts (status badges over the views)."""
+    """Elements reading 'Error' that are visible outside the toasts (status badges over the views).
+    Gradio's screen-reader announcements (class sr-only: a 1 x 1 px clipped box) read 'Error' for a
+    moment after a failure too; they are not on screen, so a box must be larger than that."""
     return page.evaluate("""() => [...document.querySelectorAll('*')].filter(e => e.children.length === 0
         && (e.textContent || '').trim() === 'Error' && !e.closest('.toast-wrap')
-        && e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true})).length""")
+        && e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true})
+        && e.getBoundingClientRect().width > 1 && e.getBoundingClientRect().height > 1).length""")
 
 
 def _fits(page, container, items) -> bool:
@@ -199,6 +202,92 @@ def test_heatmap_order_and_find(page, server):
     page.locator("#heat-order").get_by_label("network order").check()
     page.wait_for_function(f"(want) => JSON.stringify(({HEAT_Y})()) === JSON.stringify(want)", arg=labels,
                            timeout=30_000)
+
+
+def test_heatmap_blocks_collapse_expand_and_filter(page, server):
+    """Issue 20 (c): 'collapse all' shows one row per block (▸), 'expand all' every layer again;
+    'only matching rows' with a search keeps the found layers only."""
+    from dadq.plots import layer_blocks, layer_labels
+    from ui.state import STATE
+
+    _tab(page, "Budget & allocation")
+    _wait_plot(page, "#heatmap")
+    prof = STATE.profile
+    blocks, labels = layer_blocks(prof.layer_names), layer_labels(prof.layer_names)
+    page.locator("#collapse-all").click()
+    page.wait_for_function(f"(n) => ({HEAT_Y})().length === n", arg=len(blocks), timeout=30_000)
+    assert all(y.startswith("▸ ") for y in page.evaluate(HEAT_Y))
+    page.locator("#expand-all").click()
+    page.wait_for_function(f"(want) => JSON.stringify(({HEAT_Y})()) === JSON.stringify(want)", arg=labels,
+                           timeout=30_000)
+    box = page.locator("#heat-find textarea, #heat-find input").first
+    box.fill("conv1")
+    box.press("Enter")
+    page.locator("#heat-only").get_by_label("only matching rows").check()
+    n = sum("conv1" in name for name in prof.layer_names)
+    page.wait_for_function(f"(n) => ({HEAT_Y})().length === n", arg=n, timeout=30_000)
+    assert all(y.startswith("▶ ") for y in page.evaluate(HEAT_Y))
+    page.locator("#heat-only").get_by_label("only matching rows").uncheck()
+    box.fill("")
+    box.press("Enter")
+    page.wait_for_function(f"(want) => JSON.stringify(({HEAT_Y})()) === JSON.stringify(want)", arg=labels,
+                           timeout=30_000)
+
+
+def test_pin_a_and_compare_b(page):
+    """Issue 19, A/B: pin the displayed allocation as A, move the budget, compare: the B − A heatmap
+    is drawn (B spends more bits: no negative cell) and both predicted D are listed."""
+    _tab(page, "Budget & allocation")
+    _set_slider(page, "budget-slider", 3)
+    _wait_summary(page, "asked 3 avg bits")
+    page.locator("#pin-btn").click()
+    page.wait_for_function("() => document.querySelector('#ab-summary').innerText.includes('pinned')", timeout=30_000)
+    _set_slider(page, "budget-slider", 6)
+    _wait_summary(page, "asked 6 avg bits")
+    page.locator("#compare-ab-btn").click()
+    _wait_plot(page, "#ab-heatmap")
+    page.wait_for_function("() => document.querySelector('#ab-summary').innerText.includes('B / A predicted D')",
+                           timeout=30_000)
+    z = page.evaluate("() => document.querySelector('#ab-heatmap .js-plotly-plot').data.map(t => t.z).flat(2)")
+    assert min(z) >= 0 and max(z) > 0
+
+
+def test_exports_figures_and_csv(page):
+    """Issue 19, export: every figure as SVG + PNG, and the allocation as CSV, offered for download."""
+    _tab(page, "Model")
+    page.locator("#figures-btn").click()
+    page.wait_for_function("() => document.querySelectorAll('#figure-files a').length >= 8", timeout=120_000)
+    names = page.evaluate("() => [...document.querySelectorAll('#figure-files a')].map(a => a.innerText.trim())")
+    assert {n.rsplit(".", 1)[-1] for n in names} == {"svg", "png"} and any("allocation_heatmap" in n for n in names)
+    page.get_by_role("button", name="allocation (CSV)").click()
+    page.wait_for_function("() => [...document.querySelectorAll('#download-file a')].some(a => "
+                           "a.innerText.includes('.csv'))", timeout=30_000)
+
+
+def test_quality_sweep_and_cancel(page):
+    """Issue 19, quality vs bits: one click draws DADQ and uniform at each budget; a second sweep
+    cancelled from the page says so, and the first result stays."""
+    _tab(page, "Samples")
+    page.locator("#quality-budgets textarea, #quality-budgets input").first.fill("3,6")
+    _set_number(page, "samples per point", 2)
+    _set_number(page, "DDIM steps", 2)
+    page.locator("#quality-btn").click()
+    page.wait_for_function("() => document.querySelector('#quality-info').innerText.includes('budgets 3, 6')",
+                           timeout=300_000)
+    _wait_plot(page, "#quality-plot")
+    names = page.evaluate("() => document.querySelector('#quality-plot .js-plotly-plot').data.map(t => t.name)")
+    assert len(names) >= 2
+    rows = page.evaluate("() => document.querySelectorAll('#quality-table tbody tr').length")
+    assert rows == 4  # 2 budgets x (DADQ, uniform)
+    _clear_toasts(page)
+    _set_number(page, "samples per point", 32)  # long enough to be running when the cancel comes
+    _set_number(page, "DDIM steps", 50)
+    page.locator("#quality-btn").click()
+    page.wait_for_timeout(1500)
+    page.locator("#quality-cancel").click()
+    page.wait_for_function("() => document.querySelector('#quality-info').innerText.includes('sweep cancelled')",
+                           timeout=60_000)
+    assert page.evaluate("() => document.querySelectorAll('#quality-table tbody tr').length") == rows
 
 
 def test_keyboard_arrows_allocate(page):
@@ -291,7 +380,8 @@ def test_failed_job_leaves_no_error_badge(page):
     page.get_by_label("Inception-v3 (local weights)").check()  # fails fast: no Inception weights here
     page.locator("#fid-btn").click()
     page.locator(".toast-body").filter(has_text="Inception FID needs").first.wait_for(timeout=60_000)
-    page.wait_for_timeout(500)
+    # the event has settled: the FID table's status tracker is in its error state (its chip hidden)
+    page.locator("#fid-table span.error").first.wait_for(state="attached", timeout=30_000)
     assert _visible_error_badges(page) == 0
     page.get_by_label("MNIST classifier (default)").check()
     _clear_toasts(page)

@@ -18,6 +18,7 @@ from dadq import plots
 from dadq.allocate import METHODS
 from dadq.bitwidths import parse_bits
 from dadq.models import default_profile_path
+from dadq.rounding import ROUNDINGS
 from dadq.profile import most_group_dependent_layer, most_sensitive_layer, sensitivity_ranking
 
 from . import views
@@ -164,28 +165,47 @@ def allocate(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0
 @safe
 def allocate_first(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa",
                    method="lagrangian", weight_mode="per-group", budget_scope="group"):
-    """The browser's path of ``allocate``: (heatmap, summary) now, the trade-off figure in a chained
-    event (``tradeoff``), so the heatmap is redrawn without waiting for the second plot."""
+    """The browser's path of ``allocate``: (heatmap spec, summary) now, the trade-off figure in a
+    chained event (``tradeoff``), so the heatmap is redrawn without waiting for the second plot. The
+    specs go to hidden gr.JSON components and are drawn in place (``ui.texts.redraw_js``)."""
     _allocate(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope)
-    return views.heatmap_view(), views.summary_view()
+    return views.heatmap_view().to_dict(), views.summary_view()
 
 
 @safe
-def heatmap(order="network", find=""):
-    """The heatmap with rows in network order or most sensitive first, rows matching ``find`` marked."""
+def heatmap(order="network", find="", collapsed=None, only_found=False):
+    """The heatmap with rows in network order or most sensitive first, rows matching ``find`` marked
+    (or, with ``only_found``, the only rows), and the ``collapsed`` blocks one row each."""
     _need_profile()
     plots.heatmap_rows(STATE.profile, order)  # an unknown order is an error before the state changes
+    blocks = plots.layer_blocks(STATE.profile.layer_names)
+    collapsed = list(collapsed or [])
+    unknown = [b for b in collapsed if b not in blocks]
+    if unknown:
+        raise ValueError(f"no block named {unknown[0]!r} in this model; its blocks are {', '.join(blocks)}.")
     STATE.heat_order, STATE.heat_find = order, (find or "").strip()
+    STATE.heat_collapsed, STATE.heat_only = collapsed, bool(only_found)
     n = len(plots.find_layers(STATE.profile.layer_names, STATE.heat_find))
     note = f"{n} layer(s) match '{STATE.heat_find}'" if STATE.heat_find else ""
     if STATE.heat_find and not n:
         note = f"no layer name contains '{STATE.heat_find}'"
+    if STATE.heat_only and not STATE.heat_find:
+        note = "'only matching rows' needs a search: type part of a layer name"
     return views.heatmap_view(), note
 
 
+@safe
+def collapse_blocks(collapse=True, order="network", find="", only_found=False):
+    """Collapse every block of the heatmap to one row (``collapse``), or expand them all: the block
+    control's new value, the heatmap and its note."""
+    _need_profile()
+    blocks = plots.layer_blocks(STATE.profile.layer_names) if collapse else []
+    return (blocks, *heatmap(order, find, blocks, only_found))
+
+
 def tradeoff():
-    """The trade-off figure of the displayed allocation (its frontiers and the star)."""
-    return views.tradeoff_view()
+    """The trade-off figure spec of the displayed allocation (its frontiers and the star)."""
+    return views.tradeoff_view().to_dict()
 
 
 def reset_controls():
@@ -269,23 +289,53 @@ def _sampler_steps(sampler, steps):
     return 0 if sampler == "ddpm" else int(steps)
 
 
+def _conditioning(labels, guidance, n: int):
+    """(class labels int64 [n] or None, guidance scale or None) from the Samples tab's controls. The
+    labels text is comma separated and repeated to ``n``; empty: the model's default 0, 1, …, K−1, 0, ….
+    An unconditional model takes neither (its controls are inactive; API callers get an error)."""
+    import torch
+
+    m = STATE.model
+    text = str(labels or "").replace(" ", "")
+    if m.conditioning != "class":
+        if text:
+            raise ValueError(f"class labels {labels!r} given, but the loaded model is not class-conditional: "
+                             "leave the labels empty.")
+        return None, None
+    if text:
+        try:
+            given = [int(v) for v in text.split(",") if v]
+        except ValueError:
+            raise ValueError(f"class labels {labels!r}: give whole numbers separated by commas, e.g. 3 or 0,1,2.") \
+                from None
+        y = torch.tensor(given, dtype=torch.long).repeat((n + len(given) - 1) // len(given))[:n]
+    else:
+        y = m.default_labels(n)
+    y = m.check_labels(y, n)  # out of range: the error names the model's classes
+    g = m.guidance_scale if guidance is None else float(guidance)
+    return y, m.check_guidance(g)
+
+
 def sampler_controls(sampler):
     """DDPM runs all T steps: the DDIM steps slider is inactive then."""
     return gr.update(interactive=sampler == "ddim")
 
 
 @safe
-def generate(seed=0, n=16, sampler="ddim", steps=50, progress=gr.Progress()):
-    """FP and quantized samples from identical noise, pair by pair with |FP − Q|, PSNR/SSIM, PNG grids."""
+def generate(seed=0, n=16, sampler="ddim", steps=50, labels="", guidance=None, progress=gr.Progress()):
+    """FP and quantized samples from identical noise (and the same class labels and guidance), pair
+    by pair with |FP − Q|, PSNR/SSIM, PNG grids."""
     _need_profile()
     n, seed = int(n), int(seed)
     if not 1 <= n <= 256:
         raise ValueError(f"count {n}: ask for 1 to 256 samples.")
     steps = _sampler_steps(sampler, steps)
+    y, scale = _conditioning(labels, guidance, n)
     snap = STATE.snapshot()  # the allocation this job runs and names, whatever happens meanwhile
     timings = {}
     fp, q = dadq.sample_pair(STATE.model, snap.qmodel, n=n, steps=steps, seed=seed, sampler=sampler,
-                             progress=throttled(progress, prefix=f"{n}+{n} samples · "), timings=timings)
+                             progress=throttled(progress, prefix=f"{n}+{n} samples · "), timings=timings,
+                             class_labels=y, guidance_scale=1.0 if y is not None and scale is None else scale)
     STATE.samples = dict(fp=fp, q=q, seed=seed, n=n, sampler=sampler, steps=steps, label=snap.label)
     psnr, ssim = dadq.paired_psnr_ssim(fp, q)
     stamp = f"{int(time.time() * 1000)}"
@@ -297,12 +347,13 @@ def generate(seed=0, n=16, sampler="ddim", steps=50, progress=gr.Progress()):
     md = (f"{n} + {n} samples, {views.sampler_name(sampler, steps)}, seed {seed}, identical noise. "
           f"Allocation: **{snap.label}**. Each item: FP | quantized | |FP − Q| (white = the largest difference "
           f"in this batch). Time: FP {t_fp:.2f} s, quantized {t_q:.2f} s (×{t_q / max(t_fp, 1e-9):.2f}; {how}). "
-          f"Mean PSNR {finite.mean() if finite.size else float('inf'):.2f} dB, mean SSIM {ssim.mean():.4f}.")
+          f"Mean PSNR {finite.mean() if finite.size else float('inf'):.2f} dB, mean SSIM {ssim.mean():.4f}."
+          + views.conditioning_text(y, scale))
     return views.pair_items(fp, q, psnr, ssim), views.pair_table(psnr, ssim), grids, md
 
 
 @safe
-def generate_ab(seed=0, n=16, sampler="ddim", steps=50, progress=gr.Progress()):
+def generate_ab(seed=0, n=16, sampler="ddim", steps=50, labels="", guidance=None, progress=gr.Progress()):
     """Samples of the pinned A and the displayed B from the same noise and seed as FP, with each
     pair's PSNR/SSIM of A and of B against FP. Both allocations are taken at the start."""
     _need_profile()
@@ -313,9 +364,11 @@ def generate_ab(seed=0, n=16, sampler="ddim", steps=50, progress=gr.Progress()):
     pinned = STATE.pinned
     if pinned is None:
         raise ValueError("no allocation is pinned: pin one as A in the Allocation tab first.")
+    y, scale = _conditioning(labels, guidance, n)
     b = STATE.snapshot()  # B: the displayed allocation at the start, whatever happens meanwhile
     qa = dadq.quantize(STATE.model, STATE.profile, pinned)
-    kw = dict(n=n, steps=steps, seed=seed, sampler=sampler)
+    kw = dict(n=n, steps=steps, seed=seed, sampler=sampler, class_labels=y,
+              guidance_scale=1.0 if y is not None and scale is None else scale)
     out = []
     for i, (name, m) in enumerate((("FP", STATE.model), ("A", qa), ("B", b.qmodel))):
         report = throttled(progress, scale=1 / 3, offset=i / 3, prefix=f"{name} · ")
@@ -324,7 +377,7 @@ def generate_ab(seed=0, n=16, sampler="ddim", steps=50, progress=gr.Progress()):
     metrics = [dadq.paired_psnr_ssim(fp, xa), dadq.paired_psnr_ssim(fp, xb)]
     md = (f"{n} samples each of FP, A and B, {views.sampler_name(sampler, steps)}, seed {seed}, identical noise. "
           f"**A**: {alloc_label(pinned)}, mean SSIM {metrics[0][1].mean():.4f}. **B**: {b.label}, mean SSIM "
-          f"{metrics[1][1].mean():.4f}. Each item: FP | A | B.")
+          f"{metrics[1][1].mean():.4f}. Each item: FP | A | B." + views.conditioning_text(y, scale))
     return views.ab_items(fp, xa, xb, metrics), views.ab_table(metrics), md
 
 
@@ -411,10 +464,14 @@ def load_model(src="default", profile_path="", progress=gr.Progress()):
 
 
 @safe
-def run_profile(groups=10, bits="2-8", calib=8, mode="fast", layers="", progress=gr.Progress()):
-    """Profile the loaded (or pending) model; Cancel leaves the previous profile in place."""
+def run_profile(groups=10, bits="2-8", calib=8, mode="fast", layers="", rounding="rtn", bias_correction=False,
+                progress=gr.Progress()):
+    """Profile the loaded (or pending) model with the chosen weight rounding (``dadq.rounding.ROUNDINGS``)
+    and bias correction (both recorded in the profile's header); Cancel leaves the previous profile."""
     if STATE.model is None and STATE.pending is None:
         raise ValueError("no model is loaded; load one first.")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding={rounding!r}: choose one of {', '.join(ROUNDINGS)}.")
     model, src = STATE.pending if STATE.pending is not None else (STATE.model, STATE.model_src)
     STATE.cancel.clear()
     layer_sel = [s.strip() for s in str(layers or "").split(",") if s.strip()] or None
@@ -427,16 +484,18 @@ def run_profile(groups=10, bits="2-8", calib=8, mode="fast", layers="", progress
 
     progress(0.0, desc="calibration trajectories (FP sampling)")
     prof = dadq.profile(model, groups=int(groups), bits=parse_bits(bits), calib_per_group=int(calib), mode=mode,
-                        layers=layer_sel, progress=prog)
+                        layers=layer_sel, progress=prog, rounding=rounding, bias_correction=bool(bias_correction))
     path = prof.save(STATE.workdir / f"profile_{prof.fingerprint}_{int(time.time())}.safetensors")
     STATE.install(model, src, prof, path)
-    return (f"Profiled `{src}`: G={prof.num_groups}, bits {prof.bits.tolist()}, {prof.meta.get('seconds')} s. "
-            "Download it below to keep it."), True
+    return (f"Profiled `{src}`: G={prof.num_groups}, bits {prof.bits.tolist()}, {views.settings_text(prof.settings())}, "
+            f"{prof.meta.get('seconds')} s. Download it below to keep it."), True
 
 
 def cancel_sweep():
-    """Stop the quality sweep (gradio cancels the event too); nothing is cached for it."""
+    """Stop the quality sweep (gradio cancels the event too); nothing is cached for it. Returns the
+    sweep's status line: a cancelled event shows no error of its own."""
     STATE.sweep_cancel.set()
+    return "Quality sweep cancelled; nothing was cached for it. The table and plot show the last finished sweep."
 
 
 def cancel_profile():

@@ -112,9 +112,18 @@ def allocation_tab(w: Widgets):
                     w.heat_order = gr.Radio([("network order", "network"), ("most sensitive first", "sensitivity")],
                                             value="network", label="heatmap rows", elem_id="heat-order")
                     w.heat_find = gr.Textbox(label="find a layer (name contains; marked ▶)", elem_id="heat-find")
-                    w.heat_note = gr.Markdown(elem_id="heat-find-note")
+                    w.view("heat_only", gr.Checkbox, label="only matching rows", elem_id="heat-only")
+                with gr.Row():
+                    w.view("heat_blocks", gr.Dropdown, multiselect=True, label="blocks shown as one row (▸)",
+                           elem_id="heat-blocks", scale=4)
+                    w.collapse_btn = gr.Button("collapse all", size="sm", elem_id="collapse-all", scale=1)
+                    w.expand_btn = gr.Button("expand all", size="sm", elem_id="expand-all", scale=1)
+                w.heat_note = gr.Markdown(elem_id="heat-find-note")
                 w.view("heatmap", gr.Plot, label="bit allocation", elem_id="heatmap")
                 w.view("trade_plot", gr.Plot, label="total RD trade-off", elem_id="tradeoff")
+                # the slider's fast path: figure specs drawn in place by ui.texts.redraw_js
+                w.heat_spec = gr.JSON(visible=False)
+                w.trade_spec = gr.JSON(visible=False)
                 w.ab_plot = gr.Plot(label="B − A bits (pin an allocation as A, then compare)", elem_id="ab-heatmap")
                 w.view("add_plot", gr.Plot, label="additivity", elem_id="additivity")
                 w.view("add_md", gr.Markdown)
@@ -129,6 +138,11 @@ def samples_tab(w: Widgets):
                                  elem_id="sampler")
             w.view("steps", gr.Slider, minimum=1, value=50, step=1, label="DDIM steps", elem_id="steps-slider")
             w.gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+        with gr.Row():  # active only for a class-conditional model (ui.views.view_values)
+            w.view("class_labels", gr.Textbox, label="class labels (comma separated, repeated to the count; empty = "
+                   "0, 1, …, K−1, 0, …)", elem_id="class-labels", scale=3)
+            w.view("guidance", gr.Slider, minimum=0, maximum=10, step=0.5, label="guidance scale (1 = none)",
+                   elem_id="guidance-slider", scale=2)
         w.gen_md = gr.Markdown(elem_id="generate-info")
         w.pairs = gr.Gallery(label="pairs from identical noise: FP | quantized | |FP − Q|", format="png", columns=4,
                              height="auto", elem_id="pair-gallery", elem_classes=["dadq-pixelated", "dadq-pairs"],
@@ -188,6 +202,10 @@ def model_tab(w: Widgets, model_src: str):
             w.p_calib = gr.Number(value=8, precision=0, minimum=1, label="calibration samples / group")
             w.p_mode = gr.Radio(["exact", "fast", "naive"], value="fast", label="mode")
             w.p_layers = gr.Textbox(value="", label="layers (globs, comma separated; empty = all)")
+        with gr.Row():
+            w.p_rounding = gr.Radio([("round to nearest", "rtn"), ("GPTQ (Hessian-aware, slower)", "gptq")],
+                                    value="rtn", label="weight rounding", elem_id="profile-rounding")
+            w.p_bias = gr.Checkbox(value=False, label="bias correction (per group)", elem_id="profile-bias")
         with gr.Row():
             w.prof_btn = gr.Button("Run profile", variant="primary", elem_id="profile-btn")
             w.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")

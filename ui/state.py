@@ -51,6 +51,8 @@ class AppState:
         self.pinned = None  # allocation A of an A/B comparison
         self.quality: dict = {}  # quality-vs-bits sweeps, keyed by model fingerprint + settings
         self.heat_order, self.heat_find = "network", ""  # heatmap rows: order, and the layer search marked
+        self.heat_collapsed: list[str] = []  # heatmap blocks shown as one row each (dadq.plots.layer_block)
+        self.heat_only = False  # heatmap: only the rows the search finds
         self.sweeps: dict = {}
         self.cancel = threading.Event()
         self.sweep_cancel = threading.Event()  # the running quality sweep's own (a new one per sweep)
@@ -91,8 +93,19 @@ class AppState:
             self.pending = None
             self.samples = None
             self.pinned = None
+            self.heat_collapsed, self.heat_only = default_collapsed(profile), False
             self._qmodel = (None, None)
             self.sweeps = {}
+
+
+COLLAPSE_ABOVE = 100  # layers: a larger model's heatmap opens with every block collapsed to one row
+
+
+def default_collapsed(profile) -> list[str]:
+    """The heatmap's blocks collapsed when a profile is installed: none, or all above COLLAPSE_ABOVE layers."""
+    from dadq.plots import layer_blocks
+
+    return layer_blocks(profile.layer_names) if profile.num_layers > COLLAPSE_ABOVE else []
 
 
 def default_budget(profile) -> float:

@@ -64,3 +64,29 @@ KEYBOARD_JS = """
   }, true);
 }
 """
+
+# The slider's fast path redraws a figure in place. gr.Plot re-creates its plotly element on every
+# new value (a keyed block: Plotly.react on the old element, then newPlot on a new one), about two
+# full draws of the 1,280-cell heatmap per release; measured in chromium that was most of the
+# release -> redraw time. The allocation events send the figure to a hidden gr.JSON instead, and
+# this calls Plotly.react on the element already on the page (one incremental draw), with the layout
+# tweaks gr.Plot applies (autosize, room for the title under the label). A plot not mounted yet (its
+# tab just opened) is waited for, up to 10 s; a newer figure for the same plot replaces a waiting one.
+def redraw_js(elem_id: str) -> str:
+    """JS for ``event.success(None, hidden_json, None, js=...)``: Plotly.react ``#elem_id``'s plot
+    with the figure spec in the JSON (``{data, layout}``)."""
+    return f"""(fig) => {{
+  if (!fig || !fig.data) return;
+  const latest = (window.__dadqFigures = window.__dadqFigures || {{}});
+  latest['{elem_id}'] = fig;
+  const draw = (tries) => {{
+    if (latest['{elem_id}'] !== fig) return;
+    const g = document.querySelector('#{elem_id} .js-plotly-plot');
+    if (!g || !window.Plotly) {{ if (tries > 0) setTimeout(() => draw(tries - 1), 50); return; }}
+    const layout = Object.assign({{}}, fig.layout, {{autosize: true}});
+    layout.margin = Object.assign({{}}, layout.margin, {{autoexpand: true}});
+    if (layout.title) layout.margin.t = Math.max(100, layout.margin.t || 0);
+    window.Plotly.react(g, fig.data, layout);
+  }};
+  draw(200);
+}}"""

@@ -2,6 +2,7 @@
 come from ``dadq.plots``, numbers from ``dadq``; this module only arranges them."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -41,11 +42,19 @@ def header_md() -> str:
     text = (f"**Model** `{STATE.model_src}` · fingerprint `{m.fingerprint()}` · {c}×{h}×{w} · T={m.num_timesteps} · "
             f"{p.num_layers} quantizable layers &nbsp;|&nbsp; **Profile** G={p.num_groups} · bits "
             f"{int(p.bits.min())}–{int(p.bits.max())} · mode {meta.get('mode', '?')} · "
-            f"rounding {meta.get('rounding', 'rtn')} · calib {meta.get('calib_per_group', '?')}/group · {src}")
+            f"{settings_text(p.settings())} · calib {meta.get('calib_per_group', '?')}/group · {src}")
     if STATE.pending is not None:
         text += (f"\n\n⚠ Model `{STATE.pending[1]}` is loaded but has no profile yet: run one (Model tab) or upload "
                  "one. The views still show the model above.")
     return text
+
+
+def settings_text(settings: dict) -> str:
+    """A profile's (or allocation's) rounding, bias correction and distortion metric in words
+    (``Profile.settings`` / ``Allocation.settings``)."""
+    bias = "on" if settings.get("bias_correction") else "off"
+    return (f"rounding {settings.get('rounding', 'rtn')} · bias correction {bias} · "
+            f"metric {settings.get('metric', '?')}")
 
 
 def fid_note() -> str:
@@ -82,18 +91,34 @@ def frontiers(alloc) -> dict:
     return {SCOPES[sc]: STATE.sweep(alloc.target, scope=sc) for sc in order}
 
 
+_REVISION = itertools.count()
+
+
+def _revised(fig):
+    """A new revision number in the layout: the slider's fast path redraws the heatmap and trade-off
+    in place (``texts.redraw_js``), so gr.Plot's own value can be an older figure; with every figure
+    distinct, a full figure sent later is never taken for 'unchanged' and skipped."""
+    fig.spec["layout"]["datarevision"] = next(_REVISION)
+    return fig
+
+
 def heatmap_view():
-    return plots.allocation_heatmap_spec(STATE.profile, STATE.alloc, order=STATE.heat_order, find=STATE.heat_find)
+    return _revised(plots.allocation_heatmap_spec(STATE.profile, STATE.alloc, order=STATE.heat_order,
+                                                  find=STATE.heat_find, collapsed=STATE.heat_collapsed,
+                                                  only_found=STATE.heat_only))
 
 
 def tradeoff_view():
     a = STATE.alloc
-    return plots.tradeoff_spec(STATE.profile, frontiers(a), a, a.target)
+    return _revised(plots.tradeoff_spec(STATE.profile, frontiers(a), a, a.target))
 
 
 def summary_view() -> str:
-    text = plots.allocation_summary(STATE.profile, STATE.alloc, STATE.requested)
-    why = uniform_shortfall(STATE.profile, STATE.alloc)
+    a = STATE.alloc
+    text = plots.allocation_summary(STATE.profile, a, STATE.requested)
+    text += (f"\n- Budget scope: **{a.budget_scope}** ({SCOPES.get(a.budget_scope, a.budget_scope)}); "
+             f"from a profile with {settings_text(a.settings)}")
+    why = uniform_shortfall(STATE.profile, a)
     return text + (f"\n\nWhy fewer bits: {why}." if why else "")
 
 
@@ -183,6 +208,27 @@ def pair_table(psnr, ssim) -> pd.DataFrame:
                         columns=PAIR_COLUMNS)
 
 
+def conditioning_values() -> dict[str, dict]:
+    """Props of the class-label and guidance controls: active only for a class-conditional model,
+    the guidance at the model's own default scale."""
+    m = STATE.model
+    cond = m.conditioning == "class"
+    k = m.num_classes if cond else None
+    hint = (f"classes 0–{k - 1}" + (f", null class {m.null_class}" if m.null_class is not None else "")
+            if cond else "this model is not class-conditional")
+    return {"class_labels": dict(value="", interactive=cond, placeholder=hint),
+            "guidance": dict(value=float(m.guidance_scale) if cond and m.guidance_scale is not None else 1.0,
+                             interactive=cond and m.can_guide)}
+
+
+def conditioning_text(labels, guidance) -> str:
+    """The labels and guidance a sampling run used, for its info line ('' for an unconditional model)."""
+    if labels is None:
+        return ""
+    shown = ", ".join(str(int(v)) for v in labels[:12]) + (", …" if len(labels) > 12 else "")
+    return f" Class labels {shown}; guidance {'none' if guidance in (None, 1.0) else f'{guidance:g}'}."
+
+
 # --- everything, for the first page and after a model/profile change ------------------------------
 
 def view_values(sensitivity, activations) -> dict[str, dict]:
@@ -217,11 +263,14 @@ def view_values(sensitivity, activations) -> dict[str, dict]:
         "w_budget": dict(minimum=lo, maximum=hi, value=b0, visible=False),
         "a_budget": dict(minimum=lo, maximum=hi, value=b0, visible=False),
         "log_lam": dict(minimum=l_lo, maximum=l_hi, value=l_mid, visible=False),
+        "heat_blocks": dict(choices=plots.layer_blocks(p.layer_names), value=list(STATE.heat_collapsed)),
+        "heat_only": dict(value=STATE.heat_only),
         "heatmap": dict(value=h_fig), "trade_plot": dict(value=t_fig), "summary": dict(value=s_md),
         "add_plot": dict(value=plots.empty_figure("press 'measure additivity' to run the model")),
         "add_md": dict(value=""),
         "solver_df": dict(value=pd.DataFrame(columns=plots.solver_table([])[0])),
         "steps": dict(maximum=STATE.model.num_timesteps),
+        **conditioning_values(),
         "fid_info": dict(value=fid_note()),
         "p_groups": dict(value=p.num_groups), "p_bits": dict(value=f"{bits[0]}-{bits[-1]}"),
     }
