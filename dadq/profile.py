@@ -35,8 +35,8 @@ from .bitwidths import option_index
 from .groups import TimestepGroups
 from .io import atomic_path
 from .models import DiffusionModel, full_fp32
-from .quant import (ACT_CLIP_GRID, FP_BITS, WEIGHT_CLIP_GRID, QuantizedUNet, activation_range, concat_splits,
-                    fake_quant_activation, fake_quant_split)
+from .quant import (ACT_CLIP_GRID, ACT_GRANULARITIES, FP_BITS, TOKEN_PARAM_BITS, WEIGHT_CLIP_GRID, QuantizedUNet,
+                    activation_range, concat_splits, token_clip_ratio, token_layers)
 from .rounding import DAMP, ROUNDINGS
 
 FORMAT = "dadq-profile/1"
@@ -111,9 +111,25 @@ class Profile:
         return self.d_w if kind == "w" else self.d_a
 
     def sizes(self, kind: str) -> np.ndarray:
-        """Size in bits [L, M] of each quantizer at each candidate bit width."""
+        """Size in bits [L, M] of each quantizer at each candidate bit width; per-token activations add
+        their per-token range parameters (``a_overhead_bits``)."""
         numel = self.w_numel if kind == "w" else self.a_numel
-        return numel[:, None].astype(np.float64) * self.bits[None, :].astype(np.float64)
+        size = numel[:, None].astype(np.float64) * self.bits[None, :].astype(np.float64)
+        return size + self.a_overhead_bits[:, None] if kind == "a" else size
+
+    def token_layers(self) -> dict[str, int]:
+        """{layer: token elements} of the layers whose inputs take per-token dynamic ranges (empty for a
+        per-tensor profile)."""
+        return {n: int(k) for n, k in self.meta.get("token_layers", {}).items()}
+
+    @property
+    def a_overhead_bits(self) -> np.ndarray:
+        """float64 [L]: bits per sample that a quantized input stores beside its values: TOKEN_PARAM_BITS per
+        token of a per-token layer (a_numel / token elements tokens), 0 for per-tensor ranges (a handful of
+        floats per layer and group, as the weights' per-channel scales are not counted either)."""
+        tok = self.token_layers()
+        bits = float(self.meta.get("token_param_bits", TOKEN_PARAM_BITS))
+        return np.array([self.a_numel[i] / tok[n] * bits if n in tok else 0.0 for i, n in enumerate(self.layer_names)])
 
     def check_model(self, model: DiffusionModel) -> None:
         fp = model.fingerprint()
@@ -152,13 +168,18 @@ class Profile:
         needs_calibration = s["rounding"] != "rtn" or s["bias_correction"]
         call = conditioned_call(model, model.unet, profile_conditioning(model, self)) if needs_calibration else None
         qunet.setup(self.calib_x, self.calib_t, rounding=s["rounding"], bias_correction=s["bias_correction"],
-                    a_split=self.split_layers(), call=call)
+                    a_split=self.split_layers(), call=call, a_token=self.token_layers())
 
     def settings(self) -> dict:
         """The header facts an allocation depends on besides the model and the layers: how weights
-        were rounded, whether biases were corrected, which distortion the curves measure. A profile
-        written before a field existed gets the value it was made with."""
-        return {k: self.meta.get(k, default) for k, default in SETTINGS.items()}
+        were rounded, whether biases were corrected, which distortion the curves measure, and (only when
+        not per tensor) the activation granularity. A profile written before a field existed gets the
+        value it was made with."""
+        out = {k: self.meta.get(k, default) for k, default in SETTINGS.items()}
+        # absent when per tensor, so allocations saved before the option existed still match their profiles
+        if self.meta.get("act_granularity", "tensor") != "tensor":
+            out["act_granularity"] = self.meta["act_granularity"]
+        return out
 
     def to_frame(self):
         """A tidy pandas DataFrame, one row per (kind, group, layer, width): layer, kind ('w'/'a'),
@@ -432,10 +453,7 @@ def local_noise(ql, a: torch.Tensor, bits: np.ndarray, act_range: np.ndarray,
         bias_q = ql.quantized_bias(b, g)  # bias correction: the bias change, else none
         delta = None if bias_q is ql.bias else bias_q - (ql.bias if ql.bias is not None else 0.0)
         nw[m] = float((ql.op(a, ql.quantized_weight(b), delta) - y).pow(2).mean())
-        if ql.a_split:
-            aq = fake_quant_split(a, ql.a_split, act_range_parts[m], b)
-        else:
-            aq = fake_quant_activation(a, float(act_range[m, 0]), float(act_range[m, 1]), b)
+        aq = ql.quantize_input_with(a, b, act_range[m], None if act_range_parts is None else act_range_parts[m])
         na[m] = float((ql.op(aq, ql.weight, None) - y).pow(2).mean())
     return nw, na
 
@@ -464,7 +482,8 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
             mode: str = "exact", layers=None, seed: int = 0, calib_steps: int | None = None,
             device: str | torch.device | None = None, progress=None, rounding: str = "rtn",
             bias_correction: bool = False, metric: str = DEFAULT_METRIC,
-            split_concat: bool = SPLIT_CONCAT_DEFAULT, guidance_scale: float | None = None) -> Profile:
+            split_concat: bool = SPLIT_CONCAT_DEFAULT, guidance_scale: float | None = None,
+            act_granularity: str = "tensor") -> Profile:
     """Measure RD curves of every quantizer in every timestep group.
 
     groups: G (equal split of T) or a TimestepGroups. bits: candidate bit widths (1..16).
@@ -481,7 +500,13 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     own, ``model.guidance_scale``; 1 = conditional branch only). Every calibration input is evaluated as
     the sampler runs it: both branches in one batch, and D is measured on the guided eps
     (``dadq.calibrate``); meta["calibration"] records the classes, the scale and the branches.
+    act_granularity: 'tensor' (one range per layer, group and width) or 'token' (each token of a Linear's
+    input, and each patch of a patchify conv's, gets its own dynamic range, shrunk by a calibrated clip
+    ratio; TOKEN_PARAM_BITS per token are added to the activation size, ``Profile.a_overhead_bits``).
+    Other convs keep per-tensor ranges. Recorded in meta (act_granularity, token_layers, token_param_bits).
     """
+    if act_granularity not in ACT_GRANULARITIES:
+        raise ValueError(f"act_granularity={act_granularity!r}: choose one of {ACT_GRANULARITIES}.")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: choose one of {MODES}.")
     if rounding not in ROUNDINGS:
@@ -505,8 +530,10 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     names = select_layers([n for n, _ in quantizable_layers(model.unet)], layers)
     qunet = QuantizedUNet(model.unet, groups, names).eval()
     splits = {n: s for n, s in concat_splits(model.unet).items() if n in names} if split_concat else {}
+    tokens = token_layers(model.unet, names) if act_granularity == "token" else {}
+    splits = {n: s for n, s in splits.items() if n not in tokens}  # a token's range already fits each part
     qunet.setup(calib_x, calib_t, rounding=rounding, bias_correction=bias_correction, a_split=splits,
-                call=conditioned_call(model, model.unet, cond))
+                call=conditioned_call(model, model.unet, cond), a_token=tokens)
     measured = fast_bits(bits) if mode == "fast" else np.ones(len(bits), dtype=bool)
     G, M = groups.num_groups, len(bits)
     d = {k: np.full((G, len(names), M), np.nan) for k in KINDS}
@@ -534,6 +561,9 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
                 act_minmax[g, li] = (lo, hi)
                 s = qunet.layers[name].a_split
                 for m, b in enumerate(bits):
+                    if qunet.layers[name].a_token:  # per-token: the calibrated clip ratio, twice
+                        act_range[g, li, m] = token_clip_ratio(a, int(b), qunet.layers[name].patch)
+                        continue
                     act_range[g, li, m] = activation_range(a, int(b))
                     if s:
                         act_range_parts[g, li, m] = (activation_range(a[:, :s], int(b)), activation_range(a[:, s:], int(b)))
@@ -581,6 +611,14 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         "split_layers": {names[i]: int(qunet.layers[names[i]].a_split) for i in order if qunet.layers[names[i]].a_split},
         "activation_quantizer": f"asymmetric per-tensor, range per (layer, group, bits): min/max shrunk by the MSE-best of "
                                 f"{len(ACT_CLIP_GRID)} ratios {ACT_CLIP_GRID[0]:.2f}-1.00",
+        "act_granularity": act_granularity,
+        **({"token_layers": {names[i]: tokens[names[i]] for i in order if names[i] in tokens},
+            "token_param_bits": TOKEN_PARAM_BITS,
+            "token_quantizer": f"asymmetric per-token dynamic: each token's (a Linear input's last dim; a patchify "
+                               f"conv's patch) own min/max x a clip ratio per (layer, group, bits), the MSE-best of "
+                               f"{len(ACT_CLIP_GRID)} ratios {ACT_CLIP_GRID[0]:.2f}-1.00 (act_range holds (ratio, "
+                               f"ratio)); {TOKEN_PARAM_BITS} bits of range per token counted in the size"}
+           if act_granularity == "token" else {}),
         "layers_filter": layers if layers is None or isinstance(layers, str) else list(layers),
         "device": str(dev), "model_kind": model.kind, "calibration": calib_desc,
     }

@@ -4,7 +4,11 @@ Weights: symmetric, per output channel, narrow range (levels -q..q with q = 2^(b
 scale of each channel minimises that channel's weight MSE over ``WEIGHT_CLIP_GRID``. 1 bit is
 sign(w) x mean|w| per channel, since a symmetric 1-bit grid would hold only zero.
 Activations: asymmetric, per tensor, 2^b levels over a range [lo, hi] per (layer, group, bits),
-chosen by an MSE search over shrunk min/max ranges (``activation_range``).
+chosen by an MSE search over shrunk min/max ranges (``activation_range``). Option (``act_granularity=
+"token"``, for transformers): every token of a Linear's input (its last dimension), and every patch of a
+patchify Conv2d's input, gets its own dynamic range: its min/max at run time, shrunk by a clip ratio
+calibrated per (layer, group, bits) (``token_clip_ratio``). Each token's range is stored at run time as an
+fp16 scale and an fp16 zero point: TOKEN_PARAM_BITS per token, counted in the activation size.
 Bit widths 1..16 are quantized; FP_BITS (32) means full precision: the layer runs unquantized.
 Rounding onto the weight grid: round to nearest or GPTQ, and bias correction (``dadq.rounding``).
 Concatenated inputs (a UNet up block's skip + upsampled path) can take one range per part.
@@ -28,6 +32,8 @@ from .rounding import DAMP, ROUNDINGS, calibration_stats, gptq, hessian_factor, 
 WEIGHT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_SEARCH_SAMPLES = 1 << 15
+ACT_GRANULARITIES = ("tensor", "token")
+TOKEN_PARAM_BITS = 32  # per token: fp16 scale + fp16 zero point, what a kernel keeps to dequantize it
 
 
 def weight_scale(flat: torch.Tensor, bits: int) -> torch.Tensor:
@@ -96,6 +102,72 @@ def activation_range(values: torch.Tensor, bits: int) -> tuple[float, float]:
         err = float((fake_quant_activation(v, lo, hi, bits) - v).pow(2).mean())
         if err < best_err:
             best, best_err = (lo, hi), err
+    return best
+
+
+def token_elements(layer: nn.Module) -> int:
+    """Elements of one token of the layer's input: a Linear's in_features; a patchify Conv2d's (stride equal
+    to its kernel, no padding, e.g. a DiT's patch embedding) C_in x kh x kw; 0 for any other conv (its input
+    has no tokens: it keeps a per-tensor range)."""
+    if isinstance(layer, nn.Linear):
+        return int(layer.in_features)
+    if (isinstance(layer, nn.Conv2d) and tuple(layer.stride) == tuple(layer.kernel_size) and
+            tuple(layer.padding) == (0, 0) and tuple(layer.dilation) == (1, 1) and layer.groups == 1):
+        return int(layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1])
+    return 0
+
+
+def token_layers(unet: nn.Module, names: list[str]) -> dict[str, int]:
+    """{layer: token elements} of the named layers that take per-token activation ranges (``token_elements``)."""
+    out = {}
+    for n in names:
+        k = token_elements(unet.get_submodule(n))
+        if k:
+            out[n] = k
+    return out
+
+
+def _token_view(x: torch.Tensor, patch: tuple[int, int] | None) -> torch.Tensor:
+    """x as [..., tokens, token elements]: a Linear input's last dim, or a conv input's p x q patches."""
+    if patch is None:
+        return x
+    n, c, h, w = x.shape
+    p, q = patch
+    return x.reshape(n, c, h // p, p, w // q, q).permute(0, 2, 4, 1, 3, 5).reshape(n, (h // p) * (w // q), c * p * q)
+
+
+def fake_quant_tokens(x: torch.Tensor, ratio: float, bits: int, patch: tuple[int, int] | None = None) -> torch.Tensor:
+    """Per-token dynamic asymmetric fake quantization: each token (row of the last dim; or p x q patch of a
+    conv input [N, C, H, W] when ``patch`` is given) onto 2^bits levels spanning its own [min, max] x ratio."""
+    v = _token_view(x, patch)
+    levels = 2 ** bits - 1
+    lo = v.amin(-1, keepdim=True) * ratio
+    hi = v.amax(-1, keepdim=True) * ratio
+    scale = (hi - lo).clamp_min(1e-8) / levels
+    zero = torch.round(-lo / scale)
+    q = torch.minimum(torch.maximum(torch.round(v / scale), -zero), levels - zero) * scale
+    if patch is None:
+        return q
+    n, c, h, w = x.shape
+    p, qq = patch
+    return q.reshape(n, h // p, w // qq, c, p, qq).permute(0, 3, 1, 4, 2, 5).reshape(x.shape)
+
+
+def token_clip_ratio(values: torch.Tensor, bits: int, patch: tuple[int, int] | None = None) -> float:
+    """The clip ratio of ACT_CLIP_GRID that minimises the per-token quantization MSE on (a fixed subsample
+    of the tokens of) ``values``: the per-token counterpart of ``activation_range``."""
+    v = _token_view(values.detach().float(), patch)
+    v = v.reshape(-1, v.shape[-1])
+    rows = max(1, ACT_SEARCH_SAMPLES // v.shape[1])
+    if v.shape[0] > rows:
+        v = v[torch.linspace(0, v.shape[0] - 1, rows).long()]  # deterministic subsample of whole tokens
+    if is_fp(bits):
+        return 1.0
+    best, best_err = 1.0, float("inf")
+    for ratio in ACT_CLIP_GRID[::-1]:
+        err = float((fake_quant_tokens(v, float(ratio), bits) - v).pow(2).mean())
+        if err < best_err:
+            best, best_err = float(ratio), err
     return best
 
 
@@ -192,6 +264,10 @@ class QuantLayer(nn.Module):
         self.a_range = [(0.0, 0.0)] * num_groups
         self.a_split = 0
         self.a_range_parts = [((0.0, 0.0), (0.0, 0.0))] * num_groups
+        # a_token > 0: per-token dynamic ranges (tokens of that many elements); a_range[g] then holds the clip
+        # ratio (twice) instead of (lo, hi)
+        self.a_token = 0
+        self.patch = tuple(layer.kernel_size) if self.is_conv else None
         self.calib = LayerCalibration()
 
     def quantized_weight(self, bits: int) -> torch.Tensor:
@@ -215,11 +291,17 @@ class QuantLayer(nn.Module):
         return b
 
     def quantize_input(self, x: torch.Tensor, bits: int, g: int) -> torch.Tensor:
-        """x fake-quantized at ``bits`` with group g's range, or one range per concatenated part."""
+        """x fake-quantized at ``bits`` with group g's range, one range per concatenated part, or per token."""
+        return self.quantize_input_with(x, bits, self.a_range[g], self.a_range_parts[g])
+
+    def quantize_input_with(self, x: torch.Tensor, bits: int, rng, parts) -> torch.Tensor:
+        """x fake-quantized at ``bits`` with range rng = (lo, hi) (per-token layers: (ratio, ratio)), or
+        parts = ((lo, hi), (lo, hi)) for a split input."""
+        if self.a_token:
+            return fake_quant_tokens(x, float(rng[1]), bits, self.patch)
         if self.a_split:
-            return fake_quant_split(x, self.a_split, self.a_range_parts[g], bits)
-        lo, hi = self.a_range[g]
-        return fake_quant_activation(x, lo, hi, bits)
+            return fake_quant_split(x, self.a_split, parts, bits)
+        return fake_quant_activation(x, float(rng[0]), float(rng[1]), bits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.state.group
@@ -304,7 +386,7 @@ class QuantizedUNet(nn.Module):
                                     for g in range(a_bits.shape[0])]
 
     def setup(self, calib_x, calib_t, rounding: str = "rtn", bias_correction: bool = False,
-              a_split: dict[str, int] | None = None, call=None) -> None:
+              a_split: dict[str, int] | None = None, call=None, a_token: dict[str, int] | None = None) -> None:
         """Give the quantizers what they learn beyond bits and ranges.
 
         rounding 'gptq': each layer's Hessian factor; bias_correction: its mean input per group. Both
@@ -313,12 +395,18 @@ class QuantizedUNet(nn.Module):
         memoised for the last (model, calibration, settings), so a profile and the quantize() calls
         after it compute each weight once. a_split: {layer: split channel} (``concat_splits``).
         call(x, t): how the FP model runs on the calibration inputs (conditioning), default fp_unet(x, t).
+        a_token: {layer: token elements} of the layers with per-token activation ranges (``token_layers``).
         """
         if rounding not in ROUNDINGS:
             raise ValueError(f"rounding={rounding!r}: choose one of {ROUNDINGS}.")
         for name, split in (a_split or {}).items():
             if name in self.layers:
                 self.layers[name].a_split = int(split)
+        for name, k in (a_token or {}).items():
+            if name in self.layers:
+                if self.layers[name].a_split:
+                    raise ValueError(f"{name}: a split input cannot also take per-token ranges.")
+                self.layers[name].a_token = int(k)
         if rounding == "rtn" and not bias_correction:
             return
         calib = _layer_calibration(self.fp_unet, list(self.layers), calib_x, calib_t, rounding, bias_correction, call)
@@ -376,7 +464,9 @@ def quantize(model: DiffusionModel, profile=None, allocation=None) -> DiffusionM
             raise ValueError(f"this allocation comes from a profile with rounding={s.get('rounding')!r}, bias_correction="
                              f"{s.get('bias_correction')}: its weights are rebuilt from that profile's calibration "
                              "inputs; call dadq.quantize(model, profile, allocation).")
-        qunet.setup(None, None, a_split=allocation.split_layers())
+        tokens = (token_layers(model.unet, allocation.layer_names)
+                  if s.get("act_granularity", "tensor") == "token" else None)
+        qunet.setup(None, None, a_split=allocation.split_layers(), a_token=tokens)
     qunet.configure(allocation.w_bits, allocation.a_bits, allocation.act_range, allocation.layer_names,
                     allocation.act_range_parts)
     qunet.eval()
