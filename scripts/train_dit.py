@@ -99,10 +99,42 @@ def _accuracy(model, n: int, steps: int, seed: int, scale: float, threads: int):
     return x, labels, pred, conf
 
 
+DENOISE_T = (50, 150, 300, 500, 700)
+
+
+def denoise_errors(models: dict, n: int = 256, ts=DENOISE_T, seed: int = 0) -> dict:
+    """How well each model denoises real digits: the first n MNIST test digits x0, noised to x_t at each t
+    with one seeded noise, run through dadq's ``model.eps`` (the sampler's path: eval mode, labels = the
+    digits' classes for class-conditional models); {name: {t: {"eps_mse", "x0_mse"}}}, x0 estimated as
+    (x_t - sqrt(1-a) eps) / sqrt(a). The x0 error is what a sample keeps: an eps error is multiplied by
+    sqrt((1-a)/a) in it, which grows with t."""
+    from dadq.data import load_dataset, to_model_range
+
+    images, labels = load_dataset("mnist", "test")
+    x0 = torch.from_numpy(to_model_range(images[:n]))
+    y = torch.from_numpy(labels[:n].astype(np.int64))
+    out = {}
+    for name, model in models.items():
+        g = torch.Generator().manual_seed(seed)
+        rows = {}
+        for tv in ts:
+            t = torch.full((n,), int(tv))
+            noise = torch.randn(x0.shape, generator=g)
+            a = model.scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+            xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            eps = model.eps(xt, t, class_labels=y) if model.conditioning == "class" else model.eps(xt, t)
+            x0_hat = (xt - (1 - a).sqrt() * eps) / a.sqrt()
+            rows[str(tv)] = {"eps_mse": round(float((eps - noise).pow(2).mean()), 5),
+                             "x0_mse": round(float((x0_hat - x0).pow(2).mean()), 5)}
+        out[name] = rows
+    return out
+
+
 def evaluate(out: Path, guidance: float | None, scales: list[float], sweep_n: int, n: int, steps: int,
-             sweep_steps: int, threads: int) -> dict:
+             sweep_steps: int, threads: int, baseline: str | None = None) -> dict:
     """Guidance sweep (sweep_n samples, seed 1) unless ``guidance`` is given, then accuracy and FID on n
-    samples (seed 0) at the chosen scale; writes quality.json, dadq.json, samples.png."""
+    samples (seed 0) at the chosen scale, and the denoising errors on test digits (``denoise_errors``; beside
+    the default UNet's and, if given, a ``baseline`` DiT folder's); writes quality.json, dadq.json, samples.png."""
     import dadq
     from dadq.images import save_grid
     from dadq.io import write_json
@@ -110,7 +142,11 @@ def evaluate(out: Path, guidance: float | None, scales: list[float], sweep_n: in
 
     torch.set_num_threads(threads)
     model = dadq.load_model(str(out))
-    q = {"sweep": []}
+    nets = {"this DiT": model, "default UNet": dadq.load_model("default")}
+    if baseline:
+        nets[f"baseline DiT ({baseline})"] = dadq.load_model(baseline)
+    q = {"sweep": [], "denoise": denoise_errors(nets), "prediction_type": model.prediction_type}
+    print(json.dumps(q["denoise"]), flush=True)
     t0 = time.time()
     if guidance is None:
         for sc in scales:
@@ -154,43 +190,83 @@ def build_profile(out: Path, threads: int, calib: int = 4, mode: str = "fast", l
 
 
 def write_card(out: Path) -> None:
+    """<out>/README.md from training.json, quality.json (and training_init.json: the run the weights were
+    initialised from, copied from --init-from's folder the first time the card is written)."""
     import hashlib
 
     from dadq.io import write_text
 
     tr = json.loads((out / "training.json").read_text())
     q = json.loads((out / "quality.json").read_text()) if (out / "quality.json").exists() else {}
+    a = tr["args"]
+    init_file = out / "training_init.json"
+    src = Path(a["init_from"]) / "training.json" if a.get("init_from") else None
+    if src is not None and src.exists() and not init_file.exists():
+        write_json(init_file, json.loads(src.read_text()))
+    init = json.loads(init_file.read_text()) if init_file.exists() and a.get("init_from") else None
+    qinit_file = out / "quality_init.json"
+    qsrc = Path(a["init_from"]) / "quality.json" if a.get("init_from") else None
+    if qsrc is not None and qsrc.exists() and not qinit_file.exists():
+        write_json(qinit_file, json.loads(qsrc.read_text()))
+    qinit = json.loads(qinit_file.read_text()) if qinit_file.exists() and init else {}
+    acp500 = float(build_scheduler().alphas_cumprod[500])
+    gain500 = math.sqrt((1 - acp500) / acp500)
     wfile = out / "transformer" / "diffusion_pytorch_model.safetensors"
     sha = hashlib.sha256(wfile.read_bytes()).hexdigest()
     cfg = tr["config"]
     hidden = cfg["num_attention_heads"] * cfg["attention_head_dim"]
-    a = tr["args"]
-    cmd = (f"python -m scripts.train_dit --minutes {a['minutes']:g} --batch {a['batch']} --lr {a['lr']:g} "
-           f"--seed {a['seed']} --hidden {a['hidden']} --heads {a['heads']} --depth {a['depth']} --patch {a['patch']} "
-           f"--out assets/dit")
-    phases = ""
-    if a.get("resume"):
-        phases = ("\n- This model was trained in two phases. Phase 1: `python -m scripts.train_dit --minutes 90` with an "
-                  "earlier version of this script that left the label dropout to diffusers, which drops the label "
-                  "independently in every block's `LabelEmbedding`, so the whole-model null class was almost never "
-                  "seen; a guidance sweep at step 3,603 showed guidance lowering accuracy. It was stopped at the step-4,489 "
-                  "checkpoint (65.2 min) and resumed with this script (one null-class drop per sample for all "
-                  f"blocks): `{cmd.replace('--minutes', '--resume --minutes')}`, where the budget counts the minutes "
-                  "already trained. A fresh run of this script drops labels consistently from the start.")
-    sweep = "".join(f"| {r['guidance_scale']:g} | {r['accuracy']:.3f} | {r['mean_confidence']:.3f} |\n"
-                    for r in q.get("sweep", []))
-    status = "" if q.get("meets_bar", True) else (
-        "\n**Status: this model does not meet the quality bar.** Its samples keep strong high-frequency noise, which the\n"
-        "classifier mostly reads as an 8; some class structure shows (rows of 1s and 0s), and guidance helps up to s = 3.\n"
-        "On MNIST test digits its noise prediction error is about 2.6x the default UNet's at t = 300 (MSE 0.060 vs 0.023, at step 3,603).\n"
-        f"It is undertrained: {tr['steps']:,} steps of batch {tr['batch']} on a shared CPU, with 4x4 patches (each token\n"
-        "predicts 16 pixels' noise), and its first 4,489 steps trained the null class incoherently (see Training). It ships\n"
-        "as the transformer test-bed for quantization analysis (its profile and allocations are valid for these weights);\n"
-        "for a usable sampler, train it longer: on a GPU, `--patch 2` and tens of thousands of steps.\n")
-    sweep_n = q["sweep"][0]["n"] if q.get("sweep") else 0
-    sweep_sampler = q["sweep"][0]["sampler"] if q.get("sweep") else ""
+    pred = a.get("prediction", "epsilon")
+    pred_text = {"epsilon": "epsilon (noise) prediction", "v_prediction": "v-prediction (v = sqrt(a) eps - sqrt(1-a) x0)"}[pred]
+
+    def command(args: dict, init_from: str | None = None) -> str:
+        return (f"python -m scripts.train_dit --minutes {args['minutes']:g} --batch {args['batch']} --lr {args['lr']:g} "
+                f"--seed {args['seed']} --hidden {args['hidden']} --heads {args['heads']} --depth {args['depth']} "
+                f"--patch {args['patch']} --prediction {args.get('prediction', 'epsilon')}"
+                + (f" --init-from {init_from}" if init_from else "") + " --out assets/dit")
+
     hist = tr.get("history", [])
     loss_tail = np.mean([h["loss"] for h in hist[-5:]]) if hist else float("nan")
+    lines = []
+    if init:
+        ia = init["args"]
+        ih = init.get("history", [])
+        init_loss = np.mean([h["loss"] for h in ih[-5:]]) if ih else float("nan")
+        lines.append(
+            f"- Phase 1 (epsilon prediction; `training_init.json`): {init['steps']:,} steps in {init['seconds'] / 60:.1f} min "
+            f"(`{command(ia)}`, resumed once: its first 4,489 steps left the label dropout to diffusers' per-block "
+            f"`LabelEmbedding`, which never drops all blocks at once, so the null class was untrained until the resume). "
+            f"Mean loss of its last 500 steps {init_loss:.4f} (epsilon MSE). These weights shipped at commit fdd9227 and "
+            f"missed the bar (class accuracy {qinit.get('class_accuracy')}, FID {qinit.get('fid')} at s = "
+            f"{qinit.get('guidance_scale')}, {qinit.get('n')} samples; `quality_init.json`): see Diagnosis.")
+        lines.append(
+            f"- Phase 2 ({pred_text}), initialised from phase 1's EMA weights: `{command(a, '<phase-1 assets/dit>')}` "
+            f"(`git worktree add /tmp/dit-eps fdd9227` gives the phase-1 folder, `/tmp/dit-eps/assets/dit`). "
+            f"{tr['steps']:,} steps in {tr['seconds'] / 60:.1f} min; mean loss of the last 500 steps {loss_tail:.4f} "
+            "(v MSE: not comparable with phase 1's epsilon MSE; v weights the high-noise steps more).")
+    else:
+        lines.append(f"- command: `{command(a)}`; {tr['steps']:,} steps in {tr['seconds'] / 60:.1f} min; mean loss of "
+                     f"the last 500 steps {loss_tail:.4f}.")
+    lines.append(f"- one CPU thread ({tr['device']}) on a 2-core machine shared with other jobs "
+                 f"({tr['seconds'] / max(tr['steps'], 1):.2f} s per step on average in the last phase); `--resume` "
+                 "continues from the git-ignored checkpoint. Log: `train.log`; loss curve: `training.json`."
+                 + ("" if tr.get("final") else " The run was stopped after this checkpoint (the last periodic save) "
+                    "to leave time for the evaluation; `training.json` and the weights are that checkpoint."))
+    training = "\n".join(lines)
+
+    den = q.get("denoise", {})
+    den_rows = ""
+    if den:
+        ts = list(next(iter(den.values())).keys())
+        den_rows = ("| model | " + " | ".join(f"t={t}" for t in ts) + " |\n|---|" + "---|" * len(ts) + "\n"
+                    + "".join(f"| {name} | " + " | ".join(f"{v[t]['x0_mse']:.4f} ({v[t]['eps_mse']:.4f})" for t in ts)
+                              + " |\n" for name, v in den.items()))
+    sweep = "".join(f"| {r['guidance_scale']:g} | {r['accuracy']:.3f} | {r['mean_confidence']:.3f} |\n"
+                    for r in q.get("sweep", []))
+    sweep_n = q["sweep"][0]["n"] if q.get("sweep") else 0
+    sweep_sampler = q["sweep"][0]["sampler"] if q.get("sweep") else ""
+    per_class = " | ".join(f"{v:.2f}" for v in q.get("per_class_accuracy", {}).values())
+    status = ("" if q.get("meets_bar", True) else
+              f"\n**Status: this model does not meet the quality bar** (class accuracy {q.get('class_accuracy')} < 0.9).\n")
     prof_line = ("`profile.safetensors`: `dadq.profile(dit, groups=10, bits=range(2, 9), calib_per_group=4, "
                  "mode=\"fast\")` under guidance at the default scale (`python -m scripts.train_dit --profile`)."
                  if (out / "profile.safetensors").exists() else
@@ -217,21 +293,25 @@ x = dadq.sample(dit, n=20, steps=50, class_labels=[3] * 10 + [7] * 10, guidance_
 | classes | 0-9 (`num_embeds_ada_norm=10`); null class 10 = diffusers' CFG row of `LabelEmbedding` |
 | parameters | {tr['params']:,} |
 | weights | {wfile.stat().st_size / 1e6:.2f} MB float32 safetensors, sha256 `{sha}` |
-| scheduler | DDPM, T=1000, linear betas 1e-4..0.02, epsilon prediction |
+| scheduler | DDPM, T=1000, linear betas 1e-4..0.02, **{pred_text}** (`prediction_type` in `scheduler/`; `dadq` converts the output to eps: `DiffusionModel.output_to_eps`) |
 
 ## Training
-- command: `{cmd}` (one CPU thread; `--resume` continues from the git-ignored checkpoint `assets/.ckpt-dit.pt`)
 - seed {tr['seed']}; AdamW lr {a['lr']:g} ({a['warmup']} warm-up steps), no weight decay, grad-norm clip 1.0,
   batch {tr['batch']}, EMA {tr['ema_decay']} (warm-up (1+step)/(10+step)); the shipped weights are the EMA.
 - labels dropped to the null class with probability {tr['class_dropout']}, once per sample for every block (diffusers'
-  own per-block dropout is switched off; see `scripts/train_dit.py`).{phases}
-- {tr['steps']:,} steps in {tr['seconds'] / 60:.1f} min on {tr['device']} ({tr['threads']} thread, on a 2-core machine shared with
-  other jobs: {tr['seconds'] / max(tr['steps'], 1):.2f} s per step on average); mean loss of the last 500 logged steps {loss_tail:.4f}. Log: `train.log`;
-  loss curve: `training.json`.{'' if tr.get('final') else ' The run was stopped after this checkpoint (the last periodic save) to leave time for the evaluation; `training.json` and the weights are that checkpoint.'}
-- This is a time-boxed CPU run: the loss was still falling. To train longer, resume:
-  `python -m scripts.train_dit --resume --minutes 240` (the budget counts the minutes already trained), or on a GPU
-  `python -m scripts.train_dit --device cuda --batch 256 --lr 1e-3 --minutes 30` (a fresh run; weights stay float32).
+  own per-block dropout is switched off; see `scripts/train_dit.py`).
+{training}
 
+## Diagnosis: why phase 1 failed, and what changed
+The sampling path was checked against training first: the shipped weights equal the checkpoint's EMA, the model
+is in eval mode (no label dropout), and `dadq`'s `model.eps` equals the training forward on the same inputs.
+There was no train/sample mismatch. The failure was the epsilon target on a patch-4 transformer: its
+eps error at mid/high noise is small in MSE but is white noise it fails to cancel, and the x0 estimate multiplies
+it by sqrt((1-a)/a) ({gain500:.1f}x at t=500), so samples kept high-frequency noise. A v-predicting model's x0 error never
+exceeds its output error (x0 = sqrt(a) x_t - sqrt(1-a) v). Denoising error on 256 MNIST test digits, x0 MSE
+(eps MSE in brackets), through `model.eps` (`python -m scripts.train_dit --evaluate`, `denoise_errors`):
+
+{den_rows}
 ## Quality
 Class accuracy: the project's MNIST classifier (`dadq.metrics.classify`) labels each sample; a sample counts
 when it gets the *requested* class. Bar: >= 90% of 1k samples at the default guidance.
@@ -243,12 +323,12 @@ when it gets the *requested* class. Bar: >= 90% of 1k samples at the default gui
 Default guidance: **s = {q.get('guidance_scale')}** (the smallest scale within 1 point of the best accuracy in the sweep;
 larger scales cost diversity). At it, {q.get('n')} samples ({q.get('sampler')}, eta 0, seed 0, labels 0-9 cycled):
 
-- class accuracy **{q.get('class_accuracy')}** (bar 0.9: {'met' if q.get('meets_bar') else 'NOT met'}); per class {q.get('per_class_accuracy')}
+- class accuracy **{q.get('class_accuracy')}** (bar 0.9: {'met' if q.get('meets_bar') else 'NOT met'}); mean confidence {q.get('mean_confidence')}
+- per class (0-9): {per_class}
 - {q.get('fid_metric', 'FID')} **{q.get('fid')}** (reference: the MNIST test-set statistics in `assets/default`, as on the default model's card)
 
 `samples.png`: one row per class, at the default guidance. `quality.json` holds these numbers.
 {status}
-
 ## Profile
 {prof_line}
 Calibration draws 4 classes per run (stratified uniform), runs guided DDIM trajectories, and evaluates every
@@ -289,6 +369,7 @@ def main(argv=None) -> int:
     p.add_argument("--evaluate", action="store_true",
                    help="no training: guidance sweep, class accuracy and FID of <out>; writes quality.json, dadq.json, card")
     p.add_argument("--guidance", type=float, default=None, help="--evaluate at this scale (no sweep)")
+    p.add_argument("--baseline", default=None, help="--evaluate: another DiT folder whose denoising errors to show beside")
     p.add_argument("--scales", default="1,2,3,4,5", help="guidance scales of the sweep")
     p.add_argument("--sweep-n", type=int, default=200)
     p.add_argument("--sweep-steps", type=int, default=25)
@@ -302,7 +383,7 @@ def main(argv=None) -> int:
         out = Path(args.out)
         if args.evaluate:
             evaluate(out, args.guidance, [float(v) for v in args.scales.split(",")], args.sweep_n, args.eval_n,
-                     args.eval_steps, args.sweep_steps, args.threads)
+                     args.eval_steps, args.sweep_steps, args.threads, args.baseline)
         if args.profile:
             build_profile(out, args.threads, layers=args.profile_layers)
         write_card(out)
