@@ -252,7 +252,9 @@ def activation_hist(profile, layer, style: str = "overlay", bits: int | None = N
     clip_note = f"; dashed: clipped {int(profile.bits[m])}-bit range per group" if m is not None else ""
     fig.update_xaxes(title_text="input activation value (shared axis)")
     if style == "overlay":
-        fig.update_yaxes(type="log" if log_y else "linear", exponentformat="power", title_text="density")
+        # log: one label per decade (plotly's minor 2 and 5 labels crowd a short axis)
+        fig.update_yaxes(type="log" if log_y else "linear", exponentformat="power", title_text="density",
+                         **(dict(dtick=1) if log_y else {}))
     else:
         fig.update_yaxes(tickmode="array", tickvals=list(range(G)), ticktext=glabels,
                          title_text="" if not log_y else "density (log-compressed, per-group peak = 1)")
@@ -455,8 +457,9 @@ def allocation_heatmap_spec(profile, alloc, order: str = "network", find: str | 
     layout["height"] = max(420, 15 * len(labels) + 140)  # the rows on display (blocks collapse, filters drop)
     how = "most sensitive first" if order == "sensitivity" else "network order"
     layout["title"] = dict(text=f"Bit allocation ({alloc.method}, {_target_title(alloc)}, {alloc.weight_mode} "
-                                f"weights; rows {how}; columns: group (mean bits)); {KEY_MARK} = layers often "
-                                "kept in high precision", font=dict(size=13))
+                                f"weights)<br>rows {how}; columns: group (mean bits); {KEY_MARK} = layers often "
+                                f"kept in high precision{'; ' + BLOCK_MARK + '= block (mean bits)' if collapsed else ''}",
+                           font=dict(size=13))
     return FigureJSON({"data": traces, "layout": layout})
 
 
@@ -474,7 +477,9 @@ def allocation_diff_heatmap(profile, a, b) -> FigureJSON:
                    hovertemplate=f"<b>%{{y}}</b> ({k.upper()})<br>%{{x}}<br>B − A %{{z:+d}} bits<extra></extra>")
               for col, k in enumerate(("w", "a"), start=1)]
     layout = dict(_heatmap_layout(profile, False))
-    layout["coloraxis"] = dict(colorscale="RdBu", reversescale=True, cmin=-top - 0.5, cmax=top + 0.5,
+    # explicit stops: plotly.js's "RdBu" runs blue -> red but plotly.py's red -> blue; red = B spends more
+    layout["coloraxis"] = dict(colorscale=[[0, "#2166ac"], [0.5, "#f7f7f7"], [1, "#b2182b"]], cmin=-top - 0.5,
+                               cmax=top + 0.5,
                                colorbar=dict(title="B − A bits", len=0.5, y=0.75))
     layout["title"] = dict(text=f"B − A bits: B {a_label(b)}; A {a_label(a)}", font=dict(size=13))
     return FigureJSON({"data": traces, "layout": layout})

@@ -10,7 +10,7 @@ from dadq.allocate import METHODS
 
 from .handlers import MAX_UPLOAD_BYTES
 from .texts import HOW_IT_WORKS
-from .views import AB_COLUMNS, FID_COLUMNS, PAIR_COLUMNS, SCOPES
+from .views import AB_COLUMNS, BREAKDOWN_COLUMNS, FID_COLUMNS, PAIR_COLUMNS, SCOPES
 
 TARGETS = [("joint W+A budget", "wa"), ("separate W and A budgets", "separate"), ("weights only (A stays FP)", "w"),
            ("activations only (W stays FP)", "a")]
@@ -100,7 +100,7 @@ def allocation_tab(w: Widgets):
                 w.view("solver_df", gr.Dataframe, label="all solvers at this budget", interactive=False,
                        elem_id="solver-table", wrap=True, elem_classes=["dadq-fit"])
                 w.breakdown_btn = gr.Button("where the distortion goes", size="sm", elem_id="breakdown-btn")
-                w.breakdown_df = gr.Dataframe(label="largest shares of the predicted D (quantizer = layer's W or A)",
+                w.breakdown_df = gr.Dataframe(pd.DataFrame(columns=BREAKDOWN_COLUMNS), label="largest shares of the predicted D (quantizer = layer's W or A)",
                                               interactive=False, wrap=True, elem_id="breakdown-table",
                                               elem_classes=["dadq-fit"])
                 with gr.Row():

@@ -20,6 +20,7 @@ from .state import STATE, default_budget
 MEAN_GROUP = -1
 FID_COLUMNS = ["run", "model", "allocation", "rounding", "sampler", "n", "seed", "feature network", "FID"]
 PAIR_COLUMNS = ["pair", "PSNR (dB)", "SSIM"]
+BREAKDOWN_COLUMNS = ["quantizer", "W/A", "D (mean over groups)", "% of D", "bits per group g0…", "% of group's D, g0…"]
 AB_COLUMNS = ["pair", "A PSNR (dB)", "A SSIM", "B PSNR (dB)", "B SSIM"]
 
 
@@ -153,8 +154,7 @@ def breakdown(top: int = 12) -> pd.DataFrame:
                      round(100 * float(part["share_of_mean"].sum()), 1),
                      " ".join("FP" if b >= 32 else str(b) for b in part["bits"]),
                      " ".join(f"{100 * v:.0f}" for v in part["share"])])
-    table = pd.DataFrame(rows, columns=["quantizer", "W/A", "D (mean over groups)", "% of D", "bits per group g0…",
-                                        "% of group's D, g0…"])
+    table = pd.DataFrame(rows, columns=BREAKDOWN_COLUMNS)
     table = table.sort_values("D (mean over groups)", ascending=False, kind="stable").head(top)
     table["D (mean over groups)"] = table["D (mean over groups)"].map(lambda v: float(f"{v:.3g}"))
     return table
