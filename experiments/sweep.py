@@ -91,14 +91,37 @@ class Sweep:
         self.deadline = deadline or Deadline(None)
         self.profile_dir = profile_dir
         self._fp = {}
+        # FP samples of paired rows, shared by the processes and slices of one cell cache (not committed: large)
+        self.fp_dir = None if cache is None or cache.path is None else Path(str(cache.path).removesuffix(".cells.json") + ".fp")
         self.profiles = {}  # name -> Profile: --profiles, for FID rows that name one
         self._q_last = None  # the last quantized samples of ``paired`` (an FID row scores them too)
 
     def fp_images(self, n, steps, seed=0):
+        """FP samples (n, DDIM-``steps``, ``seed``): from memory, from ``fp_dir`` (another process or an
+        earlier slice of the same cache drew them), or drawn now and stored there."""
         key = (n, steps, seed)
         if key not in self._fp:
-            self._fp[key] = self.dadq.sample(self.model, n=n, steps=steps, seed=seed, desc="FP sampling")
+            path = None if self.fp_dir is None else (
+                self.fp_dir / f"fp_{self.model.fingerprint()[:12]}_n{n}_ddim{steps}_seed{seed}.safetensors")
+            if path is not None and path.exists():
+                from safetensors.torch import load_file
+
+                self._fp[key] = load_file(path)["images"]
+            else:
+                self._fp[key] = self.dadq.sample(self.model, n=n, steps=steps, seed=seed, desc="FP sampling")
+                if path is not None:
+                    self.store_fp(path, self._fp[key])
         return self._fp[key]
+
+    @staticmethod
+    def store_fp(path: Path, images: torch.Tensor) -> None:
+        from safetensors.torch import save_file
+
+        from dadq.io import atomic_path
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_file({"images": images.contiguous()}, str(tmp))
 
     def paired(self, qmodel, n, steps, seed=0) -> dict:
         """FP vs quantized from identical noise (dadq.sample with one seed, as dadq.sample_pair does)."""
@@ -285,32 +308,37 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
         a = config_allocation(dadq, target, budget, method, prof, opts)
         allocs.append((target, budget, method, prof, opts, a, profile_digest(prof), allocation_digest(a)))
     paired = getattr(sw.args, "fid_paired", False)
+    stopped = None  # past the deadline, rows already in the cache are still collected; the first miss is re-raised
     for seed in seeds:
         where = f"ref={ref_id}", f"n{n}", f"ddim{steps}", f"seed{seed}"
         fp_key = CellCache.key("fid-fp", model_fp, *where)
         fp_row, quantized = None, []
         try:
             for c in allocs:
-                if c == "fp":
-                    fp_row = fid_cell(sw, fp_key, f"FID FP seed {seed}", lambda: sw.model, n, steps, seed, reference,
-                                      f"FID: FP sampling (seed {seed})", {"row": "FP", "avg_bits_used": 32.0},
-                                      keep_fp=paired)
-                    log(f"{FID_LABEL}: FP {fp_row['fid']:.3f} (n={n}, DDIM-{steps}, seed {seed})")
+                try:
+                    if c == "fp":
+                        fp_row = fid_cell(sw, fp_key, f"FID FP seed {seed}", lambda: sw.model, n, steps, seed,
+                                          reference, f"FID: FP sampling (seed {seed})",
+                                          {"row": "FP", "avg_bits_used": 32.0}, keep_fp=paired)
+                        log(f"{FID_LABEL}: FP {fp_row['fid']:.3f} (n={n}, DDIM-{steps}, seed {seed})")
+                        continue
+                    target, budget, method, prof, opts, a, pd, ad = c
+                    s = prof.settings()
+                    label = config_label(target, budget, method, prof, opts)
+                    # paired rows have their own key: an FID-only cell of the same allocation lacks the SSIM
+                    key = CellCache.key("fid", pd, ad, *where, *(("paired",) if paired else ()))
+                    row = fid_cell(sw, key, f"FID {label} seed {seed}", lambda: dadq.quantize(sw.model, prof, a), n,
+                                   steps, seed, reference, "FID: quantized",
+                                   {"row": label, "target": target, "budget": budget, "method": method,
+                                    "G": prof.num_groups, "avg_bits_used": float(np.mean(a.group_avg_bits)),
+                                    **kind_avg_bits(a), "profile": opts.get("profile", "main"),
+                                    "rounding": s["rounding"], "bias_correction": s["bias_correction"],
+                                    "budget_scope": a.budget_scope, "ends_bits": opts.get("ends"),
+                                    "predicted_D": float(np.mean(a.predicted))},
+                                   paired_with=paired)
+                except OutOfTime as stop:
+                    stopped = stopped or stop
                     continue
-                target, budget, method, prof, opts, a, pd, ad = c
-                G = prof.num_groups
-                s = prof.settings()
-                label = config_label(target, budget, method, prof, opts)
-                # paired rows have their own key: an FID-only cell of the same allocation lacks the SSIM
-                key = CellCache.key("fid", pd, ad, *where, *(("paired",) if paired else ()))
-                row = fid_cell(sw, key, f"FID {label} seed {seed}", lambda: dadq.quantize(sw.model, prof, a), n, steps,
-                               seed, reference, "FID: quantized",
-                               {"row": label, "target": target, "budget": budget, "method": method, "G": G,
-                                "avg_bits_used": float(np.mean(a.group_avg_bits)), **kind_avg_bits(a),
-                                "profile": opts.get("profile", "main"), "rounding": s["rounding"],
-                                "bias_correction": s["bias_correction"], "budget_scope": a.budget_scope,
-                                "ends_bits": opts.get("ends"), "predicted_D": float(np.mean(a.predicted))},
-                               paired_with=paired)
                 quantized.append(row)
                 fp_note = "" if fp_row is None else f"FP {fp_row['fid']:.3f}, "
                 ss = f", paired SSIM {row['paired_ssim_mean']:.4f}" if "paired_ssim_mean" in row else ""
@@ -320,6 +348,8 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
             if fp_row is not None:
                 out.append(fp_row)
                 out.extend({**r, "fp_fid_same_sampler_and_seeds": fp_row["fid"]} for r in quantized)
+    if stopped is not None:
+        raise stopped
     return out
 
 
@@ -343,8 +373,10 @@ def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, referen
         x = sw._q_last
     else:
         x = sw.dadq.sample(model, n=n, steps=steps, seed=seed, desc=desc)
-    if keep_fp:
+    if keep_fp and (n, steps, seed) not in sw._fp:
         sw._fp[(n, steps, seed)] = x
+        if sw.fp_dir is not None:
+            sw.store_fp(sw.fp_dir / f"fp_{sw.model.fingerprint()[:12]}_n{n}_ddim{steps}_seed{seed}.safetensors", x)
     row = {**row, "fid": sw.dadq.fid(x, reference=reference), "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}",
            "seed": seed, "seconds": time.perf_counter() - t0, **(ev if paired_with else {})}
     sw.cache.put(key, row)
