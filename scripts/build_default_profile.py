@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 import dadq
@@ -44,9 +45,9 @@ def main(argv=None) -> int:
     prof = dadq.profile(model, groups=args.groups, bits=range(lo, hi + 1), calib_per_group=args.calib,
                         mode=args.mode, seed=args.seed, rounding=args.rounding,
                         bias_correction=args.bias_correction, metric=args.metric, split_concat=args.split_concat)
-    # the thread count changes the time, not the curves: it stays out of the recorded command
-    cmd = [a for a in (sys.argv[1:] if argv is None else argv)]
-    prof.meta["command"] = "python -m scripts.build_default_profile " + " ".join(cmd)
+    # the thread count changes the time, not the curves: it is recorded apart from the command
+    cmd = " ".join(sys.argv[1:] if argv is None else argv)
+    prof.meta["command"] = ("python -m scripts.build_default_profile " + re.sub(r"\s*--threads[= ]\d+", "", cmd)).strip()
     prof.meta["threads"] = args.threads
     prof.save(args.out)
     print(f"{args.out}: {prof.num_layers} layers x {prof.num_groups} groups x bits {prof.bits.tolist()}, "
