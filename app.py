@@ -71,13 +71,27 @@ def wire_allocation(w: layout.Widgets):
                 w.budget_scope]
     triggers = [w.budget.release, w.log_lam.release, w.w_budget.release, w.a_budget.release, w.drive.input,
                 w.target.input, w.method.input, w.weight_mode.input, w.budget_scope.input]
-    first = gr.on(triggers, h.allocate_first, controls, [w.heat_spec, w.summary], api_name="allocate_first",
-                  api_visibility="private", trigger_mode="always_last", show_progress="hidden",
-                  concurrency_id="allocate")
-    first.success(None, w.heat_spec, None, js=redraw_js("heatmap"), api_visibility="private")
-    second = first.success(h.tradeoff, None, w.trade_spec, api_visibility="private", show_progress="hidden",
-                           concurrency_id="allocate")
-    second.success(None, w.trade_spec, None, js=redraw_js("tradeoff"), api_visibility="private")
+    if os.environ.get("DADQ_APP_PLOT_REDRAW") == "1":
+        # the previous path (figures as gr.Plot values, which re-create their plot element), kept only
+        # as benchmarks/app_bench's same-run baseline
+        @h.safe
+        def plot_first(*values):
+            h._allocate(*values)
+            return views.heatmap_view(), views.summary_view()
+
+        first = gr.on(triggers, plot_first, controls, [w.heatmap, w.summary], api_name="allocate_first",
+                      api_visibility="private", trigger_mode="always_last", show_progress="hidden",
+                      concurrency_id="allocate")
+        first.success(views.tradeoff_view, None, w.trade_plot, api_visibility="private", show_progress="hidden",
+                      concurrency_id="allocate")
+    else:
+        first = gr.on(triggers, h.allocate_first, controls, [w.heat_spec, w.summary], api_name="allocate_first",
+                      api_visibility="private", trigger_mode="always_last", show_progress="hidden",
+                      concurrency_id="allocate")
+        first.success(None, w.heat_spec, None, js=redraw_js("heatmap"), api_visibility="private")
+        second = first.success(h.tradeoff, None, w.trade_spec, api_visibility="private", show_progress="hidden",
+                               concurrency_id="allocate")
+        second.success(None, w.trade_spec, None, js=redraw_js("tradeoff"), api_visibility="private")
     first.failure(h.reset_controls, None, controls, queue=False, show_progress="hidden", api_visibility="private")
     w.api_allocate.click(h.allocate, controls, [w.heatmap, w.trade_plot, w.summary], api_name="allocate",
                          concurrency_id="allocate")

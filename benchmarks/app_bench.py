@@ -11,7 +11,9 @@ ratios are the numbers to compare):
   browser          slider release -> heatmap redrawn, in chromium (Playwright): set the budget slider
                    and release it, wait until the heatmap plot's data in the DOM changes and the next
                    frame is painted; median and p90 of --browser-reps releases; target <= 300 ms. The
-                   API calls above run in the same session, beside it
+                   API calls above run in the same session, beside it. Baseline in the same run: a
+                   second server drawing through gr.Plot values (DADQ_APP_PLOT_REDRAW=1, the previous
+                   path); the two take turns, and the ratio of medians is reported
   generate         /generate n + n at DDIM-steps (FP and quantized from identical noise, PNGs,
                    PSNR/SSIM), against one FP-only dadq.sample of the same size in this process;
                    target <= 2.3x (the quantized half <= 1.3x FP). The server's own FP/quantized
@@ -76,34 +78,46 @@ RELEASE_TO_REDRAW = """([v, before]) => new Promise(res => {
 })"""
 
 
-def browser_latency(url: str, reps: int) -> dict:
+def _stats(times: list) -> dict:
+    times = sorted(times)
+    return {"median": round(statistics.median(times), 1), "p90": round(times[int(0.9 * (len(times) - 1))], 1),
+            "min": round(times[0], 1), "releases": len(times)}
+
+
+def browser_latency(urls: dict, reps: int, block: int = 6) -> dict:
     """Slider release -> heatmap redrawn, measured in chromium: median and p90 over ``reps`` releases
-    at budgets that change the allocation every time."""
+    per app (``urls``: name -> url), at budgets that change the allocation every time. The apps take
+    turns in blocks of ``block`` releases, so a change of machine load hits them alike."""
     from playwright.sync_api import sync_playwright
 
+    heat = "() => JSON.stringify(document.querySelector('#heatmap .js-plotly-plot').data.map(t => t.z))"
+    times = {name: [] for name in urls}
     with sync_playwright() as p:  # Debian's chromium, as the browser tests use it
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(url)
-        page.wait_for_selector("#rd-plot .js-plotly-plot", timeout=120_000)
-        page.get_by_role("tab", name="Budget & allocation").click()
-        page.wait_for_selector("#heatmap .js-plotly-plot", timeout=60_000)
-        heat = "() => JSON.stringify(document.querySelector('#heatmap .js-plotly-plot').data.map(t => t.z))"
-        times = []
-        for i in range(reps + 2):  # two warm-up releases
+        pages = {}
+        for name, url in urls.items():
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(url)
+            page.wait_for_selector("#rd-plot .js-plotly-plot", timeout=120_000)
+            page.get_by_role("tab", name="Budget & allocation").click()
+            page.wait_for_selector("#heatmap .js-plotly-plot", timeout=60_000)
+            pages[name] = page
+
+        def release(page, i):
             v = round(3.0 + 0.35 * (i % 10), 2)
-            before = page.evaluate(heat)
-            t = page.evaluate(RELEASE_TO_REDRAW, [v, before])
-            if i >= 2:
-                times.append(t)
+            return page.evaluate(RELEASE_TO_REDRAW, [v, page.evaluate(heat)])
+
+        for name, page in pages.items():  # two warm-up releases each
+            release(page, 0), release(page, 1)
+        for start in range(0, reps, block):
+            for name, page in pages.items():
+                for i in range(start, min(start + block, reps)):
+                    times[name].append(release(page, i + 2))
+                page.wait_for_timeout(1000)  # the chained trade-off redraw ends before the other app's turn
         browser.close()
-    times.sort()
-    return {"median": round(statistics.median(times), 1), "p90": round(times[int(0.9 * (len(times) - 1))], 1),
-            "min": round(times[0], 1), "releases": len(times), "target_ms": 300,
-            "how": "chromium (Playwright, --disable-gpu): set the budget slider's value, input + pointerup; "
-                   "stop when the heatmap's plotted z changes in the DOM, then one animation frame"}
+    return {name: _stats(t) for name, t in times.items()}
 
 
 def main(argv=None):
@@ -162,8 +176,28 @@ def main(argv=None):
             "target_ms": 300,
         }
         print("allocate round trip", res["allocate_roundtrip_ms"])
-        res["browser_release_to_heatmap_ms"] = browser_latency(url, args.browser_reps)
+        # the same-run baseline: the previous path (figures as gr.Plot values), in a second server
+        base_port = free_port()
+        base_url = f"http://127.0.0.1:{base_port}/"
+        base_log = tempfile.NamedTemporaryFile(prefix="dadq-app-bench-base-", suffix=".log", delete=False)
+        base = subprocess.Popen([str(base_port) if c == str(port) else c for c in cmd], cwd=REPO, env=dict(env, DADQ_APP_PLOT_REDRAW="1"),
+                                stdout=base_log, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(base_url, base, base_log.name)
+            lat = browser_latency({"in_place": url, "gr_plot": base_url}, args.browser_reps)
+        finally:
+            base.terminate()
+            base.wait(10)
+        how = ("chromium (Playwright, --disable-gpu): set the budget slider's value, input + pointerup; stop when "
+               "the heatmap's plotted z changes in the DOM, then one animation frame")
+        res["browser_release_to_heatmap_ms"] = {**lat["in_place"], "target_ms": 300, "how": how}
+        res["browser_release_to_heatmap_ms_baseline"] = {
+            **lat["gr_plot"], "what": "the previous path in the same run (DADQ_APP_PLOT_REDRAW=1: figures sent as "
+                                      "gr.Plot values, which re-create the plot element); the apps take turns"}
+        res["browser_in_place_over_baseline"] = round(lat["in_place"]["median"] / lat["gr_plot"]["median"], 3)
         print("browser release -> heatmap", res["browser_release_to_heatmap_ms"])
+        print("baseline (gr.Plot values)", res["browser_release_to_heatmap_ms_baseline"],
+              "ratio", res["browser_in_place_over_baseline"])
         if args.no_generate:
             old = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
             if "generate" in old:
