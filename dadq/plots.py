@@ -40,6 +40,7 @@ _ABBREV = [
     (r"down_blocks\.(\d+)", r"down\1"), (r"up_blocks\.(\d+)", r"up\1"), (r"mid_block", "mid"),
     (r"resnets\.(\d+)", r"res\1"), (r"attentions\.(\d+)", r"attn\1"), (r"downsamplers\.(\d+)", r"downsample\1"),
     (r"upsamplers\.(\d+)", r"upsample\1"), (r"time_embedding", "time_emb"), (r"to_out\.0", "to_out"),
+    (r"transformer_blocks\.(\d+)", r"block\1"), (r"norm1\.emb\.timestep_embedder", "t_emb"),
 ]
 
 
@@ -514,7 +515,7 @@ def _tradeoff_layout(target: str) -> dict:
         tname = {"wa": "W+A", "w": "weights", "a": "activations"}[target]
         fig = go.Figure()
         fig.update_xaxes(title_text=f"average bits per {tname} element (per denoising step, mean over groups)")
-        fig.update_yaxes(type="log", exponentformat="power",
+        fig.update_yaxes(type="log", exponentformat="power", dtick=1,  # a label per decade, not 2 and 5 too
                          title_text="predicted D (sum over quantizers, mean over groups)")
         fig.update_layout(template=TEMPLATE, height=420, margin=dict(l=60, r=10, t=50, b=50),
                           title=dict(text="Total RD trade-off", font=dict(size=14)), hovermode="closest",

@@ -99,10 +99,6 @@ def allocation_tab(w: Widgets):
                     w.add_btn = gr.Button("measure additivity", size="sm", elem_id="additivity-btn")
                 w.view("solver_df", gr.Dataframe, label="all solvers at this budget", interactive=False,
                        elem_id="solver-table", wrap=True, elem_classes=["dadq-fit"])
-                w.breakdown_btn = gr.Button("where the distortion goes", size="sm", elem_id="breakdown-btn")
-                w.breakdown_df = gr.Dataframe(pd.DataFrame(columns=BREAKDOWN_COLUMNS), label="largest shares of the predicted D (quantizer = layer's W or A)",
-                                              interactive=False, wrap=True, elem_id="breakdown-table",
-                                              elem_classes=["dadq-fit"])
                 with gr.Row():
                     w.pin_btn = gr.Button("pin as A", size="sm", elem_id="pin-btn")
                     w.ab_btn = gr.Button("compare B with A", size="sm", elem_id="compare-ab-btn")
@@ -121,6 +117,11 @@ def allocation_tab(w: Widgets):
                 w.heat_note = gr.Markdown(elem_id="heat-find-note")
                 w.view("heatmap", gr.Plot, label="bit allocation", elem_id="heatmap")
                 w.view("trade_plot", gr.Plot, label="total RD trade-off", elem_id="tradeoff")
+                # in the wide column: one column per group's bits and shares
+                w.breakdown_btn = gr.Button("where the distortion goes", size="sm", elem_id="breakdown-btn")
+                w.breakdown_df = gr.Dataframe(pd.DataFrame(columns=BREAKDOWN_COLUMNS), interactive=False, wrap=True,
+                                              label="largest shares of the predicted D (quantizer = layer's W or A)",
+                                              elem_id="breakdown-table", elem_classes=["dadq-fit"])
                 # the slider's fast path: figure specs drawn in place by ui.texts.redraw_js
                 w.heat_spec = gr.JSON(visible=False)
                 w.trade_spec = gr.JSON(visible=False)
