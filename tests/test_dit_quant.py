@@ -125,3 +125,18 @@ def _one_layer(alloc, prof, li, bits):
     a.a_bits[:, li] = bits
     a.act_range = prof.activation_ranges_for(a.a_bits)
     return a
+
+
+def test_token_ranges_lower_the_dit_a_curves(tiny):
+    """Per-tensor ranges must cover every token of every sample (both guidance branches, all timesteps of a
+    group); per-token ranges follow each token. On the DiT's linears the summed A-distortion falls."""
+    _, per_tensor, per_token = tiny
+    assert per_tensor.layer_names == per_token.layer_names
+    linear = [i for i, n in enumerate(per_tensor.layer_names) if per_tensor.layer_types[i] == "Linear"]
+    for m in (0, 1):  # 2 and 4 bits
+        dt = per_tensor.d_a[:, linear, m].mean(0).sum()
+        dk = per_token.d_a[:, linear, m].mean(0).sum()
+        assert dk < 0.8 * dt, (per_tensor.bits[m], dt, dk)
+    # the final projection, whose input mixes tokens of very different scale, gains most
+    i = per_tensor.layer_names.index("proj_out_2")
+    assert (per_token.d_a[:, i, 1] < per_tensor.d_a[:, i, 1]).all()
