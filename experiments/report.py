@@ -323,7 +323,7 @@ def rounding_grid() -> str:
     seed = seeds[0]
     rows = _rounding_rows(r, seed)
     fp = rows["FP"]
-    f0 = next(x for x in r["fid"] if x["row"] != "FP") if len(rows) > 1 else fp
+    fp5k = next(x for x in load("sweep_fid5k")["fid"] if x["row"] == "FP")
     s = r["setup"]
     gp = s["more_profiles"].get("gptq", {})
     chk = (r.get("profiled_weights_check") or {}).get("gptq")
@@ -331,7 +331,7 @@ def rounding_grid() -> str:
            + ("" if r.get("complete") else " (**partial**: the rows marked – are not finished; the same command "
                                           "resumes)"), "",
            f"**Reduced sample size:** {fp['n']} samples at {fp['sampler']}, seed {seed}; FP FID at this size "
-           f"{fp['fid']:.2f} (at 5k samples, DDIM-50: 11.58). Read FID here as an ordering within a setting; paired "
+           f"{fp['fid']:.2f} (at 5k samples, DDIM-50: {fp5k['fid']:.2f}, `sweep_fid5k`). Read FID here as an ordering within a setting; paired "
            f"SSIM (FP and quantized samples from the same noise, the same {fp['n']} samples) is the steadier "
            f"measure. RTN rows: the shipped profile (`{s['profile']}`, round to nearest). GPTQ rows: "
            f"`{gp.get('path', '–')}` (same recipe: G={gp.get('groups')}, bits {gp.get('bits', [0])[0]}–"

@@ -159,20 +159,22 @@ def test_a_rewrite_lists_the_slices_of_every_process_that_shared_the_cache(tmp_p
 def test_fid_rows_of_a_second_profile_with_scope_and_pinned_ends(tmp_path):
     """``--profiles gptq=PATH`` and config options: a GPTQ + bias-corrected profile's rows sample the
     weights it profiled (the check passes), ``mean`` sets the budget scope, ``ends8`` pins the first and
-    last layers at 8 bits (their real average bits above the budget), ``--fid-paired`` adds paired SSIM."""
+    last layers at 8 bits (their real average bits above the budget), ``--fid-paired`` adds paired SSIM,
+    whose FP samples a second process reads from disk. Past the deadline, a missing row does not hide the
+    finished rows after it."""
+    from benchmarks.common import load_model
     from experiments import sweep
 
-    from benchmarks.common import load_model
-
     model = load_model("random")
-    gptq = dadq.profile(model, groups=2, bits=(2, 4, 8), calib_per_group=1, mode="exact", rounding="gptq",
-                        bias_correction=True, split_concat=False, layers=["conv_in", "conv_out", "mid_block.resnets.0.conv1"])
-    path = gptq.save(tmp_path / "gptq.safetensors")
+    kw = dict(groups=2, bits=(2, 4, 8), calib_per_group=1, mode="exact", split_concat=False, calib_steps=10,
+              layers=["conv_in", "conv_out", "mid_block.resnets.0.conv1"])
+    rtn = dadq.profile(model, **kw).save(tmp_path / "rtn.safetensors")
+    gptq = dadq.profile(model, rounding="gptq", bias_correction=True, **kw).save(tmp_path / "gptq.safetensors")
+    common = ["--model", "random", "--profile", str(rtn), "--no-grid", "--no-ablation", "--threads", "1", "--fid-n", "4",
+              "--fid-steps", "1", "--fid-seeds", "1", "--cache", str(tmp_path / "g.cells.json"), "--name", "g",
+              "--profiles", f"gptq={gptq}", "--fid-paired"]
     out = tmp_path / "g.json"
-    assert sweep.main(["--model", "random", "--no-grid", "--no-ablation", "--threads", "1", "--fid-n", "8",
-                       "--fid-steps", "2", "--fid-seeds", "1", "--out", str(out), "--cache", str(tmp_path / "g.cells.json"),
-                       "--name", "g", "--profiles", f"gptq={path}", "--fid-paired",
-                       "--fid-configs", "w:4:uniform:gptq:ends8,wa:4:exact:gptq:mean,w:4:uniform"]) == 0
+    assert sweep.main(common + ["--out", str(out), "--fid-configs", "w:4:uniform:gptq:ends8,wa:4:exact:gptq:mean"]) == 0
     r = json.loads(out.read_text())
     assert r["profiled_weights_check"]["gptq"]["pass"]
     assert r["setup"]["more_profiles"]["gptq"]["rounding"] == "gptq"
@@ -181,7 +183,17 @@ def test_fid_rows_of_a_second_profile_with_scope_and_pinned_ends(tmp_path):
     assert ends["rounding"] == "gptq" and ends["bias_correction"] and 4.0 < ends["w_avg_bits"] < 8.0
     assert ends["a_avg_bits"] == 32.0 and 0.0 < ends["paired_ssim_mean"] <= 1.0
     assert rows["WA 4 exact G=2 gptq scope=mean"]["budget_scope"] == "mean"
-    assert rows["W 4 uniform G=2"]["rounding"] == "rtn" and rows["W 4 uniform G=2"]["w_avg_bits"] <= 4.0
+    (fp_file,) = (tmp_path / "g.fp").glob("fp_*_n4_ddim1_seed1.safetensors")
+    stored = fp_file.stat().st_mtime_ns
+    # a second process: its FP samples come from disk (not drawn and stored again), its RTN row is computed
+    assert sweep.main(common + ["--out", str(tmp_path / "h.json"), "--fid-configs", "w:4:uniform"]) == 0
+    h = json.loads((tmp_path / "h.json").read_text())
+    assert fp_file.stat().st_mtime_ns == stored
+    assert h["fid"][1]["rounding"] == "rtn" and h["fid"][1]["w_avg_bits"] <= 4.0
+    # a rewrite past the deadline: the missing first row is skipped, the finished ones after it are kept
+    assert sweep.main(common + ["--out", str(out), "--max-minutes", "0", "--fid-configs",
+                                "w:3:exact,w:4:uniform:gptq:ends8,w:4:uniform"]) == 0
+    r = json.loads(out.read_text())
+    assert not r["complete"] and [x["row"] for x in r["fid"]] == ["FP", "W 4 uniform G=2 gptq ends@8", "W 4 uniform G=2"]
     with pytest.raises(SystemExit, match="option 'nope'.*endsN"):
-        sweep.main(["--model", "random", "--no-grid", "--no-ablation", "--fid-configs", "w:4:uniform:nope",
-                    "--out", str(tmp_path / "x.json"), "--no-cache"])
+        sweep.main(common + ["--out", str(tmp_path / "x.json"), "--fid-configs", "w:4:uniform:nope"])
