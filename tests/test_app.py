@@ -675,3 +675,11 @@ def test_class_conditional_dit_in_every_view(client, tmp_path):
         client.predict(0, 2, "ddim", 2, "99", 1.0, api_name="/generate")
     with pytest.raises(AppError, match="whole numbers"):
         client.predict(0, 2, "ddim", 2, "seven", 1.0, api_name="/generate")
+    # 20 (b): a new DiT profile from the Model tab, fast mode with one calibration sample per group
+    out = client.predict(2, "2,4,8", 1, "fast", "", "rtn", False, api_name="/run_profile")
+    assert out[0].startswith("Profiled `dit`") and STATE.profile.num_layers == prof.num_layers
+    assert STATE.profile.meta["calibration"]["conditioning"] == "class"  # calibrated under guidance, both branches
+    w, _ = heat_z(alloc(client, budget=4.0))
+    assert w.shape == (prof.num_layers, 2)
+    *_, info = client.predict(0, 2, "ddim", 2, "5", 1.0, api_name="/generate")
+    assert "Class labels 5, 5; guidance none" in info
