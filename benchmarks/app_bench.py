@@ -180,7 +180,8 @@ def main(argv=None):
         base_port = free_port()
         base_url = f"http://127.0.0.1:{base_port}/"
         base_log = tempfile.NamedTemporaryFile(prefix="dadq-app-bench-base-", suffix=".log", delete=False)
-        base = subprocess.Popen([str(base_port) if c == str(port) else c for c in cmd], cwd=REPO, env=dict(env, DADQ_APP_PLOT_REDRAW="1"),
+        base_cmd = [str(base_port) if c == str(port) else c for c in cmd]
+        base = subprocess.Popen(base_cmd, cwd=REPO, env=dict(env, DADQ_APP_PLOT_REDRAW="1"),
                                 stdout=base_log, stderr=subprocess.STDOUT)
         try:
             wait_ready(base_url, base, base_log.name)
@@ -207,7 +208,8 @@ def main(argv=None):
         # Generate n + n, DDIM steps, vs one FP-only run of the same size
         allocate(4.0)
         t0 = time.perf_counter()
-        client.predict(0, args.n, "ddim", args.steps, "", 1.0, api_name="/generate")  # warm-up: quantized weights cached
+        # warm-up: quantized weights cached
+        client.predict(0, args.n, "ddim", args.steps, "", 1.0, api_name="/generate")
         first = time.perf_counter() - t0
         gen, split = [], []
         for r in range(args.gen_reps):

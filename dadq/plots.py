@@ -457,10 +457,10 @@ def allocation_heatmap_spec(profile, alloc, order: str = "network", find: str | 
     layout = dict(_heatmap_layout(profile, has_fp))
     layout["height"] = max(420, 15 * len(labels) + 140)  # the rows on display (blocks collapse, filters drop)
     how = "most sensitive first" if order == "sensitivity" else "network order"
+    blocks = f"; {BLOCK_MARK}= block (mean bits)" if collapsed else ""
     layout["title"] = dict(text=f"Bit allocation ({alloc.method}, {_target_title(alloc)}, {alloc.weight_mode} "
                                 f"weights)<br>rows {how}; columns: group (mean bits); {KEY_MARK} = layers often "
-                                f"kept in high precision{'; ' + BLOCK_MARK + '= block (mean bits)' if collapsed else ''}",
-                           font=dict(size=13))
+                                f"kept in high precision{blocks}", font=dict(size=13))
     return FigureJSON({"data": traces, "layout": layout})
 
 

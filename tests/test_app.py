@@ -23,8 +23,8 @@ except ImportError:  # pragma: no cover
 ENDPOINTS = {"/sensitivity", "/activations", "/allocate", "/compare_solvers", "/additivity", "/generate", "/fid",
              "/load_model", "/run_profile", "/cancel_profile", "/upload_profile", "/upload_allocation",
              "/export_profile", "/export_allocation", "/export_allocation_csv", "/export_curves_csv", "/export_fid_csv",
-             "/pin_allocation", "/compare_pinned", "/distortion_breakdown", "/generate_ab", "/heatmap", "/export_figures",
-             "/collapse_blocks", "/expand_blocks",
+             "/pin_allocation", "/compare_pinned", "/distortion_breakdown", "/generate_ab", "/heatmap",
+             "/export_figures", "/collapse_blocks", "/expand_blocks",
              "/quality_sweep", "/cancel_sweep"}
 ALLOC = dict(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa", method="lagrangian",
              weight_mode="per-group", budget_scope="group")

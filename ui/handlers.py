@@ -487,8 +487,9 @@ def run_profile(groups=10, bits="2-8", calib=8, mode="fast", layers="", rounding
                         layers=layer_sel, progress=prog, rounding=rounding, bias_correction=bool(bias_correction))
     path = prof.save(STATE.workdir / f"profile_{prof.fingerprint}_{int(time.time())}.safetensors")
     STATE.install(model, src, prof, path)
-    return (f"Profiled `{src}`: G={prof.num_groups}, bits {prof.bits.tolist()}, {views.settings_text(prof.settings())}, "
-            f"{prof.meta.get('seconds')} s. Download it below to keep it."), True
+    made = f"{views.settings_text(prof.settings())}, {prof.meta.get('seconds')} s"
+    return (f"Profiled `{src}`: G={prof.num_groups}, bits {prof.bits.tolist()}, {made}. "
+            "Download it below to keep it."), True
 
 
 def cancel_sweep():
