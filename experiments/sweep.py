@@ -822,7 +822,8 @@ def main(argv=None) -> int:
     if cache_path is not None:
         log(f"cell cache {cache_path}: {len(sw.cache.cells)} finished cells")
     result = {
-        "benchmark": name, "command": command_line("sweep"), "quick": quick, "complete": False,
+        "benchmark": name, "command": command_line("sweep").replace("-m benchmarks.", "-m experiments.", 1),
+        "quick": quick, "complete": False,
         "machine": machine_facts(), "loadavg_start": load0,
         "setup": {"model": args.model, "fingerprint": prof.fingerprint,
                   "profile": (shown_path(profile_path(args.model, args.profile)) if args.model != "random" or args.profile

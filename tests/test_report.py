@@ -85,3 +85,40 @@ def test_docs_link_only_to_files_that_exist_in_the_repo():
                 continue
             target = (doc.parent / u.split("#")[0]).resolve()
             assert target.is_relative_to(report.REPO) and target.exists(), f"{doc.name}: {u}"
+
+
+def test_rounding_grid_quotes_every_finished_row_and_computes_its_verdicts():
+    """Issue 18's grid: every FID and paired SSIM of the result is in the block, each ratio is to the FP of
+    the same seed, and the per-setting verdicts follow the numbers (a swapped result flips them)."""
+    result = json.loads((report.RESULTS / "sweep_rounding.json").read_text())
+    md = report.rounding_grid()
+    fp = next(r["fid"] for r in result["fid"] if r["row"] == "FP")
+    for r in result["fid"]:
+        assert f"{r['fid']:.2f}" in md
+        if r["row"] != "FP":
+            assert f"{r['fid'] / fp:.2f}×" in md and f"{r['paired_ssim_mean']:.3f}" in md
+    rows = {r["row"]: r for r in result["fid"]}
+    for key, name, _, _ in report.ROUNDING_SETTINGS:
+        have = all(f"{key} {k}" in rows for k in ("uniform G=10", "exact G=10")) and any(
+            f"{key} {k}" in rows for k in report.STRONG_UNIFORM) and any(f"{key} {k}" in rows for k in report.DADQ_GPTQ)
+        assert (f"- **{name}:** not finished." in md) != have
+
+
+def test_rounding_verdict_follows_the_numbers(monkeypatch):
+    def fake(fid_u, fid_e, fid_su, fid_dg, ssim_su, ssim_dg):
+        base = {"seed": 1, "n": 256, "sampler": "DDIM-25", "label": "FID", "a_avg_bits": 32.0, "w_avg_bits": 4.0}
+        rows = [{**base, "row": "FP", "fid": 10.0}]
+        for k, f, s in (("uniform G=10", fid_u, 0.5), ("exact G=10", fid_e, 0.9), ("uniform G=10 gptq ends@8", fid_su, ssim_su),
+                        ("exact G=10 gptq", fid_dg, ssim_dg)):
+            rows.append({**base, "row": f"W 4 {k}", "fid": f, "paired_ssim_mean": s})
+        return {"command": "python -m experiments.sweep", "complete": True, "fid": rows,
+                "setup": {"profile": "p", "more_profiles": {}}}
+
+    monkeypatch.setattr(report, "load", lambda name: fake(100.0, 50.0, 20.0, 15.0, 0.95, 0.97))
+    md = report.rounding_grid()
+    assert "the better quantizer buys more" in md and "beats it on both FID and paired SSIM" in md
+    monkeypatch.setattr(report, "load", lambda name: fake(100.0, 15.0, 50.0, 60.0, 0.95, 0.90))
+    md = report.rounding_grid()
+    assert "the better allocation buys more" in md and "does **not** beat it (FID behind, paired SSIM behind)" in md
+    monkeypatch.setattr(report, "load", lambda name: fake(100.0, 50.0, 20.0, 19.5, 0.95, 0.97))
+    assert "is level on FID and ahead on paired SSIM" in report.rounding_grid()  # 2.5% apart: one seed can't tell
