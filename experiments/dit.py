@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import EXPERIMENT_RESULTS, command_line, machine_facts, setup_threads, write_result
+from benchmarks.common import EXPERIMENT_RESULTS, command_line, machine_facts, setup_threads, shown_path, write_result
 
 NAME = "dit"
 SETTINGS = {  # name -> allocate kwargs
@@ -75,13 +75,13 @@ def get_profile(model, groups: int, granularity: str, folder: Path, shipped: Pat
                     and prof.meta.get("act_granularity", "tensor") == granularity
                     and int(prof.calib_x.shape[1]) == calib and prof.meta.get("mode") == "fast"):
                 print(f"profile G={groups} {granularity}: {cand}", flush=True)
-                return prof, str(cand)
+                return prof, shown_path(cand)
     t0 = time.time()
     prof = dadq.profile(model, groups=groups, bits=range(2, 9), calib_per_group=calib, mode="fast",
                         act_granularity=granularity)
     prof.save(path)
     print(f"profile G={groups} {granularity}: built in {time.time() - t0:.0f} s -> {path}", flush=True)
-    return prof, str(path)
+    return prof, shown_path(path)
 
 
 def bits_by_type(profile, alloc) -> dict:
@@ -134,10 +134,21 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="n=20, DDIM-10")
     p.add_argument("--out", default=None)
+    p.add_argument("--table", action="store_true",
+                   help="no run: write the markdown tables of the stored result to experiments/results/dit.md")
     p.add_argument("--wait-shipped", type=float, default=0.0,
                    help="seconds to wait for the model's shipped profile (built beside this run) before building one")
     p.add_argument("--profiles", default=str(EXPERIMENT_RESULTS / "profiles"), help="folder of the stored profiles")
     args = p.parse_args(argv)
+    if args.table:
+        import json
+
+        from dadq.io import write_text
+
+        text = markdown(json.loads((EXPERIMENT_RESULTS / f"{NAME}.json").read_text()))
+        write_text(EXPERIMENT_RESULTS / f"{NAME}.md", text + "\n")
+        print(text)
+        return 0
     if args.quick:
         args.n, args.steps = 20, 10
     setup_threads(args.threads)
