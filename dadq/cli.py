@@ -15,6 +15,7 @@ from .allocate import BUDGET_SCOPES, METHODS, TARGETS, WEIGHT_MODES
 from .bitwidths import parse_bits
 from .distortion import DEFAULT_METRIC, METRICS
 from .profile import MODES
+from .quant import ACT_GRANULARITIES
 from .rounding import ROUNDINGS
 
 
@@ -94,11 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", type=int, default=10, help="timestep groups G (default 10)")
     p.add_argument("--bits", type=_bits, default=list(range(2, 9)), help="candidate bit widths, e.g. 2-8 (default) or 1-10")
     p.add_argument("--calib", type=int, default=16, help="calibration samples per group (default 16)")
+    p.add_argument("--calib-steps", type=int, default=None,
+                   help="DDIM steps of the calibration trajectories (default max(100, 2G); fewer is faster, coarser)")
     p.add_argument("--mode", default="exact", choices=MODES)
     p.add_argument("--layers", action="append", default=None, help="glob of layer names to profile ('re:' for regex); repeatable")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounding", default="rtn", choices=ROUNDINGS, help="weight rounding (default rtn; gptq: error-compensating)")
     p.add_argument("--bias-correction", action="store_true", help="fold each quantized layer's mean output shift into its bias")
+    p.add_argument("--act-granularity", default="tensor", choices=ACT_GRANULARITIES,
+                   help="activation ranges: one per tensor (default) or per token of each Linear input (transformers; "
+                        "each token's range is counted in the activation size)")
     p.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRICS), help="distortion D of the RD curves")
     p.add_argument("--no-split-concat", dest="split_concat", action="store_false",
                    help="one activation range for a concatenated skip input instead of one per part")
@@ -196,8 +202,10 @@ def run(args) -> int:
     if args.cmd == "profile":
         model = dadq.load_model(args.model, device=args.device)
         prof = dadq.profile(model, groups=args.groups, bits=args.bits, calib_per_group=args.calib, mode=args.mode,
+                            calib_steps=args.calib_steps,
                             layers=args.layers, seed=args.seed, guidance_scale=args.guidance, rounding=args.rounding,
-                            bias_correction=args.bias_correction, metric=args.metric, split_concat=args.split_concat)
+                            bias_correction=args.bias_correction, metric=args.metric, split_concat=args.split_concat,
+                            act_granularity=args.act_granularity)
         prof.save(args.out)
         if args.csv:
             _write_csv(prof.to_frame(), args.csv)

@@ -112,3 +112,17 @@ def test_cli_profile_records_rounding_options(tiny_folder, tmp_path):
     r = dadq_cli("allocate", "--profile", str(prof), "--budget", "4", "--method", "exact", "--out", str(alloc),
                  "--measure", "--model", str(tiny_folder))
     assert r.returncode == 0, r.stderr
+
+
+def test_cli_profile_token_ranges_on_the_dit(tmp_path):
+    import dadq
+
+    prof = tmp_path / "t.safetensors"
+    r = dadq_cli("profile", "--model", "dit", "--groups", "2", "--bits", "4,8", "--calib", "1", "--calib-steps", "4",
+                 "--layers", "transformer_blocks.0.attn1.to_q", "--act-granularity", "token", "--out", str(prof))
+    assert r.returncode == 0, r.stderr
+    loaded = dadq.Profile.load(prof)
+    assert loaded.settings()["act_granularity"] == "token" and loaded.meta["calib_steps"] == 4
+    assert loaded.meta["token_layers"]  # the attention query inputs got per-token ranges
+    r = dadq_cli("profile", "--model", "dit", "--act-granularity", "channel", "--out", str(prof))
+    assert r.returncode != 0 and "act-granularity" in r.stderr
