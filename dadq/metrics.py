@@ -21,6 +21,7 @@ because torchmetrics resizes only for its own Inception (the classifier sees nat
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -419,6 +420,19 @@ def inception_weights(path: str | os.PathLike | None = None) -> Path:
     """The local Inception-v3 weights file (``path`` or $DADQ_INCEPTION_WEIGHTS); ValueError naming
     the fix when torch-fidelity or the weights are missing."""
     return _inception_weights(path)
+
+
+@functools.lru_cache(maxsize=2)
+def dataset_reference(dataset: str = "mnist"):
+    """The FID reference for a model trained on ``dataset`` (one of ``dadq.data.DATASETS``): "default" (the
+    shipped MNIST-test statistics) for MNIST, else that dataset's test split as images [10000, 1, 28, 28] in
+    [-1, 1] (shipped in assets/data). Samples of a Fashion-MNIST model scored against MNIST digits would give
+    a large FID that says nothing about quantization."""
+    if dataset == "mnist":
+        return "default"
+    from .data import load_dataset, to_model_range
+
+    return torch.from_numpy(to_model_range(load_dataset(dataset, "test")[0]))
 
 
 def check_fid_request(sample_shape, n: int, feature: str = "mnist") -> None:

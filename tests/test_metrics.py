@@ -168,3 +168,19 @@ def test_labels():
     assert metrics.FID_SETTINGS["mnist"]["antialias"] is True
     assert metrics.FID_SETTINGS["mnist"]["normalize"] is True
     assert metrics.FID_SETTINGS["mnist"]["num_features"] == 128
+
+
+def test_a_fashion_model_is_scored_against_fashion_mnist():
+    """assets/fashion declares its data (dadq.json), and its FID reference is that test split, not MNIST."""
+    import dadq
+    from dadq.data import load_dataset, to_model_range
+    from dadq.metrics import dataset_reference, fid
+
+    assert dadq.load_model("assets/fashion").info["dataset"] == "fashion-mnist"
+    assert dataset_reference("mnist") == "default"
+    ref = dataset_reference("fashion-mnist")
+    assert tuple(ref.shape) == (10000, 1, 28, 28)
+    clothes = torch.from_numpy(to_model_range(load_dataset("fashion-mnist", "test")[0][-512:]))
+    assert fid(clothes, reference=ref) < 0.2 * fid(clothes, reference="default")
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        dataset_reference("cifar10")

@@ -428,11 +428,13 @@ def fid(n=256, seed=0, sampler="ddim", steps=50, feature="mnist", progress=gr.Pr
     progress(0.0, desc=f"FID 1/3 · sampling {n} FP + {n} quantized ({name})")
     fp, q = dadq.sample_pair(STATE.model, snap.qmodel, n=n, steps=steps, seed=seed, sampler=sampler,
                              progress=throttled(progress, scale=0.9, prefix=f"FID 1/3 · {n}+{n} samples · "))
+    dataset = STATE.model.info.get("dataset", "mnist")  # a model folder's dadq.json names its data
+    reference = dadq.metrics.dataset_reference(dataset)
     progress(0.9, desc=f"FID 2/3 · features of {n} FP images")
-    f_fp = dadq.metrics.fid(fp, feature=feature)
+    f_fp = dadq.metrics.fid(fp, reference=reference, feature=feature)
     progress(0.95, desc=f"FID 3/3 · features of {n} quantized images")
-    f_q = dadq.metrics.fid(q, feature=feature)
-    net = dadq.metrics.FID_SETTINGS[feature]["feature_net"]
+    f_q = dadq.metrics.fid(q, reference=reference, feature=feature)
+    net = f'{dadq.metrics.FID_SETTINGS[feature]["feature_net"]} · vs {dataset} test
     rounding = (STATE.profile.meta or {}).get("rounding", "rtn")
     run = 1 + max([r[0] for r in STATE.fid_rows], default=0)
     for model, label, score in (("FP", "—", f_fp), ("quantized", snap.label, f_q)):
