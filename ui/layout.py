@@ -7,6 +7,7 @@ import gradio as gr
 import pandas as pd
 
 from dadq.allocate import METHODS
+from dadq.sweep import QUALITY_COLUMNS
 
 from .handlers import MAX_UPLOAD_BYTES
 from .texts import HOW_IT_WORKS
@@ -172,7 +173,8 @@ def samples_tab(w: Widgets):
         w.q_md = gr.Markdown(elem_id="quality-info")
         with gr.Row():
             w.q_plot = gr.Plot(label="quality vs bits (DADQ and uniform)", elem_id="quality-plot")
-            w.q_df = gr.Dataframe(interactive=False, label="quality vs bits", elem_id="quality-table")
+            w.q_df = gr.Dataframe(pd.DataFrame(columns=QUALITY_COLUMNS[:-1]), interactive=False,  # FID: on request
+                                  label="quality vs bits", elem_id="quality-table")
         gr.Markdown("---")
         w.view("fid_info", gr.Markdown)
         with gr.Row():
