@@ -318,6 +318,8 @@ class Allocation:
       a_split          int [L]         channel where a layer's concatenated input splits (0: one range)
       act_range_parts  float [G, L, 2, 2]  (lo, hi) of each part of a split input (zeros elsewhere and at FP)
       bit_options      int [M]         the profile's candidate widths
+      a_overhead       float [L]       bits per sample a quantized input stores beside its values (per-token
+                                       ranges, ``Profile.a_overhead_bits``); None: 0 (per-tensor ranges)
     The profile facts it depends on (fingerprint, layer names, T, widths, ``settings``: rounding,
     bias correction, metric) are recorded, so ``check`` can refuse a model or profile made otherwise.
     budget: average bits per element of the target, or (w, a) for separate budgets; budget_scope:
@@ -346,6 +348,7 @@ class Allocation:
     budget: float | tuple | None
     lam: float | None
     notes: list[str] = field(default_factory=list)
+    a_overhead: np.ndarray | None = None
 
     # --- derived ----------------------------------------------------------------------------
     @property
@@ -365,11 +368,19 @@ class Allocation:
         """float [G]: the sum of the profiled per-quantizer distortions (additivity assumption)."""
         return self.d_w.sum(1) + self.d_a.sum(1)
 
+    def step_bits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(weights, activations): float [G] bits that one denoising step in group g reads / quantizes,
+        activations with their per-token range parameters (the size the solver spent)."""
+        wb = (self.w_bits * self.w_numel[None, :]).sum(1).astype(float)
+        ab = (self.a_bits * self.a_numel[None, :]).sum(1).astype(float)
+        if self.a_overhead is not None:
+            ab = ab + ((self.a_bits < FP_BITS) * self.a_overhead[None, :]).sum(1)
+        return wb, ab
+
     @property
     def group_bits(self) -> np.ndarray:
         """float [G]: the target's size (bits) that one denoising step in group g uses."""
-        wb = (self.w_bits * self.w_numel[None, :]).sum(1).astype(float)
-        ab = (self.a_bits * self.a_numel[None, :]).sum(1).astype(float)
+        wb, ab = self.step_bits()
         return {"wa": wb + ab, "w": wb, "a": ab}[self.target]
 
     @property
@@ -398,8 +409,7 @@ class Allocation:
         denoising step, mean over groups; fp32_w_MB / fp32_a_MB the same at FP32; stored_w_MB: weights
         as stored (every distinct copy per layer); compression_x: fp32 weights / stored weights;
         avg_bits: mean over groups of the per-step average bits per target element."""
-        wb = (self.w_bits * self.w_numel[None, :]).sum(1).astype(float)
-        ab = (self.a_bits * self.a_numel[None, :]).sum(1).astype(float)
+        wb, ab = self.step_bits()
         return {
             "step_w_MB": float(wb.mean()) / 8e6, "step_a_MB": float(ab.mean()) / 8e6,
             "fp32_w_MB": float(self.w_numel.sum()) * FP_BITS / 8e6,
@@ -503,6 +513,7 @@ class Allocation:
             "d_a": self.d_a.tolist(), "w_numel": self.w_numel.tolist(), "a_numel": self.a_numel.tolist(),
             "act_range": self.act_range.tolist(), "a_split": self.a_split.tolist(),
             "act_range_parts": self.act_range_parts.tolist(),
+            **({"a_overhead": self.a_overhead.tolist()} if self.a_overhead is not None else {}),
             # derived, for readers of the file; recomputed on load
             "predicted": self.predicted.tolist(), "group_bits": self.group_bits.tolist(),
             "group_avg_bits": self.group_avg_bits.tolist(), "stored_weight_bits": self.stored_weight_bits,
@@ -542,7 +553,8 @@ class Allocation:
                             act_range_parts=np.asarray(obj["act_range_parts"], float),
                             bit_options=np.asarray(obj["bit_options"], dtype=np.int64),
                             num_timesteps=int(obj["num_timesteps"]), settings=dict(obj["settings"]),
-                            budget_scope=obj["budget_scope"])
+                            budget_scope=obj["budget_scope"],
+                            a_overhead=(np.asarray(obj["a_overhead"], float) if "a_overhead" in obj else None))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"not a dadq allocation (missing or bad field {e}); export one with "
                              "Allocation.save or `python -m dadq allocate --out`.") from None
@@ -673,6 +685,7 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
         num_timesteps=int(profile.num_timesteps), fingerprint=profile.fingerprint, settings=profile.settings(),
         method=method, target=target, weight_mode=weight_mode, budget_scope=budget_scope,
         budget=(w_budget, a_budget) if separate else budget, lam=lam, notes=notes,
+        a_overhead=profile.a_overhead_bits if profile.token_layers() else None,
     )
 
 

@@ -76,6 +76,20 @@ def test_token_profile_records_and_sizes(tiny):
     assert (per_token.act_range[:, i] <= 1.0).all() and (per_token.act_range[:, i] >= 0.3).all()
 
 
+def test_allocation_counts_the_token_ranges_it_paid_for(tiny, tmp_path):
+    """The allocation reports the size its solver spent: per-token range bits included, and kept on save."""
+    _, per_tensor, per_token = tiny
+    alloc = dadq.allocate(per_token, budget=4.0, target="a", method="exact")
+    value_bits = (alloc.a_bits * alloc.a_numel[None, :]).sum(1)
+    assert (alloc.group_bits > value_bits).all()  # the ranges are counted
+    assert (alloc.group_avg_bits <= 4.0 + 1e-9).all()  # and the budget holds with them
+    again = dadq.Allocation.load(alloc.save(tmp_path / "a.json"), profile=per_token)
+    np.testing.assert_allclose(again.group_bits, alloc.group_bits)
+    plain = dadq.allocate(per_tensor, budget=4.0, target="a", method="exact")
+    assert plain.a_overhead is None
+    np.testing.assert_allclose(plain.group_bits, (plain.a_bits * plain.a_numel[None, :]).sum(1))
+
+
 def test_token_quantizer_is_used_in_sampling(tiny, tmp_path):
     model, _, per_token = tiny
     path = per_token.save(tmp_path / "p.safetensors")
