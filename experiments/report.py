@@ -627,12 +627,22 @@ def speed_targets() -> str:
     return _table(["target (2-core CPU)", "measured", "goal", "command"], rows) + "\n"
 
 
+def dit() -> str:
+    """The class-conditional DiT (issue 20): DADQ against uniform bits, the groups ablation, per-token ranges,
+    bits per layer type, from experiments/results/dit.json."""
+    from experiments.dit import markdown
+
+    r = load("dit")
+    command = re.sub(r" --wait-shipped \d+", "", _cmd(r["command"]))  # waiting for a file changes no number
+    return f"`{command}` → `experiments/results/dit.json`\n\n{markdown(r)}\n"
+
+
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
     "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
-    "bias_out_of_sample": bias_out_of_sample,
+    "bias_out_of_sample": bias_out_of_sample, "dit": dit,
 }
 
 
