@@ -583,12 +583,9 @@ def run_parts(sw: Sweep, plan: Plan, result: dict, save, log) -> None:
 
     # 3. FID
     if fid_n:
-        if plan.args.dataset == "mnist":
-            reference = "default"
-        else:
-            from dadq.data import load_dataset, to_model_range
+        from dadq.metrics import dataset_reference
 
-            reference = torch.from_numpy(to_model_range(load_dataset(plan.args.dataset, "test")[0]))
+        reference = dataset_reference(plan.args.dataset)
         result["setup"]["fid_reference"] = f"{plan.args.dataset} test set, 10k images"
         configs = [("wa", 4.0, "exact", prof), ("wa", 4.0, "uniform", prof)] if quick else [
             (t, b, m, prof) for t, b in (("w", 4.0), ("wa", 4.0), ("wa", 6.0)) for m in ("exact", "lagrangian", "uniform")]
