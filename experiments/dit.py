@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from benchmarks.common import EXPERIMENT_RESULTS, command_line, machine_facts, setup_threads, shown_path, write_result
 

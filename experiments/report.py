@@ -505,7 +505,7 @@ def profile_speed() -> str:
     gaps = r["fast_allocation_gap_shipped_profile"]
     gap_txt = ", ".join(f"+{100 * g['rel_gap']:.1f}% at {g['budget_avg_bits']:g}" + (" bits" if i == 0 else "")
                         for i, g in enumerate(gaps))
-    rows = [[f"`exact` curves against `naive`", f"max rel. diff {ev['max_rel_diff']:g} over {ev['entries']} entries"
+    rows = [["`exact` curves against `naive`", f"max rel. diff {ev['max_rel_diff']:g} over {ev['entries']} entries"
              + (" (bitwise equal)" if ev["bitwise_equal_fraction"] == 1.0 else ""),
              f"{_goal(t['exact_matches_naive']['target'])} {OK[t['exact_matches_naive']['pass']]}"],
             ["`exact` speed-up over `naive`", f"{t['exact_speedup']['value']:.2f}× end to end "
