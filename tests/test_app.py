@@ -597,9 +597,10 @@ def test_load_profile_and_score_a_new_model(client, assets):
         client.predict(16, 0, "ddim", 2, "inception", api_name="/fid")
     table = client.predict(16, 0, "ddim", 2, "mnist", api_name="/fid")
     assert table["headers"] == ["run", "model", "allocation", "rounding", "sampler", "n", "seed", "feature network",
-                                "FID"]
+                                "reference", "FID"]
     assert [r[1].split(" ")[0] for r in table["data"]] == ["FP", "quantized"]
-    assert all(r[5] == 16 and r[7] == "MnistFeatureNet-v1" and np.isfinite(r[8]) and r[8] >= 0
+    assert all(r[5] == 16 and r[7] == "MnistFeatureNet-v1" and r[8] == "mnist test"
+               and np.isfinite(r[9]) and r[9] >= 0
                for r in table["data"])
 
     # Issue 19.1: change the allocation while FID runs; the row names the allocation it ran. And 19.7:

@@ -434,12 +434,12 @@ def fid(n=256, seed=0, sampler="ddim", steps=50, feature="mnist", progress=gr.Pr
     f_fp = dadq.metrics.fid(fp, reference=reference, feature=feature)
     progress(0.95, desc=f"FID 3/3 · features of {n} quantized images")
     f_q = dadq.metrics.fid(q, reference=reference, feature=feature)
-    net = f'{dadq.metrics.FID_SETTINGS[feature]["feature_net"]} · vs {dataset} test'
+    net = dadq.metrics.FID_SETTINGS[feature]["feature_net"]
     rounding = (STATE.profile.meta or {}).get("rounding", "rtn")
     run = 1 + max([r[0] for r in STATE.fid_rows], default=0)
     for model, label, score in (("FP", "—", f_fp), ("quantized", snap.label, f_q)):
         STATE.fid_rows.append([run, f"{model} · {STATE.model_src}", label, rounding if model != "FP" else "—",
-                               name, n, seed, net, round(score, 3)])
+                               name, n, seed, net, f"{dataset} test", round(score, 3)])
     return views.fid_table()
 
 

@@ -18,7 +18,8 @@ from dadq.metrics import FID_LABEL
 from .state import STATE, default_budget
 
 MEAN_GROUP = -1
-FID_COLUMNS = ["run", "model", "allocation", "rounding", "sampler", "n", "seed", "feature network", "FID"]
+FID_COLUMNS = ["run", "model", "allocation", "rounding", "sampler", "n", "seed", "feature network", "reference",
+               "FID"]
 PAIR_COLUMNS = ["pair", "PSNR (dB)", "SSIM"]
 BREAKDOWN_COLUMNS = ["quantizer", "W/A", "D (mean over groups)", "% of D", "bits per group g0…", "% of group's D, g0…"]
 AB_COLUMNS = ["pair", "A PSNR (dB)", "A SSIM", "B PSNR (dB)", "B SSIM"]
