@@ -4,6 +4,7 @@ Nothing here does dadq maths; it only times, prints and writes.
 """
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import math
 import os
@@ -280,14 +281,20 @@ def shown_path(path: str | Path) -> str:
     return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
 
 
+_RANDOM_PROFILES: dict = {}  # model fingerprint -> Profile
+
+
 def get_profile(model, model_name: str = "default", path: str | Path | None = None, wait_s: float = 0.0):
     """The profile at :func:`profile_path`, or for 'random' (development only) a tiny one built on
     the fly (G=2, 1 calibration sample, fast mode)."""
     import dadq
 
     if model_name == "random" and path is None:
-        print("building a tiny development profile of the random-weight model (G=2, calib 1, fast)...", flush=True)
-        return dadq.profile(model, groups=2, bits=range(2, 9), calib_per_group=1, mode="fast")
+        fp = model.fingerprint()
+        if fp not in _RANDOM_PROFILES:  # seeded weights and calibration: one build serves every call of a process
+            print("building a tiny development profile of the random-weight model (G=2, calib 1, fast)...", flush=True)
+            _RANDOM_PROFILES[fp] = dadq.profile(model, groups=2, bits=range(2, 9), calib_per_group=1, mode="fast")
+        return copy.deepcopy(_RANDOM_PROFILES[fp])
     path = profile_path(model_name, path)
     if wait_s and not wait_for(path, wait_s):
         raise SystemExit(f"no profile at {path} after waiting {wait_s:.0f} s")

@@ -334,11 +334,11 @@ def rounding_grid() -> str:
            f"**Reduced sample size:** {fp['n']} samples at {fp['sampler']}, seed {seed}; FP FID at this size "
            f"{fp['fid']:.2f} (at 5k samples, DDIM-50: {fp5k['fid']:.2f}, `sweep_fid5k`). Read FID here as an ordering within a setting; paired "
            f"SSIM (FP and quantized samples from the same noise, the same {fp['n']} samples) is the steadier "
-           f"measure. RTN rows: the shipped profile (`{s['profile']}`, round to nearest). GPTQ rows: "
+           f"measure. RTN rows: `{s['profile']}` (round to nearest, the shipped profile until this grid). GPTQ rows: "
            f"`{gp.get('path', '–')}` (same recipe: G={gp.get('groups')}, bits {gp.get('bits', [0])[0]}–"
            f"{gp.get('bits', [0])[-1]}, {gp.get('calib_per_group')} calibration samples per group, {gp.get('mode')} "
            f"mode, metric {gp.get('metric')}, split concat {gp.get('split_concat')}; GPTQ rounding with bias "
-           f"correction), built by `{gp.get('command')}`."]
+           f"correction; shipped since this grid), built by `{gp.get('command')}`."]
     if chk:
         out += ["", f"Quantized sampling uses the profiled GPTQ weights: with only `{chk['layer']}` at "
                     f"{chk['bits']} bits in group {chk['group']}, `dadq.quantize` gives D {chk['measured_D']:.6g} against "

@@ -768,8 +768,8 @@ def main(argv=None) -> int:
                         "(default first; e.g. wa:4:uniform,fp in a second process that shares the cell cache "
                         "while the first computes FP); default: the headline rows")
     p.add_argument("--profiles", default=None,
-                   help="more profiles for the FID rows, NAME=PATH,... (e.g. gptq=experiments/results/profiles/gptq/"
-                        "default_gptq_bc_calib16.safetensors); a config names one as an option: w:4:exact:gptq")
+                   help="more profiles for the FID rows, NAME=PATH,... (e.g. rtn=assets/default/"
+                        "profile_rtn.safetensors); a config names one as an option: w:4:exact:rtn")
     p.add_argument("--fid-paired", action="store_true",
                    help="each quantized FID row also scores paired SSIM/PSNR against the FP samples of the same noise")
     p.add_argument("--name", default=None, help="result name (default sweep / sweep_quick; e.g. sweep_fashion)")

@@ -1,12 +1,11 @@
 """Build the shipped profile of a model with the core's dadq.profile (default: the embedded MNIST DDPM).
 
-    python -m scripts.build_default_profile                      # -> assets/default/profile.safetensors
-    python -m scripts.build_default_profile --model assets/fashion --out assets/fashion/profile.safetensors
-    # the RTN profile of the first sweeps (round to nearest, one range per concatenated input):
+    # the shipped profiles (GPTQ rounding, bias correction; the recipe issue 18's grid measured in images):
+    python -m scripts.build_default_profile --calib 16 --rounding gptq --bias-correction --no-split-concat
+    python -m scripts.build_default_profile --model assets/fashion --calib 16 --rounding gptq --bias-correction \
+        --no-split-concat --out assets/fashion/profile.safetensors
+    # the earlier round-to-nearest profiles, which the sweeps before issue 18 used:
     python -m scripts.build_default_profile --calib 16 --no-split-concat --out assets/default/profile_rtn.safetensors
-    # the same recipe with GPTQ rounding and bias correction (issue 18's grid):
-    python -m scripts.build_default_profile --calib 16 --rounding gptq --bias-correction --no-split-concat \\
-        --out experiments/results/profiles/gptq/default_gptq_bc_calib16.safetensors
 """
 from __future__ import annotations
 

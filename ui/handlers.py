@@ -331,7 +331,7 @@ def generate(seed=0, n=16, sampler="ddim", steps=50, labels="", guidance=None, p
         raise ValueError(f"count {n}: ask for 1 to 256 samples.")
     steps = _sampler_steps(sampler, steps)
     y, scale = _conditioning(labels, guidance, n)
-    snap = STATE.snapshot()  # the allocation this job runs and names, whatever happens meanwhile
+    snap = STATE.snapshot(progress)  # the allocation this job runs and names, whatever happens meanwhile
     timings = {}
     fp, q = dadq.sample_pair(STATE.model, snap.qmodel, n=n, steps=steps, seed=seed, sampler=sampler,
                              progress=throttled(progress, prefix=f"{n}+{n} samples · "), timings=timings,
@@ -365,7 +365,7 @@ def generate_ab(seed=0, n=16, sampler="ddim", steps=50, labels="", guidance=None
     if pinned is None:
         raise ValueError("no allocation is pinned: pin one as A in the Allocation tab first.")
     y, scale = _conditioning(labels, guidance, n)
-    b = STATE.snapshot()  # B: the displayed allocation at the start, whatever happens meanwhile
+    b = STATE.snapshot(progress)  # B: the displayed allocation at the start, whatever happens meanwhile
     qa = dadq.quantize(STATE.model, STATE.profile, pinned)
     kw = dict(n=n, steps=steps, seed=seed, sampler=sampler, class_labels=y,
               guidance_scale=1.0 if y is not None and scale is None else scale)
@@ -424,7 +424,7 @@ def fid(n=256, seed=0, sampler="ddim", steps=50, feature="mnist", progress=gr.Pr
     dadq.metrics.check_fid_request(STATE.model.sample_shape, n, feature)  # before any sampling
     steps = _sampler_steps(sampler, steps)
     name = views.sampler_name(sampler, steps)
-    snap = STATE.snapshot()  # the allocation this job runs and names, whatever happens meanwhile
+    snap = STATE.snapshot(progress)  # the allocation this job runs and names, whatever happens meanwhile
     progress(0.0, desc=f"FID 1/3 · sampling {n} FP + {n} quantized ({name})")
     fp, q = dadq.sample_pair(STATE.model, snap.qmodel, n=n, steps=steps, seed=seed, sampler=sampler,
                              progress=throttled(progress, scale=0.9, prefix=f"FID 1/3 · {n}+{n} samples · "))

@@ -195,7 +195,7 @@ def model_tab(w: Widgets, model_src: str):
             w.model_box = gr.Textbox(value=model_src, label="model: 'default', a local diffusers folder, or a hub id "
                                      "(online only)", scale=3, elem_id="model-src")
             w.prof_box = gr.Textbox(value="", label="profile file (optional; default: profile.safetensors beside the "
-                                    "model)", scale=3)
+                                    "model)", scale=3, elem_id="profile-src")
             w.load_btn = gr.Button("Load model", scale=1, elem_id="load-btn")
         gr.Markdown("#### New profile of the loaded model (fast mode measures 3 widths and fills the rest from the "
                     "noise model; exact measures all)")

@@ -72,12 +72,18 @@ class AppState:
         with self._lock:
             self.alloc, self.requested, self.request = alloc, requested, request
 
-    def snapshot(self) -> Snapshot:
-        """The displayed allocation, its label and its quantized model (cached per allocation)."""
+    def snapshot(self, progress=None) -> Snapshot:
+        """The displayed allocation, its label and its quantized model (cached per allocation).
+        ``progress(frac, desc=...)`` hears when a GPTQ or bias-corrected profile's calibration pass runs
+        (once per model and layer set: seconds on the CPU)."""
         with self._lock:
             alloc, model, profile = self.alloc, self.model, self.profile
         cached_for, qmodel = self._qmodel
         if cached_for is not alloc:
+            s = profile.settings()
+            if progress is not None and (s["rounding"] != "rtn" or s["bias_correction"]):
+                progress(0.0, desc=f"quantizing: {s['rounding']} weights and bias corrections from the profile's "
+                                   "calibration inputs (the first time for this model takes a few seconds)")
             qmodel = dadq.quantize(model, profile, alloc)
             self._qmodel = (alloc, qmodel)
         return Snapshot(alloc, alloc_label(alloc), qmodel)
