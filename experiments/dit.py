@@ -6,11 +6,12 @@ ablation, per-token activation ranges, and which layer types get the bits.
 
 Profiles (fast mode, bits 2-8, 4 calibration samples per group, guided calibration at the model's default
 scale, as assets/dit/profile.safetensors): G = 10 per tensor (the shipped profile where it matches the
-weights), G = 1 and G = 2 per tensor, G = 10 per token (``act_granularity="token"``); kept in
+weights), G = 1 and G = 2 per tensor, G = 10 per token (``act_granularity="token"``), all round to nearest;
+G = 10 per tensor with GPTQ rounding and bias correction (the strong quantizer of issue 18); kept in
 experiments/results/profiles/ and reused while the weights match.
 Settings: W4 (weights only, A FP), W4A8 (separate budgets), W+A 6 and W+A 4 (one joint budget).
-Methods: DADQ = the Lagrangian allocation; uniform = every quantizer at the widest width that fits (RTN,
-per-tensor ranges per group). Each quantized model samples n images from the FP run's noise, labels (0-9
+Methods: DADQ = the Lagrangian allocation; uniform = every quantizer at the widest width that fits (per-tensor
+ranges per group); each over RTN curves and over GPTQ + bias-corrected ones. Each quantized model samples n images from the FP run's noise, labels (0-9
 cycled) and guidance; scores: paired SSIM against FP, and class accuracy = the share of samples that the
 project's MNIST classifier (dadq.metrics.classify) labels as the requested class.
 Layer types: patch embedding (pos_embed.proj), timestep embedding (the MLP that feeds adaLN), adaLN
@@ -33,7 +34,16 @@ SETTINGS = {  # name -> allocate kwargs
     "W+A6": dict(target="wa", budget=6.0),
     "W+A4": dict(target="wa", budget=4.0),
 }
+# (G, activation granularity, weight rounding); G = 10 per tensor RTN last: the shipped profile may still be being
+# built by scripts.train_dit --profile
+PROFILES = [(10, "token", "rtn"), (1, "tensor", "rtn"), (2, "tensor", "rtn"), (10, "tensor", "gptq"),
+            (10, "tensor", "rtn")]
 LAYER_TYPES = ("patch embedding", "timestep embedding", "adaLN", "attention", "MLP", "final layer")
+
+
+def profile_key(key: tuple) -> str:
+    """'G10_tensor', 'G10_tensor_gptq_bc': a profile's name in the result."""
+    return f"G{key[0]}_{key[1]}" + ("_gptq_bc" if key[2] == "gptq" else "")
 
 
 def layer_type(name: str) -> str:
@@ -54,12 +64,15 @@ def layer_type(name: str) -> str:
 
 
 def get_profile(model, groups: int, granularity: str, folder: Path, shipped: Path | None, calib: int,
-                wait_s: float = 0.0):
-    """The profile of ``model`` at G groups and this granularity: loaded if a stored one matches, else built.
-    wait_s: wait up to this long for the shipped profile to match the model (being built beside this run)."""
+                wait_s: float = 0.0, rounding: str = "rtn"):
+    """The profile of ``model`` at G groups, this granularity and weight rounding ('gptq' comes with bias
+    correction): loaded if a stored one matches, else built. wait_s: wait up to this long for the shipped
+    profile to match the model (being built beside this run)."""
     import dadq
 
-    path = folder / f"dit_g{groups}_{granularity}.safetensors"
+    gptq = rounding == "gptq"
+    path = folder / f"dit_g{groups}_{granularity}{'_gptq_bc' if gptq else ''}.safetensors"
+    shipped = shipped if not gptq else None
     if shipped and groups == 10 and granularity == "tensor" and wait_s > 0:
         deadline = time.time() + wait_s
         while time.time() < deadline:
@@ -72,14 +85,15 @@ def get_profile(model, groups: int, granularity: str, folder: Path, shipped: Pat
             prof = dadq.Profile.load(cand)
             if (prof.fingerprint == model.fingerprint() and prof.num_groups == groups
                     and prof.meta.get("act_granularity", "tensor") == granularity
-                    and int(prof.calib_x.shape[1]) == calib and prof.meta.get("mode") == "fast"):
+                    and int(prof.calib_x.shape[1]) == calib and prof.meta.get("mode") == "fast"
+                    and prof.settings()["rounding"] == rounding and prof.settings()["bias_correction"] == gptq):
                 print(f"profile G={groups} {granularity}: {cand}", flush=True)
                 return prof, shown_path(cand)
     t0 = time.time()
     prof = dadq.profile(model, groups=groups, bits=range(2, 9), calib_per_group=calib, mode="fast",
-                        act_granularity=granularity)
+                        act_granularity=granularity, rounding=rounding, bias_correction=gptq)
     prof.save(path)
-    print(f"profile G={groups} {granularity}: built in {time.time() - t0:.0f} s -> {path}", flush=True)
+    print(f"profile G={groups} {granularity} {rounding}: built in {time.time() - t0:.0f} s -> {path}", flush=True)
     return prof, shown_path(path)
 
 
@@ -163,10 +177,9 @@ def main(argv=None) -> int:
 
         shipped = NAMED_MODELS[args.model] / "profile.safetensors"  # not there yet: scripts.train_dit --profile writes it
     profiles, sources = {}, {}
-    # G = 10 per tensor last: the shipped profile may still be being built by scripts.train_dit --profile
-    for key in [(10, "token"), (1, "tensor"), (2, "tensor"), (10, "tensor")]:
-        profiles[key], sources[f"G{key[0]}_{key[1]}"] = get_profile(model, *key, folder, shipped, args.calib,
-                                                                     args.wait_shipped)
+    for key in PROFILES:
+        profiles[key], sources[profile_key(key)] = get_profile(model, key[0], key[1], folder, shipped, args.calib,
+                                                               args.wait_shipped, rounding=key[2])
 
     labels = np.arange(args.n) % 10
     kw = dict(n=args.n, steps=args.steps, seed=0, class_labels=labels, progress=False)
@@ -176,9 +189,11 @@ def main(argv=None) -> int:
     fp_row = {"accuracy": float((fp_pred == labels).mean()), "seconds": round(time.time() - t0, 1)}
     print(f"FP: accuracy {fp_row['accuracy']:.3f} ({fp_row['seconds']} s)", flush=True)
 
-    runs = [("DADQ", "lagrangian", (10, "tensor")), ("uniform", "uniform", (10, "tensor")),
-            ("DADQ per-token", "lagrangian", (10, "token")), ("DADQ G=1", "lagrangian", (1, "tensor")),
-            ("DADQ G=2", "lagrangian", (2, "tensor"))]
+    runs = [("DADQ", "lagrangian", (10, "tensor", "rtn")), ("uniform", "uniform", (10, "tensor", "rtn")),
+            ("DADQ GPTQ+bias", "lagrangian", (10, "tensor", "gptq")),
+            ("uniform GPTQ+bias", "uniform", (10, "tensor", "gptq")),
+            ("DADQ per-token", "lagrangian", (10, "token", "rtn")), ("DADQ G=1", "lagrangian", (1, "tensor", "rtn")),
+            ("DADQ G=2", "lagrangian", (2, "tensor", "rtn"))]
     rows, types = [], {}
     for setting, akw in SETTINGS.items():
         for label, method, key in runs:
@@ -205,7 +220,7 @@ def main(argv=None) -> int:
                 size += float((b * getattr(prof, f"{k}_numel")[None]).sum(1).mean())
                 if k == "a":
                     size += float(((b < 32) * prof.a_overhead_bits[None]).sum(1).mean())
-            row = dict(setting=setting, method=label, groups=key[0], granularity=key[1],
+            row = dict(setting=setting, method=label, groups=key[0], granularity=key[1], rounding=key[2],
                        avg_bits=round(size / numel, 3), ssim=round(float(ssim.mean()), 4),
                        accuracy=round(float((pred == labels).mean()), 3),
                        agree_with_fp=round(float((pred == fp_pred).mean()), 3),
@@ -221,12 +236,12 @@ def main(argv=None) -> int:
         "prediction_type": model.prediction_type,
         "n": args.n, "sampler": f"DDIM-{args.steps}, eta 0, seed 0, labels 0-9 cycled", "profiles": sources,
         "profile_settings": {"mode": "fast", "bits": "2-8", "calib_per_group": args.calib,
-                             "seconds": {f"G{k[0]}_{k[1]}": profiles[k].meta.get("seconds") for k in profiles}},
+                             "seconds": {profile_key(k): profiles[k].meta.get("seconds") for k in profiles}},
         "fp": fp_row, "rows": rows, "bits_by_type": types,
-        "a_curves_by_type": a_curves_by_type(profiles[(10, "tensor")], profiles[(10, "token")]),
+        "a_curves_by_type": a_curves_by_type(profiles[(10, "tensor", "rtn")], profiles[(10, "token", "rtn")]),
         "token_overhead_bits_per_element": {
-            t: round(float(profiles[(10, "token")].a_overhead_bits[[layer_type(n) == t for n in profiles[(10, "token")].layer_names]].sum()
-                           / profiles[(10, "token")].a_numel[[layer_type(n) == t for n in profiles[(10, "token")].layer_names]].sum()), 4)
+            t: round(float(profiles[(10, "token", "rtn")].a_overhead_bits[[layer_type(n) == t for n in profiles[(10, "token", "rtn")].layer_names]].sum()
+                           / profiles[(10, "token", "rtn")].a_numel[[layer_type(n) == t for n in profiles[(10, "token", "rtn")].layer_names]].sum()), 4)
             for t in LAYER_TYPES},
         "seconds": round(time.time() - t_start, 1), "machine": machine_facts(),
     }
