@@ -422,17 +422,29 @@ def inception_weights(path: str | os.PathLike | None = None) -> Path:
     return _inception_weights(path)
 
 
-@functools.lru_cache(maxsize=2)
-def dataset_reference(dataset: str = "mnist"):
+_DATASET_STATS: dict = {}  # (dataset, feature) -> this process's stats file of that test split
+
+
+def dataset_reference(dataset: str = "mnist", feature: str = "mnist"):
     """The FID reference for a model trained on ``dataset`` (one of ``dadq.data.DATASETS``): "default" (the
-    shipped MNIST-test statistics) for MNIST, else that dataset's test split as images [10000, 1, 28, 28] in
-    [-1, 1] (shipped in assets/data). Samples of a Fashion-MNIST model scored against MNIST digits would give
-    a large FID that says nothing about quantization."""
+    shipped MNIST-test statistics) for MNIST; else a statistics file of that dataset's test split (10k images
+    shipped in assets/data), computed once per process and feature network and reused by every later FID.
+    Samples of a Fashion-MNIST model scored against MNIST digits would give a large FID that says nothing
+    about quantization."""
     if dataset == "mnist":
         return "default"
+    import tempfile
+
     from .data import load_dataset, to_model_range
 
-    return torch.from_numpy(to_model_range(load_dataset(dataset, "test")[0]))
+    key = (dataset, _check_feature(feature))
+    path = _DATASET_STATS.get(key)
+    if path is None or not path.is_file():
+        images = torch.from_numpy(to_model_range(load_dataset(dataset, "test")[0]))
+        path = Path(tempfile.mkdtemp(prefix="dadq-fid-")) / f"{dataset}_test_{feature}.safetensors"
+        save_reference_stats(path, images, feature, metadata={"dataset": dataset, "split": "test"})
+        _DATASET_STATS[key] = path
+    return path
 
 
 def check_fid_request(sample_shape, n: int, feature: str = "mnist") -> None:

@@ -14,7 +14,8 @@ def quality_vs_bits(model, profile, budgets, methods=("lagrangian", "uniform"), 
                     budget_scope: str = "group", progress=None, cancel=None):
     """A pandas DataFrame, one row per (method, budget): the allocation's average bits, the mean paired
     SSIM and PSNR (dB) of its n samples against the FP samples of the same noise and seed, and their
-    FID (only with ``fid=True``; NaN otherwise). A budget a method cannot meet gives a row of NaN.
+    FID (only with ``fid=True``, against the test split of the data the model names; NaN otherwise). A
+    budget a method cannot meet gives a row of NaN.
 
     progress: callable(fraction, text) or None.  cancel: a threading.Event (or anything with
     ``is_set``); when set, the sweep stops with ``InterruptedError`` between two chains."""
@@ -35,6 +36,7 @@ def quality_vs_bits(model, profile, budgets, methods=("lagrangian", "uniform"), 
         raise ValueError(f"n={n}: ask for at least one sample.")
     if fid:
         metrics.check_fid_request(model.sample_shape, n, feature)
+        reference = metrics.dataset_reference(model.info.get("dataset", "mnist"), feature)  # a folder's dadq.json
     total = 1 + len(methods) * len(budgets)
     done = [0]
 
@@ -64,7 +66,7 @@ def quality_vs_bits(model, profile, budgets, methods=("lagrangian", "uniform"), 
             q = sample(quantize(model, profile, alloc), progress=rep if progress else False, **kw)
             psnr, ssim = metrics.paired_psnr_ssim(fp, q)
             finite = psnr[np.isfinite(psnr)]
-            score = metrics.fid(q, feature=feature) if fid else np.nan
+            score = metrics.fid(q, reference=reference, feature=feature) if fid else np.nan
             rows.append([m, b, float(np.mean(alloc.group_avg_bits)), float(ssim.mean()),
                          float(finite.mean()) if finite.size else float("inf"), float(score)])
             done[0] += 1

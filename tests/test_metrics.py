@@ -174,12 +174,12 @@ def test_a_fashion_model_is_scored_against_fashion_mnist():
     """assets/fashion declares its data (dadq.json), and its FID reference is that test split, not MNIST."""
     import dadq
     from dadq.data import load_dataset, to_model_range
-    from dadq.metrics import dataset_reference, fid
+    from dadq.metrics import dataset_reference, fid, load_reference_stats
 
     assert dadq.load_model("assets/fashion").info["dataset"] == "fashion-mnist"
     assert dataset_reference("mnist") == "default"
     ref = dataset_reference("fashion-mnist")
-    assert tuple(ref.shape) == (10000, 1, 28, 28)
+    assert load_reference_stats(ref)["metadata"]["n"] == "10000" and dataset_reference("fashion-mnist") == ref
     clothes = torch.from_numpy(to_model_range(load_dataset("fashion-mnist", "test")[0][-512:]))
     assert fid(clothes, reference=ref) < 0.2 * fid(clothes, reference="default")
     with pytest.raises(ValueError, match="Unknown dataset"):

@@ -429,7 +429,7 @@ def fid(n=256, seed=0, sampler="ddim", steps=50, feature="mnist", progress=gr.Pr
     fp, q = dadq.sample_pair(STATE.model, snap.qmodel, n=n, steps=steps, seed=seed, sampler=sampler,
                              progress=throttled(progress, scale=0.9, prefix=f"FID 1/3 · {n}+{n} samples · "))
     dataset = STATE.model.info.get("dataset", "mnist")  # a model folder's dadq.json names its data
-    reference = dadq.metrics.dataset_reference(dataset)
+    reference = dadq.metrics.dataset_reference(dataset, feature)
     progress(0.9, desc=f"FID 2/3 · features of {n} FP images")
     f_fp = dadq.metrics.fid(fp, reference=reference, feature=feature)
     progress(0.95, desc=f"FID 3/3 · features of {n} quantized images")
