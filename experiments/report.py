@@ -614,6 +614,9 @@ def speed_targets() -> str:
             ["profile, `fast` mode against `naive`; its allocation gap", f"{t['fast_speedup']['value']:.2f}×; "
              f"≤ {100 * t['fast_alloc_gap']['value']:.1f}%", f"≥ 3×; ≤ 5% {OK[t['fast_speedup']['pass'] and t['fast_alloc_gap']['pass']]}",
              "same"],
+            *([["profile time, GPTQ + bias correction against round to nearest (8 layers)", f"{g['value']:.2f}×",
+                f"≤ 1.5× {OK[g['pass']]}", f"`{_cmd(pr['rounding']['command'])}`"]]
+              if (g := t.get("gptq_profile_ratio")) and pr.get("rounding") else []),
             ["quantized / FP sampling time (W+A 4)", f"{wa4['value']:.2f}×", f"≤ 1.3 {OK[wa4['pass']]}",
              f"`{_cmd(sa['command'])}`"],
             ["app start to usable page", f"{ap['start_to_ready_s']:.1f} s", f"≤ {ap['start_target_s']:g} s "
