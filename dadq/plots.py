@@ -218,6 +218,8 @@ def activation_hist(profile, layer, style: str = "overlay", bits: int | None = N
     glabels = group_labels(profile)
     colours = group_colours(G)
     label = layer_labels(profile.layer_names)[li]
+    # a per-token input has no fixed range to mark: each token's own min/max, shrunk by a ratio per group
+    token = profile.layer_names[li] in profile.token_layers()
     fig = go.Figure()
     nb = profile.act_hist.shape[-1]
     for g in range(G):
@@ -243,14 +245,16 @@ def activation_hist(profile, layer, style: str = "overlay", bits: int | None = N
                                      mode="lines", line=dict(color=colours[g], width=1.2, shape="hvh"),
                                      fill="toself", fillcolor=_rgba(colours[g], 0.35), name=glabels[g],
                                      legendgroup=f"g{g}", hovertemplate=hover))
-        if m is not None:
+        if m is not None and not token:
             clo, chi = (float(v) for v in profile.act_range[g, li, m])
             y0, y1 = (g, g + 0.95) if style == "ridge" else (0, 1)
             yref = "y" if style == "ridge" else "paper"
             for xv in (clo, chi):
                 fig.add_shape(type="line", x0=xv, x1=xv, y0=y0, y1=y1, yref=yref,
                               line=dict(color=colours[g], width=1, dash="dash"))
-    clip_note = f"; dashed: clipped {int(profile.bits[m])}-bit range per group" if m is not None else ""
+    clip_note = "" if m is None else (
+        f"; per-token {int(profile.bits[m])}-bit ranges (each token's min/max, shrunk per group)" if token
+        else f"; dashed: clipped {int(profile.bits[m])}-bit range per group")
     fig.update_xaxes(title_text="input activation value (shared axis)")
     if style == "overlay":
         # log: one label per decade (plotly's minor 2 and 5 labels crowd a short axis)
@@ -268,11 +272,18 @@ def activation_hist(profile, layer, style: str = "overlay", bits: int | None = N
 
 def activation_table(profile, layer, bits: int | None = None):
     """Each group's calibrated range of a layer's input: (headers, rows) with min, max, and the
-    clipped range (lo, hi) the quantizer uses at ``bits`` (default: the lowest profiled width)."""
+    clipped range (lo, hi) the quantizer uses at ``bits`` (default: the lowest profiled width). A per-token
+    input (``Profile.token_layers``) has no fixed range: its rows give the ratio each token's own min/max is
+    shrunk by, and the range and step columns read 'per token'."""
     li = _layer_index(profile, layer)
     m = option_index(profile.bits, bits if bits is not None else int(profile.bits[0]), fp_ok=False)
     b = int(profile.bits[m])
     glabels = group_labels(profile)
+    if profile.layer_names[li] in profile.token_layers():
+        headers = ["group", "min", "max", f"clip lo @{b}b", f"clip hi @{b}b", "clip / each token's width", f"step @{b}b"]
+        return headers, [[glabels[g], *(float(f"{float(v):.4g}") for v in profile.act_minmax[g, li]), "per token",
+                          "per token", float(f"{float(profile.act_range[g, li, m][0]):.3f}"), "per token"]
+                         for g in range(profile.num_groups)]
     headers = ["group", "min", "max", f"clip lo @{b}b", f"clip hi @{b}b", "clip / full width", f"step @{b}b"]
     rows = []
     for g in range(profile.num_groups):

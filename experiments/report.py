@@ -402,6 +402,49 @@ def rounding_grid() -> str:
     return "\n".join(out) + "\n"
 
 
+# (label suffix, metric): DADQ exact per group over curves of the same RTN recipe measured with each metric
+METRIC_ROWS = [("exact G=10", "ssim+mse"), ("exact G=10 mse", "mse"), ("exact G=10 ssim", "ssim")]
+
+
+def metric_grid() -> str:
+    """Issue 18's metric question, answered by FID: DADQ (exact, per-group budget) over profiles that differ only
+    in the distortion metric of their curves; FID × FP and paired SSIM per setting, then which metric wins."""
+    r = load("sweep_metric")
+    seeds = sorted({x["seed"] for x in r.get("fid") or []})
+    if not seeds:
+        return "No finished rows yet.\n"
+    rows = _rounding_rows(r, seeds[0])
+    fp = rows["FP"]
+    more = r["setup"]["more_profiles"]
+    out = [f"`{_cmd(r['command'])}` → `experiments/results/sweep_metric.json`"
+           + ("" if r.get("complete") else " (**partial**: the rows marked – are not finished; the same command "
+                                          "resumes)"), "",
+           f"{fp['n']} samples at {fp['sampler']}, seed {seeds[0]} (FP FID {fp['fid']:.2f}), as the grid above. "
+           f"Curves: `{r['setup']['profile']}` (metric ssim+mse) and, with only the metric changed, "
+           + "; ".join(f"`{v['path']}` (metric {v['metric']}, built by `{v['command']}`)" for v in more.values()) + "."]
+    table, wins = [], {m: 0 for _, m in METRIC_ROWS}
+    lines = []
+    for key, name, _, _ in ROUNDING_SETTINGS:
+        got = [(m, rows.get(f"{key} {suffix}")) for suffix, m in METRIC_ROWS]
+        for m, x in got:
+            table.append([name, m] + ([_bits(x), f"{x['fid']:.2f}", f"{x['fid'] / fp['fid']:.2f}×",
+                                       f"{x['paired_ssim_mean']:.3f}"] if x else ["–"] * 4))
+        done = [(m, x) for m, x in got if x]
+        if len(done) < len(METRIC_ROWS):
+            lines.append(f"- **{name}:** not finished.")
+            continue
+        (bm, bx), (sm, sx) = min(done, key=lambda v: v[1]["fid"]), max(done, key=lambda v: v[1]["paired_ssim_mean"])
+        runner_up = sorted(x["fid"] for _, x in done)[1]
+        level = runner_up / bx["fid"] - 1 < FID_LEVEL
+        wins[bm] += not level
+        lines.append(f"- **{name}:** lowest FID with {bm} ({bx['fid']:.1f}; next {runner_up:.1f}"
+                     + (", level" if level else "") + f"); highest paired SSIM with {sm} ({sx['paired_ssim_mean']:.3f}).")
+    out += ["", _table(["setting", "metric of the curves", "average bits used", "FID", "× FP", "paired SSIM"], table),
+            "", f"Per setting (FID gaps under {FID_LEVEL:.0%} count as level):", "", *lines, "",
+            "Settings won on FID, beyond level: " + ", ".join(f"{m} {n}" for m, n in wins.items()) + "."]
+    return "\n".join(out) + "\n"
+
+
 def weight_curve_sums(rtn_path: Path, gptq_path: Path) -> str:
     """Per width: the summed weight D of an RTN and a GPTQ profile (mean over groups) and their ratio."""
     import dadq
@@ -645,7 +688,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
-    "bias_out_of_sample": bias_out_of_sample, "dit": dit,
+    "bias_out_of_sample": bias_out_of_sample, "metric_grid": metric_grid, "dit": dit,
 }
 
 

@@ -76,6 +76,22 @@ def test_token_profile_records_and_sizes(tiny):
     assert (per_token.act_range[:, i] <= 1.0).all() and (per_token.act_range[:, i] >= 0.3).all()
 
 
+def test_activation_views_show_ratios_not_ranges_for_token_layers(tiny):
+    """A per-token input has no fixed range: the histogram draws no dashed range lines and the table gives
+    the clip ratio of each token's own width; a per-tensor profile of the same model still marks its ranges."""
+    from dadq.plots import activation_hist, activation_table
+
+    _, per_tensor, per_token = tiny
+    layer = "transformer_blocks.0.attn1.to_q"
+    fig = activation_hist(per_token, layer, bits=4)
+    assert not fig.layout.shapes and "per-token 4-bit ranges" in fig.layout.title.text
+    assert len(activation_hist(per_tensor, layer, bits=4).layout.shapes) == 2 * per_tensor.num_groups
+    headers, rows = activation_table(per_token, layer, bits=4)
+    i, m = per_token.layer_names.index(layer), list(per_token.bits).index(4)
+    assert headers[5] == "clip / each token's width" and rows[0][3] == "per token"
+    assert [r[5] for r in rows] == [round(float(per_token.act_range[g, i, m][0]), 3) for g in range(2)]
+
+
 def test_allocation_counts_the_token_ranges_it_paid_for(tiny, tmp_path):
     """The allocation reports the size its solver spent: per-token range bits included, and kept on save."""
     _, per_tensor, per_token = tiny
