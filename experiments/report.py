@@ -313,26 +313,28 @@ def _rounding_rows(result: dict, seed: int) -> dict[str, dict]:
     return {r["row"]: r for r in result.get("fid") or [] if r["seed"] == seed}
 
 
-def rounding_grid() -> str:
-    """Issue 18's grid: per setting, uniform bits and DADQ over RTN and over GPTQ + bias-corrected curves;
-    FID (× FP of the same sampler and seed) and paired SSIM from the same samples; then per setting, in
-    words computed from these numbers, what the better quantizer and the better allocation each buy."""
-    r = load("sweep_rounding")
+def rounding_grid(name: str = "sweep_rounding") -> str:
+    """Issue 18's grid (result ``name``): per setting, uniform bits and DADQ over RTN and over GPTQ +
+    bias-corrected curves; FID (× FP of the same sampler and seed) and paired SSIM from the same samples; then
+    per setting, in words computed from these numbers, what the better quantizer and the better allocation
+    each buy. Rows not run show –."""
+    r = load(name)
     seeds = sorted({x["seed"] for x in r.get("fid") or []})
     if not seeds:
         return "No finished rows yet.\n"
     seed = seeds[0]
     rows = _rounding_rows(r, seed)
     fp = rows["FP"]
-    fp5k = next(x for x in load("sweep_fid5k")["fid"] if x["row"] == "FP")
     s = r["setup"]
+    big = load("sweep_fid5k")  # the 5k FP row, where it is of this model
+    fp5k = next((x for x in big["fid"] if x["row"] == "FP"), None) if big["setup"]["fingerprint"] == s["fingerprint"] else None
     gp = s["more_profiles"].get("gptq", {})
     chk = (r.get("profiled_weights_check") or {}).get("gptq")
-    out = [f"`{_cmd(r['command'])}` → `experiments/results/sweep_rounding.json`"
+    out = [f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`"
            + ("" if r.get("complete") else " (**partial**: the rows marked – are not finished; the same command "
                                           "resumes)"), "",
            f"**Reduced sample size:** {fp['n']} samples at {fp['sampler']}, seed {seed}; FP FID at this size "
-           f"{fp['fid']:.2f} (at 5k samples, DDIM-50: {fp5k['fid']:.2f}, `sweep_fid5k`). Read FID here as an ordering within a setting; paired "
+           f"{fp['fid']:.2f}" + (f" (at 5k samples, DDIM-50: {fp5k['fid']:.2f}, `sweep_fid5k`)" if fp5k else "") + ". Read FID here as an ordering within a setting; paired "
            f"SSIM (FP and quantized samples from the same noise, the same {fp['n']} samples) is the steadier "
            f"measure. RTN rows: `{s['profile']}` (round to nearest, the shipped profile until this grid). GPTQ rows: "
            f"`{gp.get('path', '–')}` (same recipe: G={gp.get('groups')}, bits {gp.get('bits', [0])[0]}–"
@@ -688,7 +690,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
-    "bias_out_of_sample": bias_out_of_sample, "metric_grid": metric_grid, "dit": dit,
+    "bias_out_of_sample": bias_out_of_sample, "metric_grid": metric_grid,
+    "rounding_grid_fashion": lambda: rounding_grid("sweep_rounding_fashion"), "dit": dit,
 }
 
 
