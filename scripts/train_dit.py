@@ -158,9 +158,10 @@ def evaluate(out: Path, guidance: float | None, scales: list[float], sweep_n: in
         prev = json.loads(earlier.read_text())
         q["sweep"] = prev["sweep"]
         q["sweep_checkpoint_step"] = prev["checkpoint_step"]
-        q["sweep_note"] = (f"The sweep ran on the step-{prev['checkpoint_step']:,} checkpoint (training still running, to "
-                           f"leave time for the final evaluation); the final {steps_now:,}-step weights were then "
-                           "evaluated at the chosen scale only.")
+        if prev["checkpoint_step"] != steps_now:
+            q["sweep_note"] = (f"The sweep ran on the step-{prev['checkpoint_step']:,} checkpoint (training still running, "
+                               f"to leave time for the final evaluation); the final {steps_now:,}-step weights were then "
+                               "evaluated at the chosen scale only.")
     if guidance is None:
         for sc in scales:
             _, labels, pred, conf = _accuracy(model, sweep_n, sweep_steps, 1, sc, threads)
