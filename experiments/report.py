@@ -318,6 +318,8 @@ def rounding_grid(name: str = "sweep_rounding") -> str:
     bias-corrected curves; FID (× FP of the same sampler and seed) and paired SSIM from the same samples; then
     per setting, in words computed from these numbers, what the better quantizer and the better allocation
     each buy. Rows not run show –."""
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
     r = load(name)
     seeds = sorted({x["seed"] for x in r.get("fid") or []})
     if not seeds:
@@ -411,6 +413,8 @@ METRIC_ROWS = [("exact G=10", "ssim+mse"), ("exact G=10 mse", "mse"), ("exact G=
 def metric_grid() -> str:
     """Issue 18's metric question, answered by FID: DADQ (exact, per-group budget) over profiles that differ only
     in the distortion metric of their curves; FID × FP and paired SSIM per setting, then which metric wins."""
+    if not (RESULTS / "sweep_metric.json").exists():
+        return "Not run yet (`experiments/results/sweep_metric.json`).\n"
     r = load("sweep_metric")
     seeds = sorted({x["seed"] for x in r.get("fid") or []})
     if not seeds:
