@@ -428,7 +428,7 @@ def metric_grid() -> str:
            f"{fp['n']} samples at {fp['sampler']}, seed {seeds[0]} (FP FID {fp['fid']:.2f}), as the grid above. "
            f"Curves: `{r['setup']['profile']}` (metric ssim+mse) and, with only the metric changed, "
            + "; ".join(f"`{v['path']}` (metric {v['metric']}, built by `{v['command']}`)" for v in more.values()) + "."]
-    table, wins = [], {m: 0 for _, m in METRIC_ROWS}
+    table, wins, losses = [], {m: 0 for _, m in METRIC_ROWS}, {m: 0 for _, m in METRIC_ROWS}
     lines = []
     for key, name, _, _ in ROUNDING_SETTINGS:
         got = [(m, rows.get(f"{key} {suffix}")) for suffix, m in METRIC_ROWS]
@@ -440,14 +440,20 @@ def metric_grid() -> str:
             lines.append(f"- **{name}:** not finished.")
             continue
         (bm, bx), (sm, sx) = min(done, key=lambda v: v[1]["fid"]), max(done, key=lambda v: v[1]["paired_ssim_mean"])
+        wm, wx = max(done, key=lambda v: v[1]["fid"])
         runner_up = sorted(x["fid"] for _, x in done)[1]
         level = runner_up / bx["fid"] - 1 < FID_LEVEL
         wins[bm] += not level
+        behind = wx["fid"] / bx["fid"] - 1
+        losses[wm] += behind >= FID_LEVEL
         lines.append(f"- **{name}:** lowest FID with {bm} ({bx['fid']:.1f}; next {runner_up:.1f}"
-                     + (", level" if level else "") + f"); highest paired SSIM with {sm} ({sx['paired_ssim_mean']:.3f}).")
+                     + (", level" if level else "") + ")"
+                     + (f", highest with {wm} ({wx['fid']:.1f}, {behind:.0%} above)" if behind >= FID_LEVEL else
+                        ": all three level") + f"; highest paired SSIM with {sm} ({sx['paired_ssim_mean']:.3f}).")
     out += ["", _table(["setting", "metric of the curves", "average bits used", "FID", "× FP", "paired SSIM"], table),
             "", f"Per setting (FID gaps under {FID_LEVEL:.0%} count as level):", "", *lines, "",
-            "Settings won on FID, beyond level: " + ", ".join(f"{m} {n}" for m, n in wins.items()) + "."]
+            "Settings won on FID, beyond level: " + ", ".join(f"{m} {n}" for m, n in wins.items())
+            + "; settings lost (the highest FID, beyond level): " + ", ".join(f"{m} {n}" for m, n in losses.items()) + "."]
     return "\n".join(out) + "\n"
 
 
