@@ -283,6 +283,21 @@ def groups_ablation(sw: Sweep, n, steps, calib, mode, log, group_counts=ABLATION
             "rows": rows, "_profiles": profiles}
 
 
+def reference_id(reference) -> str:
+    """The FID reference in a cell key: 'default', or the digest of the reference images; for a dataset's
+    statistics file (dadq.metrics.dataset_reference), the digest of that test split's images, as the cells
+    of runs that passed the images themselves were keyed."""
+    if isinstance(reference, str):
+        return reference
+    if isinstance(reference, (os.PathLike, Path)):
+        from dadq.data import load_dataset, to_model_range
+        from dadq.metrics import load_reference_stats
+
+        meta = load_reference_stats(reference)["metadata"]
+        return digest(to_model_range(load_dataset(meta["dataset"], meta.get("split", "test"))[0]))
+    return digest(reference.numpy())
+
+
 def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | None = None) -> list[dict]:
     """FID of FP and of each (target, budget, method, profile) allocation, same sampler and seeds; one row
     per seed, appended to ``out`` as each seed ends (so a caller keeps them when the deadline stops the run).
@@ -293,7 +308,7 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
     from dadq.metrics import FID_LABEL
 
     dadq = sw.dadq
-    ref_id = reference if isinstance(reference, str) else digest(reference.numpy())
+    ref_id = reference_id(reference)
     model_fp = sw.model.fingerprint()
     out = [] if out is None else out
     order = list(configs) if "fp" in configs else ["fp", *configs]

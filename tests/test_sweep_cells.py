@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+import torch
 
 import dadq
 from experiments.cells import CellCache, Deadline, OutOfTime, allocation_digest, profile_digest
@@ -197,3 +198,16 @@ def test_fid_rows_of_a_second_profile_with_scope_and_pinned_ends(tmp_path):
     assert not r["complete"] and [x["row"] for x in r["fid"]] == ["FP", "W 4 uniform G=2 gptq ends@8", "W 4 uniform G=2"]
     with pytest.raises(SystemExit, match="option 'nope'.*endsN"):
         sweep.main(common + ["--out", str(tmp_path / "x.json"), "--fid-configs", "w:4:uniform:nope"])
+
+
+def test_a_dataset_reference_keys_cells_by_its_test_images():
+    """A non-MNIST sweep scores against the stats file of its test split (dadq.metrics.dataset_reference); the
+    cells stay keyed by the digest of those images, as when the images themselves were passed."""
+    from dadq.data import load_dataset, to_model_range
+    from dadq.metrics import dataset_reference
+    from experiments.cells import digest
+    from experiments.sweep import reference_id
+
+    assert reference_id("default") == "default"
+    images = to_model_range(load_dataset("fashion-mnist", "test")[0])
+    assert reference_id(dataset_reference("fashion-mnist")) == digest(images) == reference_id(torch.from_numpy(images))
