@@ -297,6 +297,7 @@ def write_card(out: Path) -> None:
                  + ("" if tr.get("final") else " The run was stopped after this checkpoint (the last periodic save) "
                     "to leave time for the evaluation; `training.json` and the weights are that checkpoint."))
     training = "\n".join(lines)
+    lr_text = f"{first_run['lr']:g}, then {a['lr']:g}" if first_run else f"{a['lr']:g}"
 
     den = q.get("denoise", {})
     den_rows = ""
@@ -315,7 +316,8 @@ def write_card(out: Path) -> None:
     selected = "" if not missed or not q.get("meets_bar") else (
         f"\nWith {', '.join(r['sampler'] for r in missed)} this model misses the bar, so the bar is met for "
         f"{q.get('sampler')} only (chosen after an earlier checkpoint missed it at DDIM-50). Sample this model with "
-        f"{q.get('sampler')}: more, smaller steps follow more of its low-noise error (see the per-class rows).\n")
+        f"{q.get('sampler')}. The misses are mostly 1s that grow extra strokes (per class below): more, smaller steps at low "
+        f"noise, each guided, add ink to thin strokes; stronger guidance makes it worse (the sweep above).\n")
     other = selected + "".join(
         f"- with {r['sampler']} instead (same weights, s = {r['guidance_scale']}, {r['n']} samples): class accuracy "
         f"{r['class_accuracy']}, per class " + " | ".join(f"{v:.2f}" for v in r["per_class_accuracy"].values())
@@ -351,7 +353,7 @@ x = dadq.sample(dit, n=20, steps={str(q.get('sampler', 'DDIM-50')).split('-')[-1
 | scheduler | DDPM, T=1000, linear betas 1e-4..0.02, **{pred_text}** (`prediction_type` in `scheduler/`; `dadq` converts the output to eps: `DiffusionModel.output_to_eps`) |
 
 ## Training
-- seed {tr['seed']}; AdamW lr {a['lr']:g} ({a['warmup']} warm-up steps), no weight decay, grad-norm clip 1.0,
+- seed {tr['seed']}; AdamW lr {lr_text} ({a['warmup']} warm-up steps), no weight decay, grad-norm clip 1.0,
   batch {tr['batch']}, EMA {tr['ema_decay']} (warm-up (1+step)/(10+step)); the shipped weights are the EMA.
 - labels dropped to the null class with probability {tr['class_dropout']}, once per sample for every block (diffusers'
   own per-block dropout is switched off; see `scripts/train_dit.py`).
