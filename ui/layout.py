@@ -138,12 +138,12 @@ def samples_tab(w: Widgets):
             w.count = gr.Slider(1, 64, value=16, step=1, label="count")
             w.sampler = gr.Radio([("DDIM", "ddim"), ("DDPM (all T steps)", "ddpm")], value="ddim", label="sampler",
                                  elem_id="sampler")
-            w.view("steps", gr.Slider, minimum=1, value=50, step=1, label="DDIM steps", elem_id="steps-slider")
+            w.view("steps", gr.Slider, minimum=1, step=1, label="DDIM steps", elem_id="steps-slider")
             w.gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-btn")
         with gr.Row():  # active only for a class-conditional model (ui.views.view_values)
             w.view("class_labels", gr.Textbox, label="class labels (comma separated, repeated to the count; empty = "
                    "0, 1, …, K−1, 0, …)", elem_id="class-labels", scale=3)
-            w.view("guidance", gr.Slider, minimum=0, maximum=10, step=0.5, label="guidance scale (1 = none)",
+            w.view("guidance", gr.Slider, minimum=0, maximum=10, step=0.25, label="guidance scale (1 = none)",
                    elem_id="guidance-slider", scale=2)
         w.gen_md = gr.Markdown(elem_id="generate-info")
         w.pairs = gr.Gallery(label="pairs from identical noise: FP | quantized | |FP − Q|", format="png", columns=4,

@@ -270,7 +270,8 @@ def view_values(sensitivity, activations) -> dict[str, dict]:
         "add_plot": dict(value=plots.empty_figure("press 'measure additivity' to run the model")),
         "add_md": dict(value=""),
         "solver_df": dict(value=pd.DataFrame(columns=plots.solver_table([])[0])),
-        "steps": dict(maximum=STATE.model.num_timesteps),
+        # the sampler steps the model's card measured it at (a folder's dadq.json), else DDIM-50
+        "steps": dict(maximum=STATE.model.num_timesteps, value=int(STATE.model.info.get("sampler_steps", 50))),
         **conditioning_values(),
         "fid_info": dict(value=fid_note()),
         "p_groups": dict(value=p.num_groups), "p_bits": dict(value=f"{bits[0]}-{bits[-1]}"),
