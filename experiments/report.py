@@ -329,7 +329,8 @@ def rounding_grid(name: str = "sweep_rounding") -> str:
     fp = rows["FP"]
     s = r["setup"]
     big = load("sweep_fid5k")  # the 5k FP row, where it is of this model
-    fp5k = next((x for x in big["fid"] if x["row"] == "FP"), None) if big["setup"]["fingerprint"] == s["fingerprint"] else None
+    same_model = big.get("setup", {}).get("fingerprint") == s.get("fingerprint")
+    fp5k = next((x for x in big.get("fid") or [] if x["row"] == "FP"), None) if same_model else None
     gp = s["more_profiles"].get("gptq", {})
     chk = (r.get("profiled_weights_check") or {}).get("gptq")
     out = [f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`"
