@@ -458,6 +458,29 @@ def metric_grid() -> str:
     return "\n".join(out) + "\n"
 
 
+def rounding_5k() -> str:
+    """Issue 18's grid at its own sample size, row by row as the 5k runs finish (sweep_rounding_5k): FID and
+    × FP of the same sampler and seed, with the target of the row's setting."""
+    name = "sweep_rounding_5k"
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
+    r = load(name)
+    rows = _rounding_rows(r, min(x["seed"] for x in r["fid"]))
+    fp = rows["FP"]
+    what = dict(ROUNDING_ROWS)
+    table = []
+    for key, sname, _, goal in ROUNDING_SETTINGS:
+        for suffix, text in ROUNDING_ROWS:
+            x = rows.get(f"{key} {suffix}")
+            if x:
+                ratio = x["fid"] / fp["fid"]
+                table.append([sname, what[suffix], _bits(x), f"{x['fid']:.2f}", f"{ratio:.2f}×",
+                              f"≤ {goal:g}× {OK[ratio <= goal] if suffix in DADQ_GPTQ else ''}".strip()])
+    return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n{fp['n']:,} samples at {fp['sampler']}, "
+            f"seed {fp['seed']}; FP FID {fp['fid']:.2f}. Only the rows below are run at this size so far.\n\n"
+            + _table(["setting", "row", "average bits used", "FID", "× FP", "issue 18's target"], table) + "\n")
+
+
 def weight_curve_sums(rtn_path: Path, gptq_path: Path) -> str:
     """Per width: the summed weight D of an RTN and a GPTQ profile (mean over groups) and their ratio."""
     import dadq
@@ -702,7 +725,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
     "bias_out_of_sample": bias_out_of_sample, "metric_grid": metric_grid,
-    "rounding_grid_fashion": lambda: rounding_grid("sweep_rounding_fashion"), "dit": dit,
+    "rounding_grid_fashion": lambda: rounding_grid("sweep_rounding_fashion"), "rounding_5k": rounding_5k, "dit": dit,
 }
 
 
