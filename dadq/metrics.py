@@ -21,7 +21,6 @@ because torchmetrics resizes only for its own Inception (the classifier sees nat
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 from pathlib import Path

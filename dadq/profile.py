@@ -37,7 +37,7 @@ from .io import atomic_path
 from .models import DiffusionModel, full_fp32
 from .quant import (ACT_CLIP_GRID, ACT_GRANULARITIES, FP_BITS, TOKEN_PARAM_BITS, WEIGHT_CLIP_GRID, QuantizedUNet,
                     activation_range, concat_splits, token_clip_ratio, token_layers)
-from .rounding import DAMP, ROUNDINGS
+from .rounding import DAMP, ROUNDINGS, needs_calibration
 
 FORMAT = "dadq-profile/1"
 KINDS = ("w", "a")
@@ -165,8 +165,7 @@ class Profile:
         rounding, bias correction (both from this profile's calibration inputs, run with its
         conditioning) and split inputs."""
         s = self.settings()
-        needs_calibration = s["rounding"] != "rtn" or s["bias_correction"]
-        call = conditioned_call(model, model.unet, profile_conditioning(model, self)) if needs_calibration else None
+        call = conditioned_call(model, model.unet, profile_conditioning(model, self)) if needs_calibration(s) else None
         qunet.setup(self.calib_x, self.calib_t, rounding=s["rounding"], bias_correction=s["bias_correction"],
                     a_split=self.split_layers(), call=call, a_token=self.token_layers())
 

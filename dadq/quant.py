@@ -27,7 +27,8 @@ from torch import nn
 from .bitwidths import FP_BITS, is_fp
 from .groups import TimestepGroups
 from .models import QUANTIZABLE, DiffusionModel
-from .rounding import DAMP, ROUNDINGS, calibration_stats, gptq, hessian_factor, output_shift, round_to_grid
+from .rounding import (DAMP, ROUNDINGS, calibration_stats, gptq, hessian_factor, needs_calibration, output_shift,
+                       round_to_grid)
 
 WEIGHT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
@@ -407,7 +408,7 @@ class QuantizedUNet(nn.Module):
                 if self.layers[name].a_split:
                     raise ValueError(f"{name}: a split input cannot also take per-token ranges.")
                 self.layers[name].a_token = int(k)
-        if rounding == "rtn" and not bias_correction:
+        if not needs_calibration(dict(rounding=rounding, bias_correction=bias_correction)):
             return
         calib = _layer_calibration(self.fp_unet, list(self.layers), calib_x, calib_t, rounding, bias_correction, call)
         for name, ql in self.layers.items():
@@ -460,7 +461,7 @@ def quantize(model: DiffusionModel, profile=None, allocation=None) -> DiffusionM
         profile.setup_quantizers(qunet, model)
     else:
         s = allocation.settings
-        if s.get("rounding", "rtn") != "rtn" or s.get("bias_correction"):
+        if needs_calibration(s):
             raise ValueError(f"this allocation comes from a profile with rounding={s.get('rounding')!r}, bias_correction="
                              f"{s.get('bias_correction')}: its weights are rebuilt from that profile's calibration "
                              "inputs; call dadq.quantize(model, profile, allocation).")

@@ -29,6 +29,12 @@ DAMP = 0.01  # dampening: fraction of the mean Hessian diagonal added to the dia
 BLOCK = 128  # GPTQ lazy-batch width: columns updated together before the trailing columns are touched
 
 
+def needs_calibration(settings: dict) -> bool:
+    """Whether a profile's (or allocation's) quantized weights are rebuilt from calibration inputs: GPTQ
+    rounding or bias correction. ``settings``: ``Profile.settings()`` / ``Allocation.settings``."""
+    return settings.get("rounding", "rtn") != "rtn" or bool(settings.get("bias_correction"))
+
+
 def round_to_grid(w: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
     """Nearest point of the symmetric narrow grid {-q..q} · scale (q = 2^(bits-1) - 1); at 1 bit,
     sign(w) · scale, since that grid would hold only zero. w [R, K], scale [R, 1] -> [R, K]."""

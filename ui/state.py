@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dadq
+from dadq.rounding import needs_calibration
 
 DEFAULT_BUDGET = 4.0
 
@@ -81,7 +82,7 @@ class AppState:
         cached_for, qmodel = self._qmodel
         if cached_for is not alloc:
             s = profile.settings()
-            if progress is not None and (s["rounding"] != "rtn" or s["bias_correction"]):
+            if progress is not None and needs_calibration(s):
                 progress(0.0, desc=f"quantizing: {s['rounding']} weights and bias corrections from the profile's "
                                    "calibration inputs (the first time for this model takes a few seconds)")
             qmodel = dadq.quantize(model, profile, alloc)
