@@ -8,6 +8,9 @@ Variants, all sampled from the same seed with dadq.sample:
   q_wa4       dadq.quantize(model, prof, dadq.allocate(prof, budget=4))   (W+A, Lagrangian, per-group)
   q_w4        weights only: dadq.allocate(prof, budget=4, target="w")   (activations stay FP)
   wrapper_fp  dadq's QuantizedUNet with every layer at full precision: the wrapper's own overhead
+  with --layout, also fp_default_layout and q_wa4_default_layout: the same models with their
+              convolution weights in torch's default layout instead of dadq's channels_last
+              (``dadq.models.use_fast_layout``); their time / FP is the layout's speed-up
 Each variant first runs once cold (timed separately: the quantized weights are computed and cached
 on first use), then the variants alternate ``--repeats`` times in rotating order; the reported
 ratio is the median over repeats of (variant time / FP time in the same round).
@@ -36,11 +39,13 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="interleaved repeats per variant (default 5)")
     p.add_argument("--budget", type=float, default=4.0, help="average bits of the allocations")
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the profile file")
+    p.add_argument("--layout", action="store_true",
+                   help="also time the FP and W+A models with their weights in torch's default layout")
     args = p.parse_args(argv)
     threads = setup_threads(args.threads)
     import dadq
     from dadq.models import DiffusionModel
-    from dadq.quant import QuantizedUNet
+    from dadq.quant import LayerCalibration, QuantizedUNet
 
     n = args.n or (8 if args.quick else 16)
     steps = args.steps or (10 if args.quick else 50)
@@ -57,6 +62,20 @@ def main(argv=None) -> int:
         models[k] = dadq.quantize(model, prof, a)
     wrapper = QuantizedUNet(model.unet, prof.groups, prof.layer_names).eval()
     models["wrapper_fp"] = DiffusionModel(wrapper, model.scheduler, source="wrapper, all FP")
+    if args.layout:
+        import torch
+
+        import dadq.models
+
+        dadq.models.FAST_LAYOUT = False
+        plain = load_model(args.model)
+        plain.unet.to(memory_format=torch.contiguous_format)
+        models["fp_default_layout"] = plain
+        q_plain = models["q_wa4_default_layout"] = dadq.quantize(plain, prof, allocs["q_wa4"])
+        # its own weight caches: a GPTQ calibration (and its cached weights) is shared per model fingerprint
+        for ql in q_plain.unet.layers.values():
+            ql.calib = LayerCalibration(factor=ql.calib.factor, in_mean=ql.calib.in_mean)
+        dadq.models.FAST_LAYOUT = True
 
     def run(name):
         return dadq.sample(models[name], n=n, steps=steps, seed=0)
@@ -93,7 +112,7 @@ def main(argv=None) -> int:
     write_result(NAME, {
         "benchmark": NAME, "command": command_line(NAME), "quick": args.quick, "machine": machine_facts(),
         "loadavg_start": load0, "loadavg_end": loadavg(),
-        "setup": {"model": args.model, "profile": str(args.profile or "assets/default/profile.safetensors"),
+        "setup": {"model": args.model, "layout": "channels_last" + (" and default" if args.layout else ""), "profile": str(args.profile or "assets/default/profile.safetensors"),
                   "profile_groups": prof.num_groups, "n": n, "sampler": "ddim", "steps": steps, "seed": 0,
                   "repeats": repeats, "budget_avg_bits": args.budget,
                   "allocations": {k: a.summary() for k, a in allocs.items()}},

@@ -82,6 +82,7 @@ class DiffusionModel:
 
     def __post_init__(self):
         kind = model_kind(self.unet)
+        use_fast_layout(self.unet)
         cfg = self.unet.config
         if kind == "dit":
             table = getattr(getattr(self.fp_net, "transformer_blocks", [None])[0], "norm1", None)
@@ -332,6 +333,28 @@ class DiffusionModel:
 
     def fingerprint(self) -> str:
         return fingerprint(self.unet)
+
+
+FAST_LAYOUT = True  # benchmarks set it False to time the default layout beside it
+
+
+def use_fast_layout(net: nn.Module) -> None:
+    """Put a denoiser's 4-D (convolution) weights in channels_last on the CPU, in place.
+
+    oneDNN runs the small UNets' convolutions about 1.6x faster in that layout than in the default
+    one (``python -m benchmarks.sampling_speed --layout``); outputs differ only by float rounding (the
+    order of sums), about 1e-6. Weights stay shared, so a QuantizedUNet built on the model follows it.
+    No-op on a GPU, where the default layout is what the GPU results were measured in.
+    """
+    if FAST_LAYOUT and next(net.parameters()).device.type == "cpu":
+        net.to(memory_format=torch.channels_last)
+
+
+def fast_layout_like(w: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """w in ref's memory layout (a quantized copy of a weight ``ref`` kept as fast as ref itself)."""
+    if w.ndim == 4 and ref.is_contiguous(memory_format=torch.channels_last) and not ref.is_contiguous():
+        return w.contiguous(memory_format=torch.channels_last)
+    return w
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from torch import nn
 
 from .bitwidths import FP_BITS, is_fp
 from .groups import TimestepGroups
-from .models import QUANTIZABLE, DiffusionModel
+from .models import QUANTIZABLE, DiffusionModel, fast_layout_like
 from .rounding import (DAMP, ROUNDINGS, calibration_stats, gptq, hessian_factor, needs_calibration, output_shift,
                        round_to_grid)
 
@@ -276,7 +276,8 @@ class QuantLayer(nn.Module):
             return self.weight
         w = self.calib.wq.get(bits)
         if w is None:
-            w = self.calib.wq[bits] = quantize_weight(self.weight, bits, self.calib.factor).to(self.weight.dtype)
+            w = quantize_weight(self.weight, bits, self.calib.factor).to(self.weight.dtype)
+            w = self.calib.wq[bits] = fast_layout_like(w, self.weight)
         return w
 
     def quantized_bias(self, bits: int, g: int) -> torch.Tensor | None:
