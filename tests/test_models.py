@@ -76,3 +76,25 @@ def test_cifar10_ddpm_architecture_profiles_on_a_subset():
     q = dadq.quantize(model, prof, alloc)
     x = torch.randn(1, 3, 32, 32)
     assert q.eps(x, torch.tensor([10])).shape == (1, 3, 32, 32)
+
+
+def test_cpu_models_run_in_channels_last_and_match_the_default_layout(tiny_model):
+    """use_fast_layout: conv weights in channels_last on the CPU, quantized weights in the same layout, and the
+    outputs of both layouts equal up to float rounding."""
+    import copy
+
+    conv = tiny_model.unet.conv_out.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    plain = copy.deepcopy(tiny_model.unet).to(memory_format=torch.contiguous_format)
+    assert plain.conv_out.weight.is_contiguous()
+    x, t = torch.randn(4, *tiny_model.sample_shape, generator=torch.Generator().manual_seed(0)), torch.tensor([999, 500, 20, 0])
+    with torch.no_grad():
+        fast, ref = tiny_model.unet(x, t).sample, plain(x, t).sample
+    assert torch.allclose(fast, ref, atol=1e-4, rtol=0)
+
+    prof = dadq.profile(tiny_model, groups=1, bits=[4], calib_per_group=2, mode="fast", layers=["conv_out"])
+    q = dadq.quantize(tiny_model, prof, dadq.allocate(prof, budget=4, target="w"))
+    with torch.no_grad():
+        q.eps(x, t)
+    wq = q.unet.layers["conv_out"].calib.wq[4]
+    assert wq.is_contiguous(memory_format=torch.channels_last) and not wq.is_contiguous()
