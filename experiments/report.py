@@ -290,6 +290,57 @@ def split_concat() -> str:
                       "layers where split is lower"], rows) + "\n")
 
 
+def split_grid() -> str:
+    """Split concat ranges measured in images (sweep_split): DADQ and the strong uniform baseline over GPTQ +
+    bias curves with one activation range per concatenated input and with one per part; then the rows this run
+    shares with the grid below (sweep_rounding, same sampler and seed, run by earlier code) side by side."""
+    name = "sweep_split"
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
+    r = load(name)
+    rows = _rounding_rows(r, min(x["seed"] for x in r["fid"]))
+    fp = rows["FP"]
+    sp = r["setup"]["more_profiles"]["split"]
+    table, lines = [], []
+    for key, sname, _, _ in ROUNDING_SETTINGS:
+        pairs = [(what, rows.get(f"{key} {base}"), rows.get(f"{key} {base.replace('gptq', 'split')}"))
+                 for base, what in ((STRONG_UNIFORM[1], "uniform, first/last layers 8 bits"),
+                                    (DADQ_GPTQ[1], "DADQ exact, mean over groups"))]
+        if not any(one or two for _, one, two in pairs):
+            continue
+        for what, one, two in pairs:
+            for x, ranges in ((one, "one range"), (two, "one range per part")):
+                table.append([sname, what, ranges] + ([_bits(x), f"{x['fid']:.2f}", f"{x['fid'] / fp['fid']:.2f}×",
+                                                        f"{x['paired_ssim_mean']:.3f}"] if x else ["–"] * 4))
+            if one and two:
+                df = two["fid"] / one["fid"] - 1
+                ds = two["paired_ssim_mean"] - one["paired_ssim_mean"]
+                f_word = "level" if abs(df) < FID_LEVEL else ("lower" if df < 0 else "higher")
+                s_word = "level" if abs(ds) < SSIM_LEVEL else ("higher" if ds > 0 else "lower")
+                lines.append(f"- **{sname}, {what}:** split ranges give FID {f_word} ({two['fid']:.1f} vs "
+                             f"{one['fid']:.1f}, {df:+.1%}) and paired SSIM {s_word} ({two['paired_ssim_mean']:.3f} vs "
+                             f"{one['paired_ssim_mean']:.3f}).")
+    out = [f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`"
+           + ("" if r.get("complete") else " (**partial**: the rows marked – are not finished)"), "",
+           f"{fp['n']} samples at {fp['sampler']}, seed {fp['seed']} (FP FID {fp['fid']:.2f}). Split profile: "
+           f"`{sp['path']}`, the shipped profile's recipe with split concat {sp.get('split_concat')}, built by "
+           f"`{sp.get('command')}`.", "",
+           _table(["setting", "row", "activation ranges of split inputs", "average bits used", "FID", "× FP",
+                   "paired SSIM"], table), "", f"Per row (FID gaps under {FID_LEVEL:.0%} and paired-SSIM gaps under "
+                                               f"{SSIM_LEVEL} count as level):", "", *lines]
+    if (RESULTS / "sweep_rounding.json").exists():
+        old = _rounding_rows(load("sweep_rounding"), fp["seed"])
+        same = [(k, x, old[k]) for k, x in rows.items() if k in old and old[k]["n"] == x["n"]]
+        if same:
+            gaps = [abs(x["fid"] / o["fid"] - 1) for _, x, o in same]
+            out += ["", f"The {len(same)} rows this run shares with the grid below (`sweep_rounding`, the same "
+                        "sampler, seed and profile, computed before convolution weights moved to channels_last) "
+                        f"differ in FID by at most {max(gaps):.1%} (median {float(np.median(gaps)):.1%}): "
+                        "the layout changes only float rounding, but a rounding can land an activation on the "
+                        "other side of a quantization step."]
+    return "\n".join(out) + "\n"
+
+
 # --- issue 18: base quantizer against allocation ----------------------------------------------------
 
 ROUNDING_SETTINGS = [("W4A 8", "W 4 + A 8 (separate budgets)", "W4A8", 1.15), ("W 4", "W 4", "W 4", 1.15),
@@ -468,7 +519,7 @@ def rounding_5k() -> str:
     rows = _rounding_rows(r, min(x["seed"] for x in r["fid"]))
     fp = rows["FP"]
     what = dict(ROUNDING_ROWS)
-    table = []
+    table, lines = [], []
     for key, sname, _, goal in ROUNDING_SETTINGS:
         for suffix, text in ROUNDING_ROWS:
             x = rows.get(f"{key} {suffix}")
@@ -476,9 +527,18 @@ def rounding_5k() -> str:
                 ratio = x["fid"] / fp["fid"]
                 table.append([sname, what[suffix], _bits(x), f"{x['fid']:.2f}", f"{ratio:.2f}×",
                               f"≤ {goal:g}× {OK[ratio <= goal] if suffix in DADQ_GPTQ else ''}".strip()])
+        dadq_rows = [rows[f"{key} {k}"] for k in DADQ_GPTQ if f"{key} {k}" in rows]
+        strong = [rows[f"{key} {k}"] for k in STRONG_UNIFORM if f"{key} {k}" in rows]
+        if dadq_rows and strong:
+            dg, su = min(dadq_rows, key=lambda x: x["fid"]), min(strong, key=lambda x: x["fid"])
+            df = dg["fid"] / su["fid"] - 1
+            word = "level with" if abs(df) < FID_LEVEL else ("ahead of" if df < 0 else "**behind**")
+            lines.append(f"- **{sname}:** DADQ over GPTQ + bias curves is {word} the strong uniform baseline at this "
+                         f"size: FID {dg['fid']:.2f} against {su['fid']:.2f} ({df:+.0%}).")
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n{fp['n']:,} samples at {fp['sampler']}, "
-            f"seed {fp['seed']}; FP FID {fp['fid']:.2f}. Only the rows below are run at this size so far.\n\n"
-            + _table(["setting", "row", "average bits used", "FID", "× FP", "issue 18's target"], table) + "\n")
+            f"seed {fp['seed']}; FP FID {fp['fid']:.2f}. Rows not listed are not run at this size yet.\n\n"
+            + _table(["setting", "row", "average bits used", "FID", "× FP", "issue 18's target"], table) + "\n"
+            + ("\n" + "\n".join(lines) + "\n" if lines else ""))
 
 
 def weight_curve_sums(rtn_path: Path, gptq_path: Path) -> str:
@@ -638,8 +698,13 @@ def sampling_speed() -> str:
     rows = [[name, f"{rv[k]['median']:.2f}× (per repeat {rv[k]['min']:.2f}–{rv[k]['max']:.2f})",
              f"{_goal(r['targets'][k]['target'])} {OK[r['targets'][k]['pass']]}"]
             for k, name in (("q_wa4", "W+A 4 (lagrangian, per-group)"), ("q_w4", "W 4 (lagrangian, per-group)"))]
+    for k, name in (("fp_default_layout", "FP, convolution weights in torch's default layout"),
+                    ("q_wa4_default_layout", "W+A 4, default layout")):
+        if k in rv:
+            rows.append([name, f"{rv[k]['median']:.2f}× (per repeat {rv[k]['min']:.2f}–{rv[k]['max']:.2f})", "–"])
     return (f"`{_cmd(r['command'])}` → `benchmarks/results/sampling_speed.json`\n\n"
-            f"Quantized / FP sampling time, {s['n']} images, DDIM-{s['steps']}, median of {s['repeats']} repeats:\n\n"
+            f"Sampling time ÷ FP sampling time (FP in channels_last, `dadq.models.use_fast_layout`), {s['n']} images, "
+            f"DDIM-{s['steps']}, median of {s['repeats']} interleaved repeats:\n\n"
             + _table(["model", "time ÷ FP", "target"], rows) + "\n")
 
 
@@ -721,7 +786,7 @@ def dit() -> str:
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
-    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "default_model": default_model,
+    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
     "bias_out_of_sample": bias_out_of_sample, "metric_grid": metric_grid,
