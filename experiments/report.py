@@ -216,17 +216,23 @@ HEADLINE_ROWS = [("W 4", "W 4"), ("W+A 4", "WA 4"), ("W+A 6", "WA 6")]
 
 
 def headline() -> str:
-    """The README's headline: 5k-sample FIDs, exact against uniform bits, with FP."""
-    r = load("sweep_fid5k")
-    f = {k: v[1] for k, v in _fid_rows(r, seed=1).items()}
-    fp = f["FP"]
-    n, sampler = r["fid"][0]["n"], r["fid"][0]["sampler"]
-    rows = [[label, f"{f[f'{key} exact G=10']:.2f} ({f[f'{key} exact G=10'] / fp:.2f}× FP)",
-             f"{f[f'{key} uniform G=10']:.2f} ({f[f'{key} uniform G=10'] / fp:.2f}× FP)"]
-            for label, key in HEADLINE_ROWS]
-    return (_table(["average bits", "dadq (exact allocation)", "uniform bits"], rows)
-            + f"\n\nFID with MNIST-classifier features (not Inception), {n:,} samples, {sampler}, seed 1, on the "
-              f"embedded MNIST model; FP {fp:.2f} (`experiments/results/sweep_fid5k.json`).\n")
+    """The README's headline: 5k-sample FIDs of DADQ over GPTQ + bias curves against the strong uniform baseline
+    (GPTQ + bias, first and last layers at 8 bits), × FP, per setting of issue 18 (– where not run yet)."""
+    name = "sweep_rounding_5k"
+    r = load(name)
+    rows = _rounding_rows(r, 1)
+    fp = rows["FP"]
+
+    def cell(key, suffix):
+        x = rows.get(f"{key} {suffix}")
+        return f"{x['fid']:.2f} ({x['fid'] / fp['fid']:.2f}× FP)" if x else "not run yet"
+
+    table = [[tname, cell(key, DADQ_GPTQ[1]), cell(key, STRONG_UNIFORM[1]), f"≤ {goal:g}×"]
+             for key, _, tname, goal in ROUNDING_SETTINGS]
+    return (_table(["average bits", "dadq (GPTQ + bias curves)", "uniform bits (GPTQ + bias, first/last layers 8)",
+                    "target"], table)
+            + f"\n\nFID with MNIST-classifier features (not Inception), {fp['n']:,} samples, {fp['sampler']}, seed 1, on "
+              f"the embedded MNIST model; FP {fp['fid']:.2f} (`experiments/results/{name}.json`).\n")
 
 
 def fid_5k_vs_1k() -> str:
