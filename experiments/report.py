@@ -219,8 +219,7 @@ def headline() -> str:
     """The README's headline: 5k-sample FIDs of DADQ over GPTQ + bias curves against the strong uniform baseline
     (GPTQ + bias, first and last layers at 8 bits), × FP, per setting of issue 18 (– where not run yet)."""
     name = "sweep_rounding_5k"
-    r = load(name)
-    rows = _rounding_rows(r, 1)
+    rows = _first_seed(name)[1]
     fp = rows["FP"]
 
     def cell(key, suffix):
@@ -303,8 +302,7 @@ def split_grid() -> str:
     name = "sweep_split"
     if not (RESULTS / f"{name}.json").exists():
         return f"Not run yet (`experiments/results/{name}.json`).\n"
-    r = load(name)
-    rows = _rounding_rows(r, min(x["seed"] for x in r["fid"]))
+    r, rows = _first_seed(name)
     fp = rows["FP"]
     sp = r["setup"]["more_profiles"]["split"]
     table, lines = [], []
@@ -368,6 +366,12 @@ def _bits(r: dict) -> str:
 
 def _rounding_rows(result: dict, seed: int) -> dict[str, dict]:
     return {r["row"]: r for r in result.get("fid") or [] if r["seed"] == seed}
+
+
+def _first_seed(name: str) -> tuple[dict, dict[str, dict]]:
+    """A FID result and its rows {label: row} on its first seed."""
+    r = load(name)
+    return r, _rounding_rows(r, min(x["seed"] for x in r["fid"]))
 
 
 def rounding_grid(name: str = "sweep_rounding") -> str:
@@ -521,8 +525,7 @@ def rounding_5k() -> str:
     name = "sweep_rounding_5k"
     if not (RESULTS / f"{name}.json").exists():
         return f"Not run yet (`experiments/results/{name}.json`).\n"
-    r = load(name)
-    rows = _rounding_rows(r, min(x["seed"] for x in r["fid"]))
+    r, rows = _first_seed(name)
     fp = rows["FP"]
     what = dict(ROUNDING_ROWS)
     table, lines = [], []
