@@ -112,7 +112,8 @@ def main(argv=None) -> int:
     write_result(NAME, {
         "benchmark": NAME, "command": command_line(NAME), "quick": args.quick, "machine": machine_facts(),
         "loadavg_start": load0, "loadavg_end": loadavg(),
-        "setup": {"model": args.model, "layout": "channels_last" + (" and default" if args.layout else ""), "profile": str(args.profile or "assets/default/profile.safetensors"),
+        "setup": {"model": args.model, "layout": "channels_last" + (" and default" if args.layout else ""),
+                  "profile": str(args.profile or "assets/default/profile.safetensors"),
                   "profile_groups": prof.num_groups, "n": n, "sampler": "ddim", "steps": steps, "seed": 0,
                   "repeats": repeats, "budget_avg_bits": args.budget,
                   "allocations": {k: a.summary() for k, a in allocs.items()}},

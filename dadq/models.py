@@ -341,9 +341,9 @@ FAST_LAYOUT = True  # benchmarks set it False to time the default layout beside 
 def use_fast_layout(net: nn.Module) -> None:
     """Put a denoiser's 4-D (convolution) weights in channels_last on the CPU, in place.
 
-    oneDNN runs the small UNets' convolutions about 1.6x faster in that layout than in the default
-    one (``python -m benchmarks.sampling_speed --layout``); outputs differ only by float rounding (the
-    order of sums), about 1e-6. Weights stay shared, so a QuantizedUNet built on the model follows it.
+    oneDNN runs the small UNets' convolutions faster in that layout than in the default one
+    (``python -m benchmarks.sampling_speed --layout`` times both); outputs differ only by float rounding
+    (the order of sums; tests bound it). Weights stay shared, so a QuantizedUNet built on the model follows it.
     No-op on a GPU, where the default layout is what the GPU results were measured in.
     """
     if FAST_LAYOUT and next(net.parameters()).device.type == "cpu":

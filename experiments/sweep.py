@@ -71,8 +71,8 @@ ABLATION_METHODS = ("exact", "uniform")
 # ablation profiles dominate the run time), and uses 24 paired samples, not 32. The grid and the
 # ablation profiles run side by side on CPUs with >= 2 threads.
 QUICK_METHODS = ("lagrangian", "exact", "uniform")
-# Images per sampling batch. DDIM at eta 0 gives the same images at any batch (up to float rounding), and
-# batches of 64 keep a layer's activations in cache, where the fake quantization's passes over them are cheap.
+# Images per sampling batch. DDIM at eta 0 gives the same images at any batch (up to float rounding); smaller
+# batches keep a layer's activations in the CPU's cache, where the fake quantization passes over them.
 SAMPLE_BATCH = 64
 QUICK_ABLATION_G = (1, 2, 10)
 QUICK_ABLATION_BUDGETS = (4.0,)
@@ -133,7 +133,7 @@ class Sweep:
 
         fp = self.fp_images(n, steps, seed)
         q = self._q_last = self.dadq.sample(qmodel, n=n, steps=steps, seed=seed, desc="quantized sampling",
-                                                 batch_size=SAMPLE_BATCH)
+                                            batch_size=SAMPLE_BATCH)
         psnr, ssim = paired_psnr_ssim(fp, q)
         fin = psnr[np.isfinite(psnr)]
         return {"paired_ssim_mean": float(ssim.mean()), "paired_ssim_std": float(ssim.std()),
