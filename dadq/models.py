@@ -351,10 +351,14 @@ def use_fast_layout(net: nn.Module) -> None:
 
 
 def fast_layout_like(w: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """w in ref's memory layout (a quantized copy of a weight ``ref`` kept as fast as ref itself)."""
-    if w.ndim == 4 and ref.is_contiguous(memory_format=torch.channels_last) and not ref.is_contiguous():
-        return w.contiguous(memory_format=torch.channels_last)
-    return w
+    """w with ref's strides (a quantized copy of a weight ``ref`` kept as fast as ref itself).
+
+    Strides, not a memory-format test: a weight with one input channel (conv_in of a 1-channel model)
+    is contiguous in both formats, and oneDNN picks the output layout from its strides. A copy with
+    default strides there turns every activation after conv_in back to the default layout."""
+    if w.shape != ref.shape or w.stride() == ref.stride():
+        return w
+    return torch.empty_like(ref, dtype=w.dtype).copy_(w)
 
 
 @contextlib.contextmanager

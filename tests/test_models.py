@@ -92,9 +92,18 @@ def test_cpu_models_run_in_channels_last_and_match_the_default_layout(tiny_model
         fast, ref = tiny_model.unet(x, t).sample, plain(x, t).sample
     assert torch.allclose(fast, ref, atol=1e-4, rtol=0)
 
-    prof = dadq.profile(tiny_model, groups=1, bits=[4], calib_per_group=2, mode="fast", layers=["conv_out"])
+    # conv_in has one input channel: its weight is contiguous in both layouts, and only its strides tell
+    # oneDNN to keep the activations after it in channels_last
+    prof = dadq.profile(tiny_model, groups=1, bits=[4], calib_per_group=2, mode="fast", layers=["conv_in", "conv_out"])
     q = dadq.quantize(tiny_model, prof, dadq.allocate(prof, budget=4, target="w"))
+    seen = []
+    hook = q.unet.layers["conv_out"].register_forward_pre_hook(lambda m, inp: seen.append(inp[0]))
     with torch.no_grad():
         q.eps(x, t)
-    wq = q.unet.layers["conv_out"].calib.wq[4]
-    assert wq.is_contiguous(memory_format=torch.channels_last) and not wq.is_contiguous()
+    hook.remove()
+    for name in ("conv_in", "conv_out"):
+        layer = q.unet.layers[name]
+        assert layer.calib.wq[4].stride() == layer.weight.stride(), name
+    assert q.unet.layers["conv_out"].calib.wq[4].is_contiguous(memory_format=torch.channels_last)
+    assert not q.unet.layers["conv_out"].calib.wq[4].is_contiguous()
+    assert seen and all(a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous() for a in seen)
