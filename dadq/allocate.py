@@ -32,7 +32,10 @@ METHODS = ("lagrangian", "exact", "greedy", "uniform")
 TARGETS = ("wa", "w", "a")  # joint W+A, weights only (A stays FP), activations only (W stays FP)
 WEIGHT_MODES = ("per-group", "shared")
 BUDGET_SCOPES = ("group", "mean")  # every group meets the budget / the mean over groups does
-DP_MAX_CELLS = 4_000_000  # N x (budget / gcd) cells above which the MILP is used instead
+# N x (budget / gcd) cells above which the MILP is used instead. The DP is exact and its back-pointer
+# table is int16 (64 MB at the limit); the MILP stops at HiGHS's absolute gap, which is coarse on sums
+# of small distortions, so pooled knapsacks (budget_scope="mean") must stay within the DP.
+DP_MAX_CELLS = 32_000_000
 
 
 def _check(distortion, size):
@@ -133,8 +136,9 @@ def _lagrangian(d, s, budget):
     return lagrangian_choice(d, s, _fitting_slope(d, s, budget))
 
 
-def _dp(d, s, budget, keep=None, max_cells: int = DP_MAX_CELLS):
-    """Exact DP over the kept options (integer sizes); None when the table would exceed max_cells.
+def _dp(d, s, budget, keep=None, max_cells: int | None = None):
+    """Exact DP over the kept options (integer sizes); None when the table would exceed max_cells
+    (default DP_MAX_CELLS).
 
     The table runs over the size *above each row's smallest kept option*, in units of the GCD of
     those offsets: after reduced-cost fixing few options remain, so the capacity left is small.
@@ -146,7 +150,7 @@ def _dp(d, s, budget, keep=None, max_cells: int = DP_MAX_CELLS):
     unit = reduce(gcd, [int(v) for v in off[keep] if v] or [1])
     units = off // unit
     cap = int(np.floor((budget - smin.sum()) / unit + 1e-9))
-    if cap < 0 or n * (cap + 1) > max_cells:
+    if cap < 0 or n * (cap + 1) > (DP_MAX_CELLS if max_cells is None else max_cells):
         return None
     best = np.zeros(cap + 1)  # best[c]: min distortion of the rows so far within c units above their minima
     arg = np.zeros((n, cap + 1), dtype=np.int16)
@@ -224,7 +228,10 @@ def _exact(d, s, budget):
         choice = _dp_free_rows(d, s, budget, keep)
         if choice is not None:
             return choice
-    return _milp(d, s, budget)
+    # Not proven optimal: never return worse than the heuristics, which also fit the budget.
+    rows = np.arange(len(d))
+    return min((_milp(d, s, budget), _greedy(d, s, budget), _lagrangian(d, s, budget)),
+               key=lambda c: d[rows, c].sum())
 
 
 def _dp_free_rows(d, s, budget, keep):
