@@ -612,7 +612,7 @@ def _choose(name: str, value, choices) -> None:
 
 def allocate(profile, budget: float | None = None, lam: float | None = None, target: str = "wa",
              method: str = "lagrangian", weight_mode: str = "per-group", w_budget: float | None = None,
-             a_budget: float | None = None, budget_scope: str | None = None) -> Allocation:
+             a_budget: float | None = None, budget_scope: str | None = None, fp_top: bool = False) -> Allocation:
     """Bit allocation per timestep group from a Profile.
 
     Give exactly one of:
@@ -630,6 +630,9 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
       None: 'group', except shared weights under a joint W+A budget, which is always 'mean': the one
       weight copy is in every group, so the groups share one knapsack (an explicit 'group' is an
       error there). With shared weights, a weights-only budget is the same in both scopes.
+    fp_top: offer full precision (FP_BITS bits per element, zero distortion) as the top point of every
+      targeted curve, so a quantizer whose distortion stays high at the widest profiled width (the
+      model's input x_t at the last steps, read by conv_in) can buy it where it is worth the bits.
     """
     _choose("target", target, TARGETS)
     _choose("weight_mode", weight_mode, WEIGHT_MODES)
@@ -657,6 +660,7 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
 
     G, L, bits = profile.num_groups, profile.num_layers, profile.bits
     sizes = {k: profile.sizes(k) for k in ("w", "a")}
+    numel_of = {"w": profile.w_numel.astype(np.float64), "a": profile.a_numel.astype(np.float64)}
     idx = {k: np.full((G, L), -1, dtype=np.int64) for k in ("w", "a")}  # -1: full precision
     parts = [("w", w_budget), ("a", a_budget)] if separate else [(target, budget)]
     for part, b_avg in parts:
@@ -674,7 +678,12 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
             steps = G if len(knapsacks) == 1 else 1  # denoising steps (one per group) the knapsack covers
             d = np.concatenate([profile.d_w.sum(axis=0) if g is None else profile.curves(k)[g] for k, g in blocks])
             s = np.concatenate([sizes[k] * (G if g is None else 1) for k, g in blocks])
+            if fp_top:  # one more option per row, index len(bits): nothing lost, FP_BITS per element
+                numels = np.concatenate([numel_of[k] * (G if g is None else 1) for k, g in blocks])
+                d = np.hstack([d, np.zeros((len(d), 1))])
+                s = np.hstack([s, numels[:, None] * float(FP_BITS)])
             ch = _solve_part(d, s, b_avg, numel, steps, lam, method, bits)
+            ch = np.where(ch == len(bits), -1, ch)
             for bi, (k, g) in enumerate(blocks):
                 idx[k][slice(None) if g is None else g] = ch[bi * L:(bi + 1) * L]
 
@@ -683,6 +692,11 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
     if budget_scope == "mean" and lam is None:
         notes.append("budget scope 'mean': the budget bounds the mean over groups of the per-step size; "
                      "single groups may use more")
+    if fp_top:
+        kinds = {k for part, _ in parts for k in (["w", "a"] if part == "wa" else [part])}
+        n_fp = sum(int((idx[k] == -1).sum()) for k in kinds)
+        notes.append(f"fp_top: full precision offered as the top point of every curve; {n_fp} of "
+                     f"{len(kinds) * G * L} (group, quantizer) choices took it, at {FP_BITS} bits per element")
     return Allocation(
         layer_names=list(profile.layer_names), w_bits=w_bits, a_bits=a_bits,
         d_w=chosen_distortion(profile.d_w, bits, w_bits), d_a=chosen_distortion(profile.d_a, bits, a_bits),

@@ -84,6 +84,8 @@ def _alloc_args(p):
     p.add_argument("--budget-scope", default=None, choices=BUDGET_SCOPES,
                    help="group: every timestep group meets the budget (peak per step; default); mean: the mean "
                         "over groups does (average over the trajectory); shared weights with a joint budget: mean")
+    p.add_argument("--fp-top", action="store_true",
+                   help="offer full precision (32 bits, no distortion) as the top point of every curve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,7 +168,8 @@ def _profile_for(args, model):
 
 
 def _alloc_kw(args) -> dict:
-    return dict(target=args.target, method=args.method, weight_mode=args.weight_mode, budget_scope=args.budget_scope)
+    return dict(target=args.target, method=args.method, weight_mode=args.weight_mode, budget_scope=args.budget_scope,
+                fp_top=args.fp_top)
 
 
 def _quantized(args, model):

@@ -317,13 +317,7 @@ def split_grid() -> str:
                 table.append([sname, what, ranges] + ([_bits(x), f"{x['fid']:.2f}", f"{x['fid'] / fp['fid']:.2f}×",
                                                         f"{x['paired_ssim_mean']:.3f}"] if x else ["–"] * 4))
             if one and two:
-                df = two["fid"] / one["fid"] - 1
-                ds = two["paired_ssim_mean"] - one["paired_ssim_mean"]
-                f_word = "level" if abs(df) < FID_LEVEL else ("lower" if df < 0 else "higher")
-                s_word = "level" if abs(ds) < SSIM_LEVEL else ("higher" if ds > 0 else "lower")
-                lines.append(f"- **{sname}, {what}:** split ranges give FID {f_word} ({two['fid']:.1f} vs "
-                             f"{one['fid']:.1f}, {df:+.1%}) and paired SSIM {s_word} ({two['paired_ssim_mean']:.3f} vs "
-                             f"{one['paired_ssim_mean']:.3f}).")
+                lines.append(f"- **{sname}, {what}:** split ranges give {_against(two, one)}.")
     out = [f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`"
            + ("" if r.get("complete") else " (**partial**: the rows marked – are not finished)"), "",
            f"{fp['n']} samples at {fp['sampler']}, seed {fp['seed']} (FP FID {fp['fid']:.2f}). Split profile: "
@@ -357,6 +351,46 @@ ROUNDING_ROWS = [("uniform G=10", "uniform, RTN"), ("uniform G=10 gptq", "unifor
 FID_LEVEL, SSIM_LEVEL = 0.05, 0.005  # relative FID gap, absolute paired-SSIM gap below which two rows are level
 STRONG_UNIFORM = ("uniform G=10 gptq", "uniform G=10 gptq ends@8")
 DADQ_GPTQ = ("exact G=10 gptq", "exact G=10 gptq scope=mean")
+
+
+def _against(new: dict, old: dict) -> str:
+    """'FID level (37.1 vs 38.2, -3.0%) and paired SSIM level (0.960 vs 0.958)': row ``new`` against ``old``."""
+    df = new["fid"] / old["fid"] - 1
+    ds = new["paired_ssim_mean"] - old["paired_ssim_mean"]
+    f_word = "level" if abs(df) < FID_LEVEL else ("lower" if df < 0 else "higher")
+    s_word = "level" if abs(ds) < SSIM_LEVEL else ("higher" if ds > 0 else "lower")
+    return (f"FID {f_word} ({new['fid']:.1f} vs {old['fid']:.1f}, {df:+.1%}) and paired SSIM {s_word} "
+            f"({new['paired_ssim_mean']:.3f} vs {old['paired_ssim_mean']:.3f})")
+
+
+def fp_top() -> str:
+    """Full precision as the top point of every curve (sweep_fptop, dadq.allocate's fp_top): DADQ over GPTQ + bias
+    curves, mean over groups, with and without it; the rows without come from the grid below (sweep_rounding,
+    same sampler and seed)."""
+    name = "sweep_fptop"
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
+    r, rows = _first_seed(name)
+    fp = rows["FP"]
+    old = _rounding_rows(load("sweep_rounding"), fp["seed"])
+    table, lines = [], []
+    for key, sname, _, _ in ROUNDING_SETTINGS:
+        base = old.get(f"{key} {DADQ_GPTQ[1]}")
+        top = rows.get(f"{key} {DADQ_GPTQ[1]} fp-top")
+        if not (base and top):
+            continue
+        for x, what in ((base, "profiled widths"), (top, "profiled widths + FP")):
+            table.append([sname, what, _bits(x), f"{x['predicted_D']:.3g}", f"{x['fid']:.2f}",
+                          f"{x['fid'] / fp['fid']:.2f}×", f"{x['paired_ssim_mean']:.3f}"])
+        lines.append(f"- **{sname}:** predicted D {base['predicted_D'] / top['predicted_D']:.1f}× lower with FP "
+                     f"offered; in images {_against(top, base)}.")
+    return "\n".join([f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`", "",
+                      f"{fp['n']} samples at {fp['sampler']}, seed {fp['seed']} (FP FID {fp['fid']:.2f}); DADQ exact "
+                      "over GPTQ + bias curves, mean over groups. Predicted D: the sum of the profiled distortions, "
+                      "mean over groups (0 for a full-precision choice).", "",
+                      _table(["setting", "options", "average bits used", "predicted D", "FID", "× FP", "paired SSIM"],
+                             table), "", f"FID gaps under {FID_LEVEL:.0%} and paired-SSIM gaps under {SSIM_LEVEL} "
+                                         "count as level.", "", *lines]) + "\n"
 
 
 def _bits(r: dict) -> str:
@@ -797,7 +831,8 @@ def dit() -> str:
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
-    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "default_model": default_model,
+    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top,
+    "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
     "bias_out_of_sample": bias_out_of_sample, "metric_grid": metric_grid,

@@ -142,12 +142,12 @@ class Sweep:
                 "paired_psnr_median": float(np.median(psnr)), "identical_images": int((~np.isfinite(psnr)).sum())}
 
 
-def allocate_cell(dadq, prof, target, budget, method, weight_mode="per-group", scope=None):
+def allocate_cell(dadq, prof, target, budget, method, weight_mode="per-group", scope=None, fp_top=False):
     if target == "w4a":
         return dadq.allocate(prof, w_budget=4.0, a_budget=budget, target="wa", method=method, weight_mode=weight_mode,
-                             budget_scope=scope)
+                             budget_scope=scope, fp_top=fp_top)
     return dadq.allocate(prof, budget=budget, target=target, method=method, weight_mode=weight_mode,
-                         budget_scope=scope)
+                         budget_scope=scope, fp_top=fp_top)
 
 
 def pearson(x, y) -> float:
@@ -412,7 +412,8 @@ def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
 
     Options (any order): a profile name from ``--profiles NAME=PATH`` (default: ``prof``, the main
     profile); ``mean`` or ``group`` (dadq.allocate's budget_scope; default group); ``endsN`` (the
-    first and last layers, END_LAYERS, pinned at N bits after allocating: dadq.allocate.pin_bits).
+    first and last layers, END_LAYERS, pinned at N bits after allocating: dadq.allocate.pin_bits);
+    ``fptop`` (full precision offered as the top point of every curve: dadq.allocate's fp_top).
     Each quantized config is (target, budget, method, profile, options dict)."""
     profiles = profiles or {}
     configs = []
@@ -436,9 +437,11 @@ def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
                 opts["scope"] = tok
             elif re.fullmatch(r"ends\d+", tok):
                 opts["ends"] = int(tok[4:])
+            elif tok == "fptop":
+                opts["fp_top"] = True
             else:
                 raise SystemExit(f"--fid-configs: option {tok!r} of {c!r} is none of: a profile name from --profiles "
-                                 f"({', '.join(profiles) or 'none given'}), mean, group, endsN (e.g. ends8).")
+                                 f"({', '.join(profiles) or 'none given'}), mean, group, endsN (e.g. ends8), fptop.")
         configs.append((t, b, m, use, opts))
     return configs
 
@@ -452,8 +455,8 @@ def parse_profiles(text: str | None, model) -> dict:
         if not item.strip():
             continue
         name, sep, path = item.partition("=")
-        if not sep or not name or name in ("mean", "group", "fp") or re.fullmatch(r"ends\d+", name):
-            raise SystemExit(f"--profiles: {item!r} is not NAME=PATH with a NAME other than fp, mean, group, endsN.")
+        if not sep or not name or name in ("mean", "group", "fp", "fptop") or re.fullmatch(r"ends\d+", name):
+            raise SystemExit(f"--profiles: {item!r} is not NAME=PATH with a NAME other than fp, fptop, mean, group, endsN.")
         if not Path(path).exists():
             raise SystemExit(f"--profiles: {path} does not exist; build it first (python -m scripts.build_default_profile "
                              "--out PATH ...).")
@@ -467,7 +470,7 @@ def config_allocation(dadq, target, budget, method, prof, opts):
     first/last layers pinned where ``opts['ends']`` asks."""
     from dadq.allocate import pin_bits
 
-    a = allocate_cell(dadq, prof, target, budget, method, scope=opts.get("scope"))
+    a = allocate_cell(dadq, prof, target, budget, method, scope=opts.get("scope"), fp_top=opts.get("fp_top", False))
     return pin_bits(a, prof, END_LAYERS, opts["ends"]) if opts.get("ends") else a
 
 
@@ -480,6 +483,8 @@ def config_label(target, budget, method, prof, opts) -> str:
         label += " scope=mean"
     if opts.get("ends"):
         label += f" ends@{opts['ends']}"
+    if opts.get("fp_top"):
+        label += " fp-top"
     return label
 
 

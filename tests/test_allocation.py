@@ -88,6 +88,38 @@ def test_exact_mean_scope_with_separate_budgets_beats_the_heuristics(shipped, da
         assert (ex.a_bits * shipped.a_numel).sum() / shipped.a_numel.sum() / shipped.num_groups > 7.99
 
 
+def test_fp_top_buys_full_precision_within_the_budget_and_never_predicts_worse(shipped):
+    # on the shipped profile conv_in's input (x_t) keeps a large distortion at 8 bits in the last group,
+    # and its 784 elements are cheap at FP_BITS: the solver takes it wherever FP is offered
+    conv_in = shipped.layer_names.index("conv_in")
+    for kw in (dict(w_budget=4, a_budget=8), dict(budget=6.0), dict(budget=4.0, target="w")):
+        for scope in ("group", "mean"):
+            plain = dadq.allocate(shipped, method="exact", budget_scope=scope, **kw)
+            top = dadq.allocate(shipped, method="exact", budget_scope=scope, fp_top=True, **kw)
+            assert top.predicted.sum() <= plain.predicted.sum() * (1 + 1e-12)
+            budget = kw.get("budget", 6.0 if "budget" in kw else None)
+            if "w_budget" in kw:
+                wb, ab = top.step_bits()
+                assert (wb / shipped.w_numel.sum()).mean() <= 4 + 1e-9 and (ab / shipped.a_numel.sum()).mean() <= 8 + 1e-9
+            else:
+                avg = top.group_avg_bits
+                assert (avg.mean() if scope == "mean" else avg.max()) <= budget + 1e-9
+            assert set(np.unique(top.w_bits)) | set(np.unique(top.a_bits)) <= set(shipped.bits.tolist()) | {FP_BITS}
+    top = dadq.allocate(shipped, method="exact", budget_scope="mean", fp_top=True, w_budget=4, a_budget=8)
+    assert (top.a_bits[:, conv_in] == FP_BITS).all()
+    assert top.predicted.mean() < 0.2 * dadq.allocate(shipped, method="exact", budget_scope="mean", w_budget=4,
+                                                      a_budget=8).predicted.mean()
+
+
+def test_fp_top_layers_run_unquantized(tiny_model, tiny_profile):
+    a = dadq.allocate(tiny_profile, budget=8.0, method="exact", fp_top=True)
+    fp = np.argwhere(a.a_bits == FP_BITS)
+    assert len(fp), "at the widest profiled width the tiny profile buys some full-precision inputs"
+    q = dadq.quantize(tiny_model, tiny_profile, a)
+    g, l = fp[0]
+    assert q.unet.layers[tiny_profile.layer_names[l]].a_bits[g] == FP_BITS
+
+
 def test_mean_scope_uniform_stays_uniform(tiny_profile):
     a = dadq.allocate(tiny_profile, budget=4.0, method="uniform", budget_scope="mean")
     assert (a.w_bits == 4).all() and (a.a_bits == 4).all()

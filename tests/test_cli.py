@@ -66,6 +66,12 @@ def test_cli_end_to_end(tiny_folder, tmp_path):
     assert r.returncode == 0, r.stderr
     mean = json.loads((tmp_path / "m.json").read_text())
     assert mean["budget_scope"] == "mean" and np.mean(mean["group_avg_bits"]) <= 3.0 + 1e-9
+    # full precision offered as the top point reaches the solver, and the budget still holds
+    r = dadq_cli("allocate", "--profile", str(prof), "--budget", "8", "--target", "a", "--method", "exact", "--fp-top",
+                 "--out", str(tmp_path / "top.json"))
+    assert r.returncode == 0, r.stderr
+    top = json.loads((tmp_path / "top.json").read_text())
+    assert any(n.startswith("fp_top:") for n in top["notes"]) and max(top["group_avg_bits"]) <= 8.0 + 1e-9
 
     r = dadq_cli("sweep", "--profile", str(prof), "--budgets", "3,6", "--out", str(tmp_path / "sw.json"))
     assert r.returncode == 0, r.stderr
