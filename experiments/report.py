@@ -553,6 +553,23 @@ def metric_grid() -> str:
     return "\n".join(out) + "\n"
 
 
+def levers_5k() -> str:
+    """Quantizer or allocation at 5k samples: from uniform RTN (sweep_fid5k), the strong uniform baseline (the
+    better quantizer), DADQ over RTN curves with the per-group budget (the better allocation, sweep_fid5k) and
+    DADQ over GPTQ + bias curves (both, sweep_rounding_5k); same sampler and seed. Settings with all four rows."""
+    old, new = _first_seed("sweep_fid5k")[1], _first_seed("sweep_rounding_5k")[1]
+    table = []
+    for key, sname, _, _ in ROUNDING_SETTINGS:
+        base, *rest = (old.get(f"{key} uniform G=10"), new.get(f"{key} {STRONG_UNIFORM[1]}"),
+                       old.get(f"{key} exact G=10"), new.get(f"{key} {DADQ_GPTQ[1]}"))
+        if base and all(rest):
+            table.append([sname, f"{base['fid']:.2f}"] + [f"{x['fid']:.2f} ({base['fid'] / x['fid']:.1f}× lower)"
+                                                          for x in rest])
+    return (_table(["setting", "uniform RTN", "better quantizer: strong uniform",
+                    "better allocation: DADQ over RTN curves, per-group budget", "both: DADQ over GPTQ + bias curves"],
+                   table) + "\n")
+
+
 def rounding_5k() -> str:
     """Issue 18's grid at its own sample size, row by row as the 5k runs finish (sweep_rounding_5k): FID and
     × FP of the same sampler and seed, with the target of the row's setting."""
@@ -831,7 +848,7 @@ def dit() -> str:
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
-    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top,
+    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "levers_5k": levers_5k,
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
