@@ -572,6 +572,33 @@ def levers_5k() -> str:
                    table) + "\n")
 
 
+def rounding_1k() -> str:
+    """Issue 18's grid at 1k samples over seeds (sweep_rounding_1k): FID per seed with mean ± std (fid_table), and
+    per setting whether DADQ over GPTQ + bias curves beats the strong uniform baseline on every seed."""
+    name = "sweep_rounding_1k"
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
+    r = load(name)
+    fid = r["fid"]
+    seeds = sorted({x["seed"] for x in fid})
+    first = fid[0]
+    rows = _fid_rows(r)
+    lines = []
+    for key, sname, _, _ in ROUNDING_SETTINGS:
+        ours, base = rows.get(f"{key} {DADQ_GPTQ[1]}"), rows.get(f"{key} {STRONG_UNIFORM[1]}")
+        common = sorted(set(ours or {}) & set(base or {}))
+        if common:
+            wins = sum(ours[k] < base[k] for k in common)
+            lines.append(f"- **{sname}:** DADQ over GPTQ + bias curves has the lower FID on {wins} of {len(common)} "
+                         f"seeds (mean {np.mean([ours[k] for k in common]):.2f} against "
+                         f"{np.mean([base[k] for k in common]):.2f}).")
+    return "\n".join([f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`"
+                      + ("" if r.get("complete") else " (**partial**)"), "",
+                      f"{first['n']:,} samples at {first['sampler']}, seeds {', '.join(map(str, seeds))}; the FP rows "
+                      "are the ones of the main sweep (same sampler and seeds, shared through its cell cache).", "",
+                      fid_table(fid, seeds), "", *lines]) + "\n"
+
+
 def rounding_5k() -> str:
     """Issue 18's grid at its own sample size, row by row as the 5k runs finish (sweep_rounding_5k): FID and
     × FP of the same sampler and seed, with the target of the row's setting."""
@@ -850,7 +877,7 @@ def dit() -> str:
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
-    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "levers_5k": levers_5k,
+    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "levers_5k": levers_5k, "rounding_1k": rounding_1k,
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
