@@ -6,7 +6,7 @@ Measures, in one run on one machine (absolute times on the 2-core box vary ~3x b
 ratios are the numbers to compare):
   start_to_ready   `python app.py` launched -> the server answers its config (page usable), and ->
                    a gradio_client connected; median over --starts launches (the last one serves the
-                   rest of the benchmark), since one start on this machine varies by several seconds
+                   rest of the benchmark), since one start on this machine varies between runs
   allocate         the slider-release round trip: /allocate through gradio_client (budget changes
                    every call), median and p90 of --reps calls
   browser          slider release -> heatmap redrawn, in chromium (Playwright): set the budget slider
@@ -145,18 +145,24 @@ def main(argv=None):
         cmd += ["--profile", args.profile]
     log = tempfile.NamedTemporaryFile(prefix="dadq-app-bench-", suffix=".log", delete=False)
     starts = []
-    for _ in range(max(args.starts, 1) - 1):
-        t_start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def launch():
+        """(the app's process, when it was launched); its start-to-ready time goes to ``starts``."""
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            starts.append(wait_ready(url, proc, log.name) - t_start)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-    t_start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            starts.append(wait_ready(url, p, log.name) - t0)
+        except BaseException:
+            p.terminate()
+            raise
+        return p, t0
+
+    for _ in range(max(args.starts, 1) - 1):
+        p, _ = launch()
+        p.terminate()
+        p.wait(timeout=30)
+    proc, t_start = launch()
     try:
-        starts.append(wait_ready(url, proc, log.name) - t_start)
         from gradio_client import Client
 
         client = Client(url, verbose=False)

@@ -663,8 +663,10 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
     numel_of = {"w": profile.w_numel.astype(np.float64), "a": profile.a_numel.astype(np.float64)}
     idx = {k: np.full((G, L), -1, dtype=np.int64) for k in ("w", "a")}  # -1: full precision
     parts = [("w", w_budget), ("a", a_budget)] if separate else [(target, budget)]
+    solved = []  # the kinds allocated (the others stay FP)
     for part, b_avg in parts:
         kinds = ["w", "a"] if part == "wa" else [part]
+        solved += kinds
         numel = target_numel(profile, part)  # elements of one step's target
         # A knapsack is a list of blocks of L rows: (kind, group), group None = the one shared weight copy
         # (D summed over groups, size counted once per group, so the budget bounds the mean over groups).
@@ -693,10 +695,9 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
         notes.append("budget scope 'mean': the budget bounds the mean over groups of the per-step size; "
                      "single groups may use more")
     if fp_top:
-        kinds = {k for part, _ in parts for k in (["w", "a"] if part == "wa" else [part])}
-        n_fp = sum(int((idx[k] == -1).sum()) for k in kinds)
+        n_fp = sum(int((idx[k] == -1).sum()) for k in solved)
         notes.append(f"fp_top: full precision offered as the top point of every curve; {n_fp} of "
-                     f"{len(kinds) * G * L} (group, quantizer) choices took it, at {FP_BITS} bits per element")
+                     f"{len(solved) * G * L} (group, quantizer) choices took it, at {FP_BITS} bits per element")
     return Allocation(
         layer_names=list(profile.layer_names), w_bits=w_bits, a_bits=a_bits,
         d_w=chosen_distortion(profile.d_w, bits, w_bits), d_a=chosen_distortion(profile.d_a, bits, a_bits),

@@ -407,6 +407,11 @@ def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, referen
 END_LAYERS = ("conv_in", "conv_out")
 
 
+def _option_word(tok: str) -> bool:
+    """True for the words --fid-configs reads as options (and 'fp', the FP row), which no profile may be named."""
+    return tok in ("fp", "mean", "group", "fptop") or re.fullmatch(r"ends\d+", tok) is not None
+
+
 def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
     """``--fid-configs``: 'target:budget:method[:option...]' entries and optionally 'fp', comma-separated.
 
@@ -455,7 +460,7 @@ def parse_profiles(text: str | None, model) -> dict:
         if not item.strip():
             continue
         name, sep, path = item.partition("=")
-        if not sep or not name or name in ("mean", "group", "fp", "fptop") or re.fullmatch(r"ends\d+", name):
+        if not sep or not name or _option_word(name):
             raise SystemExit(f"--profiles: {item!r} is not NAME=PATH with a NAME other than fp, fptop, mean, group, endsN.")
         if not Path(path).exists():
             raise SystemExit(f"--profiles: {path} does not exist; build it first (python -m scripts.build_default_profile "

@@ -97,7 +97,7 @@ def test_fp_top_buys_full_precision_within_the_budget_and_never_predicts_worse(s
             plain = dadq.allocate(shipped, method="exact", budget_scope=scope, **kw)
             top = dadq.allocate(shipped, method="exact", budget_scope=scope, fp_top=True, **kw)
             assert top.predicted.sum() <= plain.predicted.sum() * (1 + 1e-12)
-            budget = kw.get("budget", 6.0 if "budget" in kw else None)
+            budget = kw.get("budget")
             if "w_budget" in kw:
                 wb, ab = top.step_bits()
                 assert (wb / shipped.w_numel.sum()).mean() <= 4 + 1e-9 and (ab / shipped.a_numel.sum()).mean() <= 8 + 1e-9
