@@ -61,16 +61,20 @@ def wire_views(w: layout.Widgets):
           trigger_mode="always_last", show_progress="minimal")
 
 
+def alloc_controls(w: layout.Widgets) -> list:
+    """The allocation controls, in the order of the handlers' arguments (``ui.handlers.ALLOC_CONTROLS``)."""
+    return [getattr(w, name) for name in h.ALLOC_CONTROLS]
+
+
 def wire_allocation(w: layout.Widgets):
     """Tab 3: sliders allocate on release (a drag's end, a typed value's blur, or a key-up: see
     texts.KEYBOARD_JS), discrete controls on input; never on .change, which fires twice. The heatmap
     and summary come first, the trade-off figure in a chained event; both figures are drawn in place
     on the page (texts.redraw_js), not by replacing gr.Plot's value. A rejected input raises the
     app's message (a toast) and resets the controls to the allocation on display."""
-    controls = [w.drive, w.budget, w.log_lam, w.w_budget, w.a_budget, w.target, w.method, w.weight_mode,
-                w.budget_scope]
+    controls = alloc_controls(w)
     triggers = [w.budget.release, w.log_lam.release, w.w_budget.release, w.a_budget.release, w.drive.input,
-                w.target.input, w.method.input, w.weight_mode.input, w.budget_scope.input]
+                w.target.input, w.method.input, w.weight_mode.input, w.budget_scope.input, w.full_precision.input]
     if os.environ.get("DADQ_APP_PLOT_REDRAW") == "1":
         # the previous path (figures as gr.Plot values, which re-create their plot element), kept only
         # as benchmarks/app_bench's same-run baseline
@@ -158,8 +162,7 @@ def wire_model(w: layout.Widgets):
                        queue=False)
     w.prof_up.upload(upload_profile_ui, w.prof_up, refresh_out, api_name="upload_profile",
                      show_progress_on=[w.model_status], **HEAVY)
-    controls = [w.drive, w.budget, w.log_lam, w.w_budget, w.a_budget, w.target, w.method, w.weight_mode,
-                w.budget_scope]
+    controls = alloc_controls(w)
     w.alloc_up.upload(h.upload_allocation, w.alloc_up, [w.heatmap, w.trade_plot, w.summary, *controls, w.model_status],
                       api_name="upload_allocation", show_progress_on=[w.model_status])
     w.prof_dl_btn.click(h.export_profile, None, w.dl_file, api_name="export_profile")

@@ -43,8 +43,9 @@ def add_common_args(parser, quick_help: str = "a small, fast version") -> None:
     parser.add_argument("--out", default=None, help="result JSON path (default: benchmarks/results/<name>.json)")
 
 
-def command_line(module: str) -> str:
-    return "python -m benchmarks." + module + ("" if len(sys.argv) <= 1 else " " + " ".join(sys.argv[1:]))
+def command_line(module: str, package: str = "benchmarks") -> str:
+    """The command that re-runs this script with the same arguments ('python -m package.module ...')."""
+    return f"python -m {package}.{module}" + ("" if len(sys.argv) <= 1 else " " + " ".join(sys.argv[1:]))
 
 
 def _cpu_model() -> str:

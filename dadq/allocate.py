@@ -612,7 +612,8 @@ def _choose(name: str, value, choices) -> None:
 
 def allocate(profile, budget: float | None = None, lam: float | None = None, target: str = "wa",
              method: str = "lagrangian", weight_mode: str = "per-group", w_budget: float | None = None,
-             a_budget: float | None = None, budget_scope: str | None = None, fp_top: bool = False) -> Allocation:
+             a_budget: float | None = None, budget_scope: str | None = None, fp_top: bool = False,
+             fp_input: bool = False) -> Allocation:
     """Bit allocation per timestep group from a Profile.
 
     Give exactly one of:
@@ -633,6 +634,12 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
     fp_top: offer full precision (FP_BITS bits per element, zero distortion) as the top point of every
       targeted curve, so a quantizer whose distortion stays high at the widest profiled width (the
       model's input x_t at the last steps, read by conv_in) can buy it where it is worth the bits.
+    fp_input: the model input x_t (the input activations of the layers that read it, ``INPUT_LAYERS``) stays
+      at full precision in every group, outside the budget: the budget bounds the average bits of the other
+      elements of the target, and the real average (``group_avg_bits``) counts x_t at FP_BITS per element.
+      Why: at 8 bits per tensor, x_t's rounding error in the high-noise groups is small in eps (the profile
+      prices it low) but moves the whole trajectory; keeping it FP costs one image's elements per step,
+      a small share of all activations (0.1% on the default model).
     """
     _choose("target", target, TARGETS)
     _choose("weight_mode", weight_mode, WEIGHT_MODES)
@@ -659,6 +666,7 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
                          "budget_scope='mean', separate budgets (w_budget, a_budget), or weight_mode='per-group'.")
 
     G, L, bits = profile.num_groups, profile.num_layers, profile.bits
+    pinned = _input_layers(profile) if fp_input else np.zeros(L, dtype=bool)  # bool [L]: A kept at FP
     sizes = {k: profile.sizes(k) for k in ("w", "a")}
     numel_of = {"w": profile.w_numel.astype(np.float64), "a": profile.a_numel.astype(np.float64)}
     idx = {k: np.full((G, L), -1, dtype=np.int64) for k in ("w", "a")}  # -1: full precision
@@ -668,6 +676,8 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
         kinds = ["w", "a"] if part == "wa" else [part]
         solved += kinds
         numel = target_numel(profile, part)  # elements of one step's target
+        if "a" in kinds:  # the pinned FP inputs are outside the budget
+            numel -= float(profile.a_numel[pinned].sum())
         # A knapsack is a list of blocks of L rows: (kind, group), group None = the one shared weight copy
         # (D summed over groups, size counted once per group, so the budget bounds the mean over groups).
         if weight_mode == "shared" and "w" in kinds:
@@ -684,7 +694,9 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
                 numels = np.concatenate([numel_of[k] * (G if g is None else 1) for k, g in blocks])
                 d = np.hstack([d, np.zeros((len(d), 1))])
                 s = np.hstack([s, numels[:, None] * float(FP_BITS)])
-            ch = _solve_part(d, s, b_avg, numel, steps, lam, method, bits)
+            keep = np.concatenate([~pinned if k == "a" else np.ones(L, dtype=bool) for k, g in blocks])
+            ch = np.full(len(d), len(bits))  # len(bits): full precision
+            ch[keep] = _solve_part(d[keep], s[keep], b_avg, numel, steps, lam, method, bits)
             ch = np.where(ch == len(bits), -1, ch)
             for bi, (k, g) in enumerate(blocks):
                 idx[k][slice(None) if g is None else g] = ch[bi * L:(bi + 1) * L]
@@ -694,6 +706,9 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
     if budget_scope == "mean" and lam is None:
         notes.append("budget scope 'mean': the budget bounds the mean over groups of the per-step size; "
                      "single groups may use more")
+    if fp_input and "a" in solved:
+        names = ", ".join(n for n, p in zip(profile.layer_names, pinned) if p)
+        notes.append(f"fp_input: the model input x_t ({names}'s input) stays at full precision, outside the budget")
     if fp_top:
         n_fp = sum(int((idx[k] == -1).sum()) for k in solved)
         notes.append(f"fp_top: full precision offered as the top point of every curve; {n_fp} of "
@@ -709,6 +724,17 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
         budget=(w_budget, a_budget) if separate else budget, lam=lam, notes=notes,
         a_overhead=profile.a_overhead_bits if profile.token_layers() else None,
     )
+
+
+def _input_layers(profile) -> np.ndarray:
+    """bool [L]: the profile's layers that read the model input (``models.INPUT_LAYERS``)."""
+    from .models import INPUT_LAYERS
+
+    rows = np.array([n in INPUT_LAYERS for n in profile.layer_names], dtype=bool)
+    if not rows.any():
+        raise ValueError(f"fp_input: none of this profile's layers reads the model input ({', '.join(INPUT_LAYERS)}); "
+                         "profile those layers, or leave fp_input off.")
+    return rows
 
 
 def _solve_part(d, s, b_avg, numel, steps, lam, method, bits):
@@ -839,7 +865,8 @@ def uniform_shortfall(profile, alloc) -> str | None:
 
 def pin_bits(alloc: Allocation, profile, layers, bits: int = 8) -> Allocation:
     """``alloc`` with ``layers`` (names) at ``bits`` in every group: the common-practice rule of PTQ
-    baselines (Q-Diffusion, PTQ4DM) that keeps the first and last layers at 8 bits.
+    baselines (Q-Diffusion, PTQ4DM) that keeps the first and last layers at 8 bits. Quantizers the
+    allocation left at full precision stay there.
 
     Only the quantizers ``alloc``'s target covers are pinned (target 'w': weights; 'wa': weights and
     activations), so the average bits it reports (``group_avg_bits``) rise by what the pinned layers add:
@@ -857,9 +884,11 @@ def pin_bits(alloc: Allocation, profile, layers, bits: int = 8) -> Allocation:
                          "one of those (its curves give the pinned layers' D).")
     idx = [names.index(n) for n in layers]
     w_bits, a_bits = alloc.w_bits.copy(), alloc.a_bits.copy()
-    w_bits[:, idx] = bits
+    # a quantizer the allocation keeps at full precision (fp_input, fp_top) stays there: the rule lifts
+    # the ends to `bits`, it does not quantize what was left unquantized
+    w_bits[:, idx] = np.where(w_bits[:, idx] == FP_BITS, FP_BITS, bits)
     if alloc.target in ("wa", "a"):
-        a_bits[:, idx] = bits
+        a_bits[:, idx] = np.where(a_bits[:, idx] == FP_BITS, FP_BITS, bits)
     if alloc.target == "a":
         w_bits = alloc.w_bits.copy()
     return dataclasses.replace(

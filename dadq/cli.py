@@ -86,6 +86,8 @@ def _alloc_args(p):
                         "over groups does (average over the trajectory); shared weights with a joint budget: mean")
     p.add_argument("--fp-top", action="store_true",
                    help="offer full precision (32 bits, no distortion) as the top point of every curve")
+    p.add_argument("--fp-input", action="store_true",
+                   help="keep the model input x_t (conv_in's input) at full precision, outside the budget")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,7 +171,7 @@ def _profile_for(args, model):
 
 def _alloc_kw(args) -> dict:
     return dict(target=args.target, method=args.method, weight_mode=args.weight_mode, budget_scope=args.budget_scope,
-                fp_top=args.fp_top)
+                fp_top=args.fp_top, fp_input=args.fp_input)
 
 
 def _quantized(args, model):

@@ -32,6 +32,9 @@ DEFAULT_UNET_CONFIG = dict(
     attention_head_dim=32,
 )
 QUANTIZABLE = (nn.Conv2d, nn.Linear)
+# The quantizable layers that read the model input x_t itself: a diffusers UNet's conv_in, a DiT's patch
+# embedding. ``allocate(fp_input=True)`` keeps their input activations at full precision.
+INPUT_LAYERS = ("conv_in", "pos_embed.proj")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

@@ -106,7 +106,7 @@ def main(argv=None) -> int:
                 title="weights of one layer quantized, all else FP; shipped profile's calibration inputs")
     print(f"\nweight curves, whole profile: {mono['steps_up']} of {mono['steps_total']} steps b -> b+1 raise D, "
           f"in {mono['layers_with_steps_up']} of {mono['layers_total']} layers; by width {mono['steps_up_by_width']}")
-    write_result(NAME, {"benchmark": NAME, "command": command_line(NAME), "machine": machine_facts(),
+    write_result(NAME, {"benchmark": NAME, "command": command_line(NAME, "experiments"), "machine": machine_facts(),
                         "setup": {"model": args.model, "fingerprint": prof.fingerprint, "layers": layers,
                                   "calib_per_group": prof.meta.get("calib_per_group"), "groups": prof.num_groups},
                         "summary": summary, "rows": rows, "non_monotone_weight_curves": mono}, args.out, EXPERIMENT_RESULTS)

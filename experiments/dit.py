@@ -231,7 +231,7 @@ def main(argv=None) -> int:
                 types[f"{setting} {label}"] = bits_by_type(prof, alloc)
 
     result = {
-        "experiment": NAME, "command": command_line(NAME).replace("benchmarks.", "experiments."),
+        "experiment": NAME, "command": command_line(NAME, "experiments"),
         "model": args.model, "fingerprint": model.fingerprint(), "guidance_scale": model.guidance_scale,
         "prediction_type": model.prediction_type,
         "n": args.n, "sampler": f"DDIM-{args.steps}, eta 0, seed 0, labels 0-9 cycled", "profiles": sources,

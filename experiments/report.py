@@ -226,10 +226,11 @@ def headline() -> str:
         x = rows.get(f"{key} {suffix}")
         return f"{x['fid']:.2f} ({x['fid'] / fp['fid']:.2f}× FP)" if x else "not run yet"
 
-    table = [[tname, cell(key, DADQ_GPTQ[1]), cell(key, STRONG_UNIFORM[1]), f"≤ {goal:g}×"]
-             for key, _, tname, goal in ROUNDING_SETTINGS]
-    return (_table(["average bits", "dadq (GPTQ + bias curves)", "uniform bits (GPTQ + bias, first/last layers 8)",
-                    "target"], table)
+    table = [[tname, cell(key, DADQ_GPTQ[1]),
+              "same (A stays FP)" if key.startswith("W ") else cell(key, DADQ_GPTQ[1] + FP_INPUT), cell(key, STRONG_UNIFORM[1]),
+              f"≤ {goal:g}×"] for key, _, tname, goal in ROUNDING_SETTINGS]
+    return (_table(["average bits", "dadq (GPTQ + bias curves)", "dadq, x_t at full precision (`fp_input`)",
+                    "uniform bits (GPTQ + bias, first/last layers 8)", "target"], table)
             + f"\n\nFID with MNIST-classifier features (not Inception), {fp['n']:,} samples, {fp['sampler']}, seed 1, on "
               f"the embedded MNIST model; FP {fp['fid']:.2f} (`experiments/results/{name}.json`).\n")
 
@@ -349,10 +350,13 @@ ROUNDING_SETTINGS = [("W4A 8", "W 4 + A 8 (separate budgets)", "W4A8", 1.15), ("
 ROUNDING_ROWS = [("uniform G=10", "uniform, RTN"), ("uniform G=10 gptq", "uniform, GPTQ + bias"),
                  ("uniform G=10 gptq ends@8", "uniform, GPTQ + bias, first/last layers 8 bits"),
                  ("exact G=10", "DADQ exact, RTN curves"), ("exact G=10 gptq", "DADQ exact, GPTQ + bias curves, per group"),
-                 ("exact G=10 gptq scope=mean", "DADQ exact, GPTQ + bias curves, mean over groups")]
+                 ("exact G=10 gptq scope=mean", "DADQ exact, GPTQ + bias curves, mean over groups"),
+                 ("uniform G=10 gptq ends@8 fp-input", "uniform, GPTQ + bias, first/last layers 8 bits, x_t at FP"),
+                 ("exact G=10 gptq scope=mean fp-input", "DADQ exact, GPTQ + bias curves, mean over groups, x_t at FP")]
 FID_LEVEL, SSIM_LEVEL = 0.05, 0.005  # relative FID gap, absolute paired-SSIM gap below which two rows are level
 STRONG_UNIFORM = ("uniform G=10 gptq", "uniform G=10 gptq ends@8")
 DADQ_GPTQ = ("exact G=10 gptq", "exact G=10 gptq scope=mean")
+FP_INPUT = " fp-input"  # the label suffix of rows with the model input x_t at full precision (allocate's fp_input)
 
 
 def _against(new: dict, old: dict) -> str:
@@ -363,6 +367,22 @@ def _against(new: dict, old: dict) -> str:
     s_word = "level" if abs(ds) < SSIM_LEVEL else ("higher" if ds > 0 else "lower")
     return (f"FID {f_word} ({new['fid']:.1f} vs {old['fid']:.1f}, {df:+.1%}) and paired SSIM {s_word} "
             f"({new['paired_ssim_mean']:.3f} vs {old['paired_ssim_mean']:.3f})")
+
+
+def input_precision() -> str:
+    """Paired MSE and SSIM against FP of the rows of experiments.input_precision: where 8-bit activations lose
+    quality (conv_in's input, by group) and what ``fp_input`` gives back."""
+    name = "input_precision"
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
+    r = load(name)
+    st = r["setup"]
+    rows = [[x["row"], f"{x['w_avg_bits']:.3f}", f"{x['a_avg_bits']:.3f}", f"{x['paired_mse']:.4f}",
+             f"{x['paired_ssim_mean']:.3f}"] for x in r["rows"]]
+    return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n{st['n']} samples, DDIM-{st['steps']}, "
+            f"seed {st['seed']}, each against FP from the same noise; {st['groups']} groups, group 0 the last steps "
+            "(least noise). FP bits count as 32.\n\n"
+            + _table(["row", "W average bits", "A average bits", "paired MSE", "paired SSIM"], rows) + "\n")
 
 
 def fp_top() -> str:
@@ -453,6 +473,8 @@ def rounding_grid(name: str = "sweep_rounding") -> str:
     for key, name, _, _ in ROUNDING_SETTINGS:
         for suffix, what in ROUNDING_ROWS:
             x = rows.get(f"{key} {suffix}")
+            if x is None and suffix.endswith(FP_INPUT):  # an option the grid's command may not run
+                continue
             table.append([name, what] + ([_bits(x), f"{x['fid']:.2f}", f"{x['fid'] / fp['fid']:.2f}×",
                                           f"{x['paired_ssim_mean']:.3f}"] if x else ["–"] * 4))
     out += ["", _table(["setting", "row", "average bits used", "FID", "× FP", "paired SSIM"], table)]
@@ -572,6 +594,18 @@ def levers_5k() -> str:
                    table) + "\n")
 
 
+def _fp_input_lines(rows: dict, key: str, sname: str, fp_fid: float) -> list[str]:
+    """What keeping x_t at FP changes in one setting's rows (seed-1 rows {label: row}): DADQ and the strong
+    uniform baseline each against itself without it, and against each other where both ran."""
+    out = []
+    for kind, suffix in (("DADQ", DADQ_GPTQ[1]), ("the strong uniform baseline", STRONG_UNIFORM[1])):
+        plain, fin = rows.get(f"{key} {suffix}"), rows.get(f"{key} {suffix}{FP_INPUT}")
+        if plain and fin:
+            out.append(f"- **{sname}, x_t at FP:** {kind} goes from FID {plain['fid']:.2f} ({plain['fid'] / fp_fid:.2f}× FP) "
+                       f"to {fin['fid']:.2f} ({fin['fid'] / fp_fid:.2f}× FP), {_bits(fin)} average bits.")
+    return out
+
+
 def rounding_1k() -> str:
     """Issue 18's grid at 1k samples over seeds (sweep_rounding_1k): FID per seed with mean ± std (fid_table), and
     per setting whether DADQ over GPTQ + bias curves beats the strong uniform baseline on every seed."""
@@ -585,13 +619,24 @@ def rounding_1k() -> str:
     rows = _fid_rows(r)
     lines = []
     for key, sname, _, _ in ROUNDING_SETTINGS:
-        ours, base = rows.get(f"{key} {DADQ_GPTQ[1]}"), rows.get(f"{key} {STRONG_UNIFORM[1]}")
-        common = sorted(set(ours or {}) & set(base or {}))
-        if common:
+        for tail in ("", FP_INPUT):
+            ours, base = rows.get(f"{key} {DADQ_GPTQ[1]}{tail}"), rows.get(f"{key} {STRONG_UNIFORM[1]}{tail}")
+            common = sorted(set(ours or {}) & set(base or {}))
+            if not common:
+                continue
             wins = sum(ours[k] < base[k] for k in common)
-            lines.append(f"- **{sname}:** DADQ over GPTQ + bias curves has the lower FID on {wins} of {len(common)} "
+            lines.append(f"- **{sname}{', both with x_t at FP' if tail else ''}:** DADQ over GPTQ + bias curves has the "
+                         f"lower FID on {wins} of {len(common)} "
                          f"seeds (mean {np.mean([ours[k] for k in common]):.2f} against "
                          f"{np.mean([base[k] for k in common]):.2f}).")
+        for kind, suffix in (("DADQ", DADQ_GPTQ[1]), ("the strong uniform baseline", STRONG_UNIFORM[1])):
+            plain, fin = rows.get(f"{key} {suffix}"), rows.get(f"{key} {suffix}{FP_INPUT}")
+            common = sorted(set(plain or {}) & set(fin or {}))
+            if common:
+                wins = sum(fin[k] < plain[k] for k in common)
+                lines.append(f"- **{sname}, x_t at FP:** {kind} has the lower FID with it on {wins} of {len(common)} "
+                             f"seeds (mean {np.mean([fin[k] for k in common]):.2f} against "
+                             f"{np.mean([plain[k] for k in common]):.2f} without).")
     return "\n".join([f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`"
                       + ("" if r.get("complete") else " (**partial**)"), "",
                       f"{first['n']:,} samples at {first['sampler']}, seeds {', '.join(map(str, seeds))}; the FP rows "
@@ -614,8 +659,9 @@ def rounding_5k() -> str:
             x = rows.get(f"{key} {suffix}")
             if x:
                 ratio = x["fid"] / fp["fid"]
+                ours = suffix.removesuffix(FP_INPUT) in DADQ_GPTQ
                 table.append([sname, what[suffix], _bits(x), f"{x['fid']:.2f}", f"{ratio:.2f}×",
-                              f"≤ {goal:g}× {OK[ratio <= goal] if suffix in DADQ_GPTQ else ''}".strip()])
+                              f"≤ {goal:g}× {OK[ratio <= goal] if ours else ''}".strip()])
         dadq_rows = [rows[f"{key} {k}"] for k in DADQ_GPTQ if f"{key} {k}" in rows]
         strong = [rows[f"{key} {k}"] for k in STRONG_UNIFORM if f"{key} {k}" in rows]
         if dadq_rows and strong:
@@ -624,6 +670,7 @@ def rounding_5k() -> str:
             word = "level with" if abs(df) < FID_LEVEL else ("ahead of" if df < 0 else "**behind**")
             lines.append(f"- **{sname}:** DADQ over GPTQ + bias curves is {word} the strong uniform baseline at this "
                          f"size: FID {dg['fid']:.2f} against {su['fid']:.2f} ({df:+.0%}).")
+        lines += _fp_input_lines(rows, key, sname, fp["fid"])
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n{fp['n']:,} samples at {fp['sampler']}, "
             f"seed {fp['seed']}; FP FID {fp['fid']:.2f}. Rows not listed are not run at this size yet.\n\n"
             + _table(["setting", "row", "average bits used", "FID", "× FP", "issue 18's target"], table) + "\n"
@@ -877,7 +924,7 @@ def dit() -> str:
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
-    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "levers_5k": levers_5k, "rounding_1k": rounding_1k,
+    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "levers_5k": levers_5k, "rounding_1k": rounding_1k,
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,

@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     if parts & {"hessian", "bias"}:
         est = calibration_inputs(model, model_groups(G), args.calib, seed=0, steps=args.steps)
         held = calibration_inputs(model, model_groups(G), args.calib, seed=1, steps=args.steps)
-    result = {"experiment": NAME, "command": command_line(NAME).replace("benchmarks.", "experiments."),
+    result = {"experiment": NAME, "command": command_line(NAME, "experiments"),
               "machine": machine_facts(), "setup": {"model": "default", "fingerprint": model.fingerprint(), "groups": G,
                                                    "calib_per_group": args.calib, "calib_steps": args.steps,
                                                    "estimation_seed": 0, "held_out_seed": 1}}

@@ -142,12 +142,12 @@ class Sweep:
                 "paired_psnr_median": float(np.median(psnr)), "identical_images": int((~np.isfinite(psnr)).sum())}
 
 
-def allocate_cell(dadq, prof, target, budget, method, weight_mode="per-group", scope=None, fp_top=False):
+def allocate_cell(dadq, prof, target, budget, method, weight_mode="per-group", scope=None, fp_top=False,
+                  fp_input=False):
+    kw = dict(method=method, weight_mode=weight_mode, budget_scope=scope, fp_top=fp_top, fp_input=fp_input)
     if target == "w4a":
-        return dadq.allocate(prof, w_budget=4.0, a_budget=budget, target="wa", method=method, weight_mode=weight_mode,
-                             budget_scope=scope, fp_top=fp_top)
-    return dadq.allocate(prof, budget=budget, target=target, method=method, weight_mode=weight_mode,
-                         budget_scope=scope, fp_top=fp_top)
+        return dadq.allocate(prof, w_budget=4.0, a_budget=budget, target="wa", **kw)
+    return dadq.allocate(prof, budget=budget, target=target, **kw)
 
 
 def pearson(x, y) -> float:
@@ -409,7 +409,7 @@ END_LAYERS = ("conv_in", "conv_out")
 
 def _option_word(tok: str) -> bool:
     """True for the words --fid-configs reads as options (and 'fp', the FP row), which no profile may be named."""
-    return tok in ("fp", "mean", "group", "fptop") or re.fullmatch(r"ends\d+", tok) is not None
+    return tok in ("fp", "mean", "group", "fptop", "fpin") or re.fullmatch(r"ends\d+", tok) is not None
 
 
 def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
@@ -418,7 +418,8 @@ def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
     Options (any order): a profile name from ``--profiles NAME=PATH`` (default: ``prof``, the main
     profile); ``mean`` or ``group`` (dadq.allocate's budget_scope; default group); ``endsN`` (the
     first and last layers, END_LAYERS, pinned at N bits after allocating: dadq.allocate.pin_bits);
-    ``fptop`` (full precision offered as the top point of every curve: dadq.allocate's fp_top).
+    ``fptop`` (full precision offered as the top point of every curve: dadq.allocate's fp_top); ``fpin``
+    (the model input x_t kept at full precision: dadq.allocate's fp_input).
     Each quantized config is (target, budget, method, profile, options dict)."""
     profiles = profiles or {}
     configs = []
@@ -444,9 +445,11 @@ def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
                 opts["ends"] = int(tok[4:])
             elif tok == "fptop":
                 opts["fp_top"] = True
+            elif tok == "fpin":
+                opts["fp_input"] = True
             else:
                 raise SystemExit(f"--fid-configs: option {tok!r} of {c!r} is none of: a profile name from --profiles "
-                                 f"({', '.join(profiles) or 'none given'}), mean, group, endsN (e.g. ends8), fptop.")
+                                 f"({', '.join(profiles) or 'none given'}), mean, group, endsN (e.g. ends8), fptop, fpin.")
         configs.append((t, b, m, use, opts))
     return configs
 
@@ -461,7 +464,7 @@ def parse_profiles(text: str | None, model) -> dict:
             continue
         name, sep, path = item.partition("=")
         if not sep or not name or _option_word(name):
-            raise SystemExit(f"--profiles: {item!r} is not NAME=PATH with a NAME other than fp, fptop, mean, group, endsN.")
+            raise SystemExit(f"--profiles: {item!r} is not NAME=PATH with a NAME other than fp, fptop, fpin, mean, group, endsN.")
         if not Path(path).exists():
             raise SystemExit(f"--profiles: {path} does not exist; build it first (python -m scripts.build_default_profile "
                              "--out PATH ...).")
@@ -475,7 +478,8 @@ def config_allocation(dadq, target, budget, method, prof, opts):
     first/last layers pinned where ``opts['ends']`` asks."""
     from dadq.allocate import pin_bits
 
-    a = allocate_cell(dadq, prof, target, budget, method, scope=opts.get("scope"), fp_top=opts.get("fp_top", False))
+    a = allocate_cell(dadq, prof, target, budget, method, scope=opts.get("scope"), fp_top=opts.get("fp_top", False),
+                      fp_input=opts.get("fp_input", False))
     return pin_bits(a, prof, END_LAYERS, opts["ends"]) if opts.get("ends") else a
 
 
@@ -490,6 +494,8 @@ def config_label(target, budget, method, prof, opts) -> str:
         label += f" ends@{opts['ends']}"
     if opts.get("fp_top"):
         label += " fp-top"
+    if opts.get("fp_input"):
+        label += " fp-input"
     return label
 
 
@@ -849,7 +855,7 @@ def main(argv=None) -> int:
     if cache_path is not None:
         log(f"cell cache {cache_path}: {len(sw.cache.cells)} finished cells")
     result = {
-        "benchmark": name, "command": command_line("sweep").replace("-m benchmarks.", "-m experiments.", 1),
+        "benchmark": name, "command": command_line("sweep", "experiments"),
         "quick": quick, "complete": False,
         "machine": machine_facts(), "loadavg_start": load0,
         "setup": {"model": args.model, "fingerprint": prof.fingerprint,

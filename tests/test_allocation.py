@@ -120,6 +120,41 @@ def test_fp_top_layers_run_unquantized(tiny_model, tiny_profile):
     assert q.unet.layers[tiny_profile.layer_names[l]].a_bits[g] == FP_BITS
 
 
+def test_fp_input_keeps_x_t_at_full_precision_outside_the_budget(shipped):
+    conv_in = shipped.layer_names.index("conv_in")
+    others = np.arange(shipped.num_layers) != conv_in
+    a_numel = shipped.a_numel.astype(float)
+    for kw in (dict(w_budget=4, a_budget=8, method="exact", budget_scope="mean"),
+               dict(budget=8.0, target="a", method="uniform"), dict(budget=5.0, method="exact"),
+               dict(budget=6.0, method="lagrangian", budget_scope="mean")):
+        a = dadq.allocate(shipped, fp_input=True, **kw)
+        plain = dadq.allocate(shipped, **kw)
+        assert (a.a_bits[:, conv_in] == FP_BITS).all() and (plain.a_bits[:, conv_in] != FP_BITS).all()
+        assert (a.a_bits[:, others] != FP_BITS).all() and any(n.startswith("fp_input:") for n in a.notes)
+        # the budget bounds the other elements; x_t counts at FP_BITS in the real average on top of it
+        if "a_budget" in kw or kw.get("target") == "a":
+            b = kw.get("a_budget", kw.get("budget"))
+            rest = (a.a_bits[:, others] * a_numel[others]).sum(1) / a_numel[others].sum()
+            assert rest.mean() <= b + 1e-9 and rest.mean() > b - 0.05
+            real = (a.a_bits * a_numel).sum(1) / a_numel.sum()
+            assert np.allclose(real, rest + (FP_BITS - rest) * a_numel[conv_in] / a_numel.sum())
+    uni = dadq.allocate(shipped, budget=8.0, target="a", method="uniform", fp_input=True)
+    assert (uni.a_bits[:, others] == 8).all(), "uniform keeps its width on the quantized elements"
+    # the ends rule of the strong baselines does not quantize what fp_input keeps at FP
+    from dadq.allocate import pin_bits
+    pinned = pin_bits(uni, shipped, ["conv_in", "conv_out"], 8)
+    assert (pinned.a_bits[:, conv_in] == FP_BITS).all() and (pinned.w_bits[:, conv_in] == FP_BITS).all()
+    assert dadq.allocate(shipped, budget=4.0, target="w", method="exact", fp_input=True).w_bits.max() <= 8
+
+
+def test_fp_input_needs_a_layer_that_reads_the_model_input(tiny_profile):
+    import dataclasses
+
+    renamed = dataclasses.replace(tiny_profile, layer_names=[f"x.{n}" for n in tiny_profile.layer_names])
+    with pytest.raises(ValueError, match="none of this profile's layers reads the model input"):
+        dadq.allocate(renamed, budget=4.0, fp_input=True)
+
+
 def test_mean_scope_uniform_stays_uniform(tiny_profile):
     a = dadq.allocate(tiny_profile, budget=4.0, method="uniform", budget_scope="mean")
     assert (a.w_bits == 4).all() and (a.a_bits == 4).all()

@@ -27,7 +27,7 @@ ENDPOINTS = {"/sensitivity", "/activations", "/allocate", "/compare_solvers", "/
              "/export_figures", "/collapse_blocks", "/expand_blocks",
              "/quality_sweep", "/cancel_sweep"}
 ALLOC = dict(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa", method="lagrangian",
-             weight_mode="per-group", budget_scope="group")
+             weight_mode="per-group", budget_scope="group", full_precision=[])
 SCOPE_LABELS = ["every group ≤ budget (peak per step)", "mean over groups ≤ budget (trajectory average)"]
 
 
@@ -165,6 +165,31 @@ def test_tradeoff_draws_the_frontier_of_the_active_scope(client, assets, scope):
         sy = trade["data"][3]["y"][0]
         at = ys[np.searchsorted(xs, budget + 1e-9, side="right") - 1]  # the frontier's value at the budget
         assert sy == pytest.approx(at, rel=1e-6), (budget, scope)
+
+
+def test_full_precision_options_reach_the_allocation_and_are_shown(client, assets):
+    """The model input x_t at full precision (fp_input) and FP as the top point (fp_top): the heatmap draws
+    conv_in's input one step above the top width, the summary names the option, the export records it,
+    and an uploaded allocation sets the checkboxes back."""
+    import dadq
+
+    names = dadq.Profile.load(assets["tiny_profile"]).layer_names
+    out = alloc(client, target="separate", w_budget=4.0, a_budget=4.0, method="exact", full_precision=["input"])
+    w, a = heat_z(out)
+    li = names.index("conv_in")
+    assert (a[li] == 9).all() and (np.delete(a, li, axis=0) <= 8).all()
+    assert "Note: fp_input: the model input x_t" in out[2], out[2]
+    data = exported(client)
+    assert any(n.startswith("fp_input:") for n in data["notes"])
+    out = alloc(client, budget=8.0, target="a", method="exact", full_precision=["top"])
+    assert "Note: fp_top:" in out[2] and "fp_input" not in out[2]
+    with pytest.raises(AppError, match="'everything'.*choices"):  # gradio names the choices
+        alloc(client, full_precision=["everything"])
+    alloc(client, target="separate", w_budget=4.0, a_budget=4.0, method="exact", full_precision=["input"])
+    path = client.predict(api_name="/export_allocation")
+    alloc(client)  # something else on display; the upload brings the option back to the checkboxes
+    res = client.predict(handle_file(path), api_name="/upload_allocation")
+    assert res[3 + 9] == ["input"], res[3 + 9]
 
 
 def test_allocation_modes(client):

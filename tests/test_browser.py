@@ -476,6 +476,20 @@ def _load(page, src: str, profile: str, header_has: str) -> None:
                            timeout=60_000)
 
 
+def test_full_precision_checkbox_allocates_and_says_so(page):
+    """The 'full precision' checkboxes re-allocate on a click, and the summary names the active option."""
+    _tab(page, "Budget & allocation")
+    before = page.evaluate(HEAT_Z)
+    box = page.get_by_label("model input x_t at full precision, outside the budget (fp_input)")
+    box.scroll_into_view_if_needed()
+    box.check()
+    _wait_summary(page, "fp_input: the model input x_t")
+    page.wait_for_function(f"(before) => {HEAT_Z[6:]} !== before", arg=before, timeout=30_000)
+    box.uncheck()
+    page.wait_for_function("() => !document.querySelector('#alloc-summary').innerText.includes('fp_input')",
+                           timeout=30_000)
+
+
 def test_uniform_says_why_it_uses_fewer_bits(page, server):
     """Issue 19.7: on the default model's round-to-nearest profile (its 5-bit conv_out weights are worse than
     4-bit ones) the uniform solver at 5.5 bits uses 4.2; the summary says why."""

@@ -72,6 +72,11 @@ def test_cli_end_to_end(tiny_folder, tmp_path):
     assert r.returncode == 0, r.stderr
     top = json.loads((tmp_path / "top.json").read_text())
     assert any(n.startswith("fp_top:") for n in top["notes"]) and max(top["group_avg_bits"]) <= 8.0 + 1e-9
+    r = dadq_cli("allocate", "--profile", str(prof), "--budget", "4", "--target", "a", "--method", "uniform",
+                 "--fp-input", "--out", str(tmp_path / "in.json"))
+    assert r.returncode == 0, r.stderr
+    fin = json.loads((tmp_path / "in.json").read_text())
+    assert any(n.startswith("fp_input:") for n in fin["notes"]) and min(fin["group_avg_bits"]) > 4.0
 
     r = dadq_cli("sweep", "--profile", str(prof), "--budgets", "3,6", "--out", str(tmp_path / "sw.json"))
     assert r.returncode == 0, r.stderr

@@ -27,7 +27,7 @@ from .state import STATE, Cancelled, alloc_label
 log = logging.getLogger("dadq.app")
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # also gradio's limit (launch(max_file_size=...)); checked again here
 ALLOC_CONTROLS = ("drive", "budget", "log_lam", "w_budget", "a_budget", "target", "method", "weight_mode",
-                  "budget_scope")
+                  "budget_scope", "full_precision")
 
 
 def safe(fn):
@@ -125,13 +125,19 @@ def activations(layer=None, style="overlay", bits=None, log_y=True):
 
 # --- views 3 and 4: allocation -----------------------------------------------------------------------
 
-def _solve(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope="group"):
-    """(Allocation, requested budget) from the allocation controls."""
+def _solve(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope="group",
+           full_precision=()):
+    """(Allocation, requested budget) from the allocation controls. full_precision: any of
+    views.FULL_PRECISION's values ('input': allocate's fp_input, 'top': its fp_top)."""
     _need_profile()
     p = STATE.profile
     if target not in ("wa", "separate", "w", "a"):
         raise ValueError(f"target={target!r}: choose one of wa, separate, w, a.")
-    common = dict(weight_mode=weight_mode, budget_scope=budget_scope)
+    unknown = set(full_precision or ()) - {v for _, v in views.FULL_PRECISION}
+    if unknown:
+        raise ValueError(f"full_precision={sorted(unknown)}: choose among {[v for _, v in views.FULL_PRECISION]}.")
+    fp = set(full_precision or ())
+    common = dict(weight_mode=weight_mode, budget_scope=budget_scope, fp_input="input" in fp, fp_top="top" in fp)
     if drive == "lambda":
         return dadq.allocate(p, lam=10.0 ** float(log_lam), target="wa" if target == "separate" else target,
                              **common), None
@@ -156,19 +162,19 @@ def _allocate(*controls):
 
 @safe
 def allocate(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa",
-             method="lagrangian", weight_mode="per-group", budget_scope="group"):
+             method="lagrangian", weight_mode="per-group", budget_scope="group", full_precision=()):
     """Solve the allocation; returns (heatmap, trade-off curve, summary)."""
-    _allocate(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope)
+    _allocate(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope, full_precision)
     return views.allocation_views()
 
 
 @safe
 def allocate_first(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa",
-                   method="lagrangian", weight_mode="per-group", budget_scope="group"):
+                   method="lagrangian", weight_mode="per-group", budget_scope="group", full_precision=()):
     """The browser's path of ``allocate``: (heatmap spec, summary) now, the trade-off figure in a
     chained event (``tradeoff``), so the heatmap is redrawn without waiting for the second plot. The
     specs go to hidden gr.JSON components and are drawn in place (``ui.texts.redraw_js``)."""
-    _allocate(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope)
+    _allocate(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope, full_precision)
     return views.heatmap_view().to_dict(), views.summary_view()
 
 
@@ -249,18 +255,20 @@ def compare_pinned():
 
 @safe
 def compare_solvers(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa",
-                    method="lagrangian", weight_mode="per-group", budget_scope="group"):
+                    method="lagrangian", weight_mode="per-group", budget_scope="group", full_precision=()):
     """All four solvers at the current budget (for λ: the size the λ point uses)."""
     _need_profile()
     if drive == "lambda":
-        alloc, _ = _solve(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope)
+        alloc, _ = _solve(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope,
+                          full_precision)
         drive, budget = "budget", float(alloc.group_avg_bits.mean())
         target = "wa" if target == "separate" else target
     results = []
     for m in METHODS:
         t0 = time.perf_counter()
         try:
-            a, _ = _solve(drive, budget, log_lam, w_budget, a_budget, target, m, weight_mode, budget_scope)
+            a, _ = _solve(drive, budget, log_lam, w_budget, a_budget, target, m, weight_mode, budget_scope,
+                          full_precision)
         except ValueError as e:
             a = str(e)
         results.append((m, a, time.perf_counter() - t0))

@@ -11,7 +11,7 @@ from dadq.sweep import QUALITY_COLUMNS
 
 from .handlers import MAX_UPLOAD_BYTES
 from .texts import HOW_IT_WORKS
-from .views import AB_COLUMNS, BREAKDOWN_COLUMNS, FID_COLUMNS, PAIR_COLUMNS, SCOPES
+from .views import AB_COLUMNS, BREAKDOWN_COLUMNS, FID_COLUMNS, FULL_PRECISION, PAIR_COLUMNS, SCOPES
 
 TARGETS = [("joint W+A budget", "wa"), ("separate W and A budgets", "separate"), ("weights only (A stays FP)", "w"),
            ("activations only (W stays FP)", "a")]
@@ -91,6 +91,8 @@ def allocation_tab(w: Widgets):
                 w.view("weight_mode", gr.Radio, choices=WEIGHT_MODES, label="weight mode")
                 w.view("budget_scope", gr.Radio, choices=[(label, sc) for sc, label in SCOPES.items()],
                        label="budget scope (shared weights under a joint budget: mean only)", elem_id="budget-scope")
+                w.view("full_precision", gr.CheckboxGroup, choices=FULL_PRECISION, label="full precision",
+                       elem_id="full-precision")
                 # /allocate for API clients: all three views in one answer (the browser's events below
                 # send the heatmap first and the trade-off figure after it)
                 w.api_allocate = gr.Button("allocate", visible=False)

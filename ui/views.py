@@ -84,6 +84,9 @@ def budget_range(profile) -> tuple[float, float]:
 
 
 SCOPES = {"group": "every group ≤ budget (peak per step)", "mean": "mean over groups ≤ budget (trajectory average)"}
+# the allocation's full-precision options (dadq.allocate's fp_input, fp_top) as (label, value)
+FULL_PRECISION = [("model input x_t at full precision, outside the budget (fp_input)", "input"),
+                  ("full precision as the top point of every curve (fp_top)", "top")]
 
 
 def frontiers(alloc) -> dict:
@@ -91,6 +94,11 @@ def frontiers(alloc) -> dict:
     bound; the allocation's own scope first (drawn solid)."""
     order = [alloc.budget_scope] + [sc for sc in SCOPES if sc != alloc.budget_scope]
     return {SCOPES[sc]: STATE.sweep(alloc.target, scope=sc) for sc in order}
+
+
+def full_precision_of(alloc) -> list[str]:
+    """The FULL_PRECISION values an allocation was made with, read from the notes dadq.allocate writes."""
+    return [v for v, note in (("input", "fp_input:"), ("top", "fp_top:")) if any(n.startswith(note) for n in alloc.notes)]
 
 
 _REVISION = itertools.count()
@@ -140,7 +148,8 @@ def control_values() -> dict:
     else:
         budget = STATE.requested if STATE.requested is not None else float(a.group_avg_bits.mean())
         req.update(drive="budget", target=a.target, budget=round(float(budget), 4))
-    req.update(method=a.method, weight_mode=a.weight_mode, budget_scope=a.budget_scope)
+    req.update(method=a.method, weight_mode=a.weight_mode, budget_scope=a.budget_scope,
+               full_precision=full_precision_of(a))
     return req
 
 
@@ -259,7 +268,7 @@ def view_values(sensitivity, activations) -> dict[str, dict]:
         "act_bits": dict(choices=bits, value=a_bits), "act_log": dict(value=True),
         "act_plot": dict(value=a_fig), "act_table": dict(value=a_df),
         "drive": dict(value="budget"), "target": dict(value="wa"), "method": dict(value="lagrangian"),
-        "weight_mode": dict(value="per-group"), "budget_scope": dict(value="group"),
+        "weight_mode": dict(value="per-group"), "budget_scope": dict(value="group"), "full_precision": dict(value=[]),
         "budget": dict(minimum=lo, maximum=hi, value=b0, visible=True),
         "w_budget": dict(minimum=lo, maximum=hi, value=b0, visible=False),
         "a_budget": dict(minimum=lo, maximum=hi, value=b0, visible=False),
