@@ -226,11 +226,13 @@ def headline() -> str:
         x = rows.get(f"{key} {suffix}")
         return f"{x['fid']:.2f} ({x['fid'] / fp['fid']:.2f}× FP)" if x else "not run yet"
 
-    table = [[tname, cell(key, DADQ_GPTQ[1]),
-              "same (A stays FP)" if key.startswith("W ") else cell(key, DADQ_GPTQ[1] + FP_INPUT), cell(key, STRONG_UNIFORM[1]),
-              f"≤ {goal:g}×"] for key, _, tname, goal in ROUNDING_SETTINGS]
-    return (_table(["average bits", "dadq (GPTQ + bias curves)", "dadq, x_t at full precision (`fp_input`)",
-                    "uniform bits (GPTQ + bias, first/last layers 8)", "target"], table)
+    def fp_input(key, suffix):  # weights-only rows quantize no activation: the option changes nothing
+        return "same (A stays FP)" if key.startswith("W ") else cell(key, suffix + FP_INPUT)
+
+    table = [[tname, cell(key, DADQ_GPTQ[1]), cell(key, STRONG_UNIFORM[1]), fp_input(key, DADQ_GPTQ[1]),
+              fp_input(key, STRONG_UNIFORM[1]), f"≤ {goal:g}×"] for key, _, tname, goal in ROUNDING_SETTINGS]
+    return (_table(["average bits", "dadq (GPTQ + bias curves)", "uniform bits (GPTQ + bias, first/last layers 8)",
+                    "dadq, x_t at full precision", "uniform, x_t at full precision", "target"], table)
             + f"\n\nFID with MNIST-classifier features (not Inception), {fp['n']:,} samples, {fp['sampler']}, seed 1, on "
               f"the embedded MNIST model; FP {fp['fid']:.2f} (`experiments/results/{name}.json`).\n")
 

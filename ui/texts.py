@@ -29,6 +29,11 @@ in between: *compare solvers* shows the gap.
 **5 · Storage honesty.** With *per-group* weights (the paper) a layer may use different weight bits
 in different groups, and a deployed model must store every distinct copy; the stored size counts
 them. *Shared* weights keep one copy and allocate only activations per group.
+
+**6 · Where the curves are blind.** D is measured on one step's ε. The model's input x_t, read by
+conv_in, has a coarse 8-bit step in the noisy early groups; the ε error there is small, so its
+curve calls it cheap, but an early step's error moves the whole trajectory. *Full precision →
+model input x_t* keeps it unquantized, outside the budget (one image's elements per step).
 """
 
 # Pixel art stays sharp. The pair gallery: each item is as wide as its strip (FP | Q | |FP − Q|),
