@@ -666,9 +666,7 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
                          "budget_scope='mean', separate budgets (w_budget, a_budget), or weight_mode='per-group'.")
 
     G, L, bits = profile.num_groups, profile.num_layers, profile.bits
-    pinned = _input_layers(profile) if fp_input else np.zeros(L, dtype=bool)  # bool [L]: A kept at FP
-    sizes = {k: profile.sizes(k) for k in ("w", "a")}
-    numel_of = {"w": profile.w_numel.astype(np.float64), "a": profile.a_numel.astype(np.float64)}
+    pinned = _pinned_inputs(profile, fp_input)
     idx = {k: np.full((G, L), -1, dtype=np.int64) for k in ("w", "a")}  # -1: full precision
     parts = [("w", w_budget), ("a", a_budget)] if separate else [(target, budget)]
     solved = []  # the kinds allocated (the others stay FP)
@@ -688,13 +686,7 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
             knapsacks = [[(k, g) for k in kinds] for g in range(G)]
         for blocks in knapsacks:
             steps = G if len(knapsacks) == 1 else 1  # denoising steps (one per group) the knapsack covers
-            d = np.concatenate([profile.d_w.sum(axis=0) if g is None else profile.curves(k)[g] for k, g in blocks])
-            s = np.concatenate([sizes[k] * (G if g is None else 1) for k, g in blocks])
-            if fp_top:  # one more option per row, index len(bits): nothing lost, FP_BITS per element
-                numels = np.concatenate([numel_of[k] * (G if g is None else 1) for k, g in blocks])
-                d = np.hstack([d, np.zeros((len(d), 1))])
-                s = np.hstack([s, numels[:, None] * float(FP_BITS)])
-            keep = np.concatenate([~pinned if k == "a" else np.ones(L, dtype=bool) for k, g in blocks])
+            d, s, keep = knapsack_rows(profile, blocks, pinned, fp_top)
             ch = np.full(len(d), len(bits))  # len(bits): full precision
             ch[keep] = _solve_part(d[keep], s[keep], b_avg, numel, steps, lam, method, bits)
             ch = np.where(ch == len(bits), -1, ch)
@@ -726,10 +718,33 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
     )
 
 
-def _input_layers(profile) -> np.ndarray:
-    """bool [L]: the profile's layers that read the model input (``models.INPUT_LAYERS``)."""
+def knapsack_rows(profile, blocks, pinned: np.ndarray, fp_top: bool = False):
+    """The rows of one knapsack: (d [R, M'], s [R, M'] in bits, keep bool [R]).
+
+    blocks: (kind, group) pairs of L rows each, group None = the one shared weight copy (D summed over
+    groups, size counted once per group). fp_top: one more option per row, index M: nothing lost,
+    FP_BITS per element. keep: False on the rows ``pinned`` [L] at full precision (activations only),
+    which stay out of the solve."""
+    G, L = profile.num_groups, profile.num_layers
+    reps = [G if g is None else 1 for _, g in blocks]
+    d = np.concatenate([profile.d_w.sum(axis=0) if g is None else profile.curves(k)[g] for k, g in blocks])
+    s = np.concatenate([profile.sizes(k) * r for (k, _), r in zip(blocks, reps)])
+    if fp_top:
+        numel = {"w": profile.w_numel, "a": profile.a_numel}
+        fp = np.concatenate([numel[k].astype(np.float64) * r for (k, _), r in zip(blocks, reps)])
+        d = np.hstack([d, np.zeros((len(d), 1))])
+        s = np.hstack([s, fp[:, None] * float(FP_BITS)])
+    keep = np.concatenate([~pinned if k == "a" else np.ones(L, dtype=bool) for k, _ in blocks])
+    return d, s, keep
+
+
+def _pinned_inputs(profile, fp_input: bool) -> np.ndarray:
+    """bool [L]: the layers whose input stays at full precision: with fp_input, those that read the model
+    input (``models.INPUT_LAYERS``); else none."""
     from .models import INPUT_LAYERS
 
+    if not fp_input:
+        return np.zeros(profile.num_layers, dtype=bool)
     rows = np.array([n in INPUT_LAYERS for n in profile.layer_names], dtype=bool)
     if not rows.any():
         raise ValueError(f"fp_input: none of this profile's layers reads the model input ({', '.join(INPUT_LAYERS)}); "
@@ -771,28 +786,33 @@ def _hull_curve(d: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(size), np.asarray(dist)
 
 
-def rd_sweep(profile, target: str = "wa", g: int | None = None, scope: str = "mean"):
+def rd_sweep(profile, target: str = "wa", g: int | None = None, scope: str = "mean", fp_input: bool = False,
+             fp_top: bool = False):
     """The Lagrangian trade-off of the whole model, per-group weights: (avg_bits [K], D [K]) from the
     smallest to the largest size; avg_bits per element of the target per step, D summed over
     quantizers; both the mean over groups.
 
     g: one group's curve. Else scope 'mean': all groups pooled in one knapsack (the frontier of
     budget_scope='mean'); 'group': every group at the same budget x, each at its largest hull point
-    that fits (the Lagrangian allocations of budget_scope='group'; a staircase)."""
+    that fits (the Lagrangian allocations of budget_scope='group'; a staircase).
+    fp_input, fp_top: as in ``allocate``, so the frontier is the one its allocations lie on (x_t's
+    full-precision elements count in avg_bits, as in ``Allocation.group_avg_bits``)."""
     _choose("target", target, TARGETS)
     _choose("scope", scope, BUDGET_SCOPES)
     kinds = ["w", "a"] if target == "wa" else [target]
     numel = target_numel(profile, target)
+    pinned = _pinned_inputs(profile, fp_input and "a" in kinds)
 
-    def rows(groups):
-        return (np.concatenate([profile.curves(k)[gg] for gg in groups for k in kinds]),
-                np.concatenate([profile.sizes(k) for _ in groups for k in kinds]))
+    def curve(groups):
+        d, s, keep = knapsack_rows(profile, [(k, gg) for gg in groups for k in kinds], pinned, fp_top)
+        size, dist = _hull_curve(d[keep], s[keep])
+        return size + len(groups) * float(profile.a_numel[pinned].sum()) * FP_BITS, dist
 
     if g is not None or scope == "mean":
         groups = range(profile.num_groups) if g is None else [g]
-        size, dist = _hull_curve(*rows(groups))
+        size, dist = curve(groups)
         return size / (numel * len(groups)), dist / len(groups)
-    curves = [_hull_curve(*rows([gg])) for gg in range(profile.num_groups)]
+    curves = [curve([gg]) for gg in range(profile.num_groups)]
     xs = np.unique(np.concatenate([c[0] for c in curves]))
     xs = xs[xs >= max(c[0][0] for c in curves)]  # every group fits
     ys = np.mean([c[1][np.searchsorted(c[0], xs, side="right") - 1] for c in curves], axis=0)

@@ -193,6 +193,19 @@ def test_rd_sweep_scopes(tiny_profile):
     assert lo < mid < hi
 
 
+@pytest.mark.parametrize("options", [dict(fp_input=True), dict(fp_top=True), dict(fp_input=True, fp_top=True)])
+def test_rd_sweep_with_full_precision_options_is_the_frontier_their_allocations_lie_on(tiny_profile, options):
+    xs, ys = rd_sweep(tiny_profile, "wa", scope="mean", **options)
+    plain = rd_sweep(tiny_profile, "wa", scope="mean")
+    for lam in (1e-4, 1e-3, 1e-2):
+        a = dadq.allocate(tiny_profile, lam=lam, budget_scope="mean", **options)
+        k = np.searchsorted(xs, a.group_avg_bits.mean() + 1e-9, side="right") - 1
+        assert xs[k] == pytest.approx(a.group_avg_bits.mean(), rel=1e-9)
+        assert ys[k] == pytest.approx(a.predicted.mean(), rel=1e-9)
+    if options.get("fp_input"):  # x_t's FP elements count in the average bits: the curve starts further right
+        assert xs[0] > plain[0][0]
+
+
 # --- argument rules -----------------------------------------------------------------------------
 
 def test_one_way_to_give_each_budget(tiny_profile):

@@ -179,6 +179,10 @@ def test_full_precision_options_reach_the_allocation_and_are_shown(client, asset
     li = names.index("conv_in")
     assert (a[li] == 9).all() and (np.delete(a, li, axis=0) <= 8).all()
     assert "Note: fp_input: the model input x_t" in out[2], out[2]
+    own = plot_data(out[1])["data"][0]  # the frontier drawn is the one with x_t at FP
+    prof = dadq.Profile.load(assets["tiny_profile"])
+    assert set(own["x"]) <= set(dadq.rd_sweep(prof, "wa", scope="group", fp_input=True)[0].tolist())
+    assert not set(own["x"]) <= set(dadq.rd_sweep(prof, "wa", scope="group")[0].tolist())
     data = exported(client)
     assert any(n.startswith("fp_input:") for n in data["notes"])
     out = alloc(client, budget=8.0, target="a", method="exact", full_precision=["top"])

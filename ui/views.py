@@ -93,7 +93,8 @@ def frontiers(alloc) -> dict:
     """The trade-off frontiers of ``alloc``'s target, one per budget scope, labelled by the rule they
     bound; the allocation's own scope first (drawn solid)."""
     order = [alloc.budget_scope] + [sc for sc in SCOPES if sc != alloc.budget_scope]
-    return {SCOPES[sc]: STATE.sweep(alloc.target, scope=sc) for sc in order}
+    fp = full_precision_of(alloc)
+    return {SCOPES[sc]: STATE.sweep(alloc.target, scope=sc, fp_input="input" in fp, fp_top="top" in fp) for sc in order}
 
 
 def full_precision_of(alloc) -> list[str]:
