@@ -651,6 +651,12 @@ def _fp_input_lines(rows: dict, key: str, sname: str, fp_fid: float) -> list[str
         if plain and fin:
             out.append(f"- **{sname}, x_t at FP:** {kind} goes from FID {plain['fid']:.2f} ({plain['fid'] / fp_fid:.2f}× FP) "
                        f"to {fin['fid']:.2f} ({fin['fid'] / fp_fid:.2f}× FP), {_bits(fin)} average bits.")
+    ours, base = rows.get(f"{key} {DADQ_GPTQ[1]}{FP_INPUT}"), rows.get(f"{key} {STRONG_UNIFORM[1]}{FP_INPUT}")
+    if ours and base:
+        df = ours["fid"] / base["fid"] - 1
+        word = "level with" if abs(df) < FID_LEVEL else ("ahead of" if df < 0 else "**behind**")
+        out.append(f"- **{sname}, both with x_t at FP:** DADQ over GPTQ + bias curves is {word} the strong uniform "
+                   f"baseline: FID {ours['fid']:.2f} against {base['fid']:.2f} ({df:+.0%}).")
     return out
 
 
