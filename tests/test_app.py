@@ -194,6 +194,10 @@ def test_full_precision_options_reach_the_allocation_and_are_shown(client, asset
     alloc(client)  # something else on display; the upload brings the option back to the checkboxes
     res = client.predict(handle_file(path), api_name="/upload_allocation")
     assert res[3 + 9] == ["input"], res[3 + 9]
+    # the upload re-creates the session's sliders (gr.skip() is a property update): a typed budget out of
+    # range still reaches the app's own message, not gradio's generic bound check
+    with pytest.raises(AppError, match=r"above the widest profiled width"):
+        alloc(client, budget=100.0)
 
 
 def test_allocation_modes(client):

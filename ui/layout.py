@@ -35,14 +35,20 @@ class Widgets:
         return {name: getattr(self, name) for name in self.values}
 
 
-def BudgetSlider(**kwargs) -> gr.Slider:  # noqa: N802  (used like a component class)
+class BudgetSlider(gr.Slider):
     """A gr.Slider whose typed value reaches the handler even outside [minimum, maximum]: gradio's own
     check would answer a typed 100 with a generic 'greater than maximum' and no fix; the handler
-    answers with the valid range, and the controls go back to the displayed allocation. (An instance
-    attribute, not a subclass: gradio writes a .pyi stub beside every component subclass.)"""
-    slider = gr.Slider(**kwargs)
-    slider.preprocess = lambda payload: None if payload is None else float(payload)
-    return slider
+    answers with the valid range, and the controls go back to the displayed allocation.
+
+    A subclass, not a patched instance: a property update (the drive/target toggle's visibility, a
+    gr.skip()) makes gradio re-create the session's component from its class, which dropped a patch.
+    ``is_template`` keeps the frontend's slider. Gradio writes a .pyi stub beside this module on
+    import (git-ignored)."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return None if payload is None else float(payload)
 
 
 def sensitivity_tab(w: Widgets):
