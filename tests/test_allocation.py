@@ -143,7 +143,9 @@ def test_fp_input_keeps_x_t_at_full_precision_outside_the_budget(shipped):
     # the ends rule of the strong baselines does not quantize what fp_input keeps at FP
     from dadq.allocate import pin_bits
     pinned = pin_bits(uni, shipped, ["conv_in", "conv_out"], 8)
-    assert (pinned.a_bits[:, conv_in] == FP_BITS).all() and (pinned.w_bits[:, conv_in] == FP_BITS).all()
+    assert (pinned.a_bits[:, conv_in] == FP_BITS).all()
+    joint = pin_bits(dadq.allocate(shipped, budget=4.0, method="uniform", fp_input=True), shipped, ["conv_in"], 8)
+    assert (joint.w_bits[:, conv_in] == 8).all() and (joint.a_bits[:, conv_in] == FP_BITS).all()
     assert dadq.allocate(shipped, budget=4.0, target="w", method="exact", fp_input=True).w_bits.max() <= 8
 
 

@@ -133,11 +133,7 @@ def _solve(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mo
     p = STATE.profile
     if target not in ("wa", "separate", "w", "a"):
         raise ValueError(f"target={target!r}: choose one of wa, separate, w, a.")
-    unknown = set(full_precision or ()) - {v for _, v in views.FULL_PRECISION}
-    if unknown:
-        raise ValueError(f"full_precision={sorted(unknown)}: choose among {[v for _, v in views.FULL_PRECISION]}.")
-    fp = set(full_precision or ())
-    common = dict(weight_mode=weight_mode, budget_scope=budget_scope, fp_input="input" in fp, fp_top="top" in fp)
+    common = dict(weight_mode=weight_mode, budget_scope=budget_scope, **views.full_precision_kwargs(full_precision))
     if drive == "lambda":
         return dadq.allocate(p, lam=10.0 ** float(log_lam), target="wa" if target == "separate" else target,
                              **common), None

@@ -84,22 +84,29 @@ def budget_range(profile) -> tuple[float, float]:
 
 
 SCOPES = {"group": "every group ≤ budget (peak per step)", "mean": "mean over groups ≤ budget (trajectory average)"}
-# the allocation's full-precision options (dadq.allocate's fp_input, fp_top) as (label, value)
+# the allocation's full-precision options as (label, value), and the dadq.allocate argument of each value
 FULL_PRECISION = [("model input x_t at full precision, outside the budget (fp_input)", "input"),
                   ("full precision as the top point of every curve (fp_top)", "top")]
+FULL_PRECISION_ARGS = {"input": "fp_input", "top": "fp_top"}
+
+
+def full_precision_kwargs(values) -> dict:
+    """The checkbox values -> dadq.allocate's {fp_input: bool, fp_top: bool}."""
+    chosen = set(values or ())
+    return {arg: v in chosen for v, arg in FULL_PRECISION_ARGS.items()}
 
 
 def frontiers(alloc) -> dict:
     """The trade-off frontiers of ``alloc``'s target, one per budget scope, labelled by the rule they
     bound; the allocation's own scope first (drawn solid)."""
     order = [alloc.budget_scope] + [sc for sc in SCOPES if sc != alloc.budget_scope]
-    fp = full_precision_of(alloc)
-    return {SCOPES[sc]: STATE.sweep(alloc.target, scope=sc, fp_input="input" in fp, fp_top="top" in fp) for sc in order}
+    options = full_precision_kwargs(full_precision_of(alloc))
+    return {SCOPES[sc]: STATE.sweep(alloc.target, scope=sc, **options) for sc in order}
 
 
 def full_precision_of(alloc) -> list[str]:
     """The FULL_PRECISION values an allocation was made with, read from the notes dadq.allocate writes."""
-    return [v for v, note in (("input", "fp_input:"), ("top", "fp_top:")) if any(n.startswith(note) for n in alloc.notes)]
+    return [v for v, arg in FULL_PRECISION_ARGS.items() if any(n.startswith(f"{arg}:") for n in alloc.notes)]
 
 
 _REVISION = itertools.count()
