@@ -15,6 +15,7 @@ from .models import DiffusionModel, load_model
 from .profile import Profile, profile
 from .quant import QuantizedUNet, quantize
 from .sampling import sample, sample_pair
+from .trajectory import trajectory_gain
 from . import images, io  # noqa: F401  (dadq.images.save_grid, dadq.io.write_json)
 
 __version__ = "0.1.0"
@@ -38,5 +39,5 @@ def paired_psnr_ssim(a, b):
 __all__ = [
     "Allocation", "DiffusionModel", "Profile", "QuantizedUNet", "TimestepGroups", "additivity", "allocate",
     "distortion", "fid", "lagrangian_choice", "load_model", "measure_distortion", "paired_psnr_ssim", "profile",
-    "quantize", "rd_sweep", "sample", "sample_pair", "solve",
+    "quantize", "rd_sweep", "sample", "sample_pair", "solve", "trajectory_gain",
 ]

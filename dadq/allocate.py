@@ -613,7 +613,7 @@ def _choose(name: str, value, choices) -> None:
 def allocate(profile, budget: float | None = None, lam: float | None = None, target: str = "wa",
              method: str = "lagrangian", weight_mode: str = "per-group", w_budget: float | None = None,
              a_budget: float | None = None, budget_scope: str | None = None, fp_top: bool = False,
-             fp_input: bool = False) -> Allocation:
+             fp_input: bool = False, group_weights=None) -> Allocation:
     """Bit allocation per timestep group from a Profile.
 
     Give exactly one of:
@@ -640,6 +640,11 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
       Why: at 8 bits per tensor, x_t's rounding error in the high-noise groups is small in eps (the profile
       prices it low) but moves the whole trajectory; keeping it FP costs one image's elements per step,
       a small share of all activations (0.1% on the default model).
+    group_weights: float [G] >= 0, or None (all 1): each group's D counts w_g times (scaled to mean 1) where
+      groups share a solve: a knapsack over groups (budget_scope 'mean', shared weights) and the slope λ.
+      A budget met per group is solved per group, where a constant factor changes nothing. Pass
+      ``dadq.trajectory_gain(model, profile.groups)``: the profile's D is one step's eps distortion, blind to
+      how far the sampler carries an error made at that group's steps.
     """
     _choose("target", target, TARGETS)
     _choose("weight_mode", weight_mode, WEIGHT_MODES)
@@ -667,6 +672,7 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
 
     G, L, bits = profile.num_groups, profile.num_layers, profile.bits
     pinned = _pinned_inputs(profile, fp_input)
+    weights = _group_weights(profile, group_weights)
     idx = {k: np.full((G, L), -1, dtype=np.int64) for k in ("w", "a")}  # -1: full precision
     parts = [("w", w_budget), ("a", a_budget)] if separate else [(target, budget)]
     solved = []  # the kinds allocated (the others stay FP)
@@ -686,7 +692,7 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
             knapsacks = [[(k, g) for k in kinds] for g in range(G)]
         for blocks in knapsacks:
             steps = G if len(knapsacks) == 1 else 1  # denoising steps (one per group) the knapsack covers
-            d, s, keep = knapsack_rows(profile, blocks, pinned, fp_top)
+            d, s, keep = knapsack_rows(profile, blocks, pinned, fp_top, weights)
             ch = np.full(len(d), len(bits))  # len(bits): full precision
             ch[keep] = _solve_part(d[keep], s[keep], b_avg, numel, steps, lam, method, bits)
             ch = np.where(ch == len(bits), -1, ch)
@@ -701,6 +707,9 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
     if fp_input and "a" in solved:
         names = ", ".join(n for n, p in zip(profile.layer_names, pinned) if p)
         notes.append(f"fp_input: the model input x_t ({names}'s input) stays at full precision, outside the budget")
+    if weights is not None:
+        notes.append("group_weights: group D weighted by " + " ".join(f"{w:.3g}" for w in weights)
+                     + " (mean 1) in the solve; the D shown stays the profile's")
     if fp_top:
         n_fp = sum(int((idx[k] == -1).sum()) for k in solved)
         notes.append(f"fp_top: full precision offered as the top point of every curve; {n_fp} of "
@@ -718,16 +727,18 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
     )
 
 
-def knapsack_rows(profile, blocks, pinned: np.ndarray, fp_top: bool = False):
+def knapsack_rows(profile, blocks, pinned: np.ndarray, fp_top: bool = False, weights: np.ndarray | None = None):
     """The rows of one knapsack: (d [R, M'], s [R, M'] in bits, keep bool [R]).
 
     blocks: (kind, group) pairs of L rows each, group None = the one shared weight copy (D summed over
     groups, size counted once per group). fp_top: one more option per row, index M: nothing lost,
     FP_BITS per element. keep: False on the rows ``pinned`` [L] at full precision (activations only),
-    which stay out of the solve."""
+    which stay out of the solve. weights: float [G], each group's D multiplied by its weight (None: 1)."""
     G, L = profile.num_groups, profile.num_layers
+    w = np.ones(G) if weights is None else weights
     reps = [G if g is None else 1 for _, g in blocks]
-    d = np.concatenate([profile.d_w.sum(axis=0) if g is None else profile.curves(k)[g] for k, g in blocks])
+    d = np.concatenate([np.tensordot(w, profile.d_w, axes=1) if g is None else w[g] * profile.curves(k)[g]
+                        for k, g in blocks])
     s = np.concatenate([profile.sizes(k) * r for (k, _), r in zip(blocks, reps)])
     if fp_top:
         numel = {"w": profile.w_numel, "a": profile.a_numel}
@@ -750,6 +761,19 @@ def _pinned_inputs(profile, fp_input: bool) -> np.ndarray:
         raise ValueError(f"fp_input: none of this profile's layers reads the model input ({', '.join(INPUT_LAYERS)}); "
                          "profile those layers, or leave fp_input off.")
     return rows
+
+
+def _group_weights(profile, weights) -> np.ndarray | None:
+    """``allocate``'s group_weights checked and scaled to mean 1: float [G], or None."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    G = profile.num_groups
+    if w.shape != (G,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"group_weights: give {G} finite weights >= 0, not all zero, one per timestep group of the "
+                         f"profile (got {np.asarray(weights).tolist()}); dadq.trajectory_gain(model, profile.groups) "
+                         "measures them.")
+    return w / w.mean()
 
 
 def _solve_part(d, s, b_avg, numel, steps, lam, method, bits):

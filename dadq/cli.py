@@ -1,4 +1,4 @@
-"""``python -m dadq <command>``: profile, allocate, sample, fid, sweep.
+"""``python -m dadq <command>``: profile, gain, allocate, sample, fid, sweep.
 
 Every command prints one clear line and exits 2 on bad input, without a traceback.
 """
@@ -88,6 +88,30 @@ def _alloc_args(p):
                    help="offer full precision (32 bits, no distortion) as the top point of every curve")
     p.add_argument("--fp-input", action="store_true",
                    help="keep the model input x_t (conv_in's input) at full precision, outside the budget")
+    p.add_argument("--group-weights", default=None,
+                   help="weigh each timestep group's D where groups share a solve: a gain JSON from `dadq gain`, or "
+                        "G numbers like 1,1,2,...")
+    p.add_argument("--group-weights-power", type=float, default=1.0,
+                   help="raise the group weights to this power (0.5: the square root; default 1)")
+
+
+def _group_weights(args):
+    """--group-weights (a `dadq gain` JSON or comma-separated numbers) ** --group-weights-power, or None."""
+    text = args.group_weights
+    if text is None:
+        return None
+    if Path(text).is_file():
+        obj = json.loads(Path(text).read_text())
+        if not isinstance(obj, dict) or "gain" not in obj:
+            raise ValueError(f"--group-weights {text}: not a gain file of `python -m dadq gain --out` (no 'gain').")
+        w = obj["gain"]
+    else:
+        try:
+            w = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise ValueError(f"--group-weights {text!r}: give a gain JSON file of `python -m dadq gain --out`, or one "
+                             "number per timestep group like 1,1,2,4") from None
+    return np.asarray(w, dtype=np.float64) ** args.group_weights_power
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     _cond_args(p, labels=False)
     p.add_argument("--out", required=True, help="output .safetensors")
     p.add_argument("--csv", default=None, help="also write the curves as a long CSV table (Profile.to_frame)")
+
+    p = sub.add_parser("gain", help="trajectory gain per timestep group: how far an eps error there moves the "
+                                    "final sample -> JSON for allocate --group-weights")
+    _model_args(p)
+    p.add_argument("--groups", type=int, default=10, help="timestep groups G (default 10; the profile's)")
+    p.add_argument("--n", type=int, default=32, help="samples (default 32)")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50; the ones you deploy)")
+    p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sigma", type=float, default=0.01, help="standard deviation of the added eps error (default 0.01)")
+    p.add_argument("--out", default=None, help="write the gain JSON here")
 
     p = sub.add_parser("allocate", help="bit allocation from a profile, by budget or slope")
     p.add_argument("--profile", required=True)
@@ -171,7 +206,7 @@ def _profile_for(args, model):
 
 def _alloc_kw(args) -> dict:
     return dict(target=args.target, method=args.method, weight_mode=args.weight_mode, budget_scope=args.budget_scope,
-                fp_top=args.fp_top, fp_input=args.fp_input)
+                fp_top=args.fp_top, fp_input=args.fp_input, group_weights=_group_weights(args))
 
 
 def _quantized(args, model):
@@ -216,6 +251,20 @@ def run(args) -> int:
             _write_csv(prof.to_frame(), args.csv)
         print(f"profile of {len(prof.layer_names)} layers x {prof.num_groups} groups x bits {prof.bits.tolist()} "
               f"({prof.meta['seconds']:.1f} s, mode {args.mode}) -> {args.out}")
+    elif args.cmd == "gain":
+        model = dadq.load_model(args.model, device=args.device)
+        groups = dadq.TimestepGroups(model.num_timesteps, args.groups)
+        gain = dadq.trajectory_gain(model, groups, n=args.n, steps=args.steps, seed=args.seed, sigma=args.sigma,
+                                    sampler=args.sampler)
+        print(f"{'group':>12} {'gain':>10}   (final-sample MSE per unit eps MSE added at that group's steps)")
+        for lab, v in zip(groups.labels(), gain):
+            print(f"{lab:>12} {v:10.4g}")
+        if args.out:
+            dadq.io.write_json(args.out, {"gain": gain.tolist(), "groups": args.groups,
+                                          "num_timesteps": model.num_timesteps, "n": args.n, "steps": args.steps,
+                                          "sampler": args.sampler, "seed": args.seed, "sigma": args.sigma,
+                                          "model": model.source, "fingerprint": model.fingerprint()})
+            print(f"gain -> {args.out}")
     elif args.cmd == "allocate":
         prof = dadq.Profile.load(args.profile)
         kw = _alloc_kw(args)

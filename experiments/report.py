@@ -433,6 +433,39 @@ def _input_curve(fingerprint: str) -> str:
     return _table(["group", "calibration timesteps", "8-bit range", "8-bit step", "profiled D"], rows) + "\n"
 
 
+def trajectory_weights() -> str:
+    """The trajectory gain per group and W4A8 allocations with the groups' D weighted by gain^p
+    (experiments.trajectory_weights): FID and paired SSIM per weighting and seed."""
+    name = "trajectory_weights"
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
+    r = load(name)
+    st = r["setup"]
+    gain = np.asarray(r["gain"])
+    g_rows = [[str(g), lab, f"{v:.3g}", f"{v / gain.mean():.3g}", f"{np.sqrt(v) / np.sqrt(gain).mean():.3g}"]
+              for g, (lab, v) in enumerate(zip(r["group_labels"], gain))]
+    word = {0.0: "none (the profile's D)", 0.5: "gain^1/2", 1.0: "gain"}
+    rows = [[word.get(x["power"], f"gain^{x['power']:g}"), str(x["seed"]), f"{x['fid']:.2f}", f"{x['fp_fid']:.2f}",
+             f"{x['fid'] / x['fp_fid']:.2f}×", f"{x['paired_ssim_mean']:.3f}",
+             " ".join(f"{b:.2f}" for b in x["w_avg_bits_per_group"])] for x in r["rows"]]
+    seeds = sorted({x["seed"] for x in r["rows"]})
+    mean = {p: float(np.mean([x["fid"] for x in r["rows"] if x["power"] == p])) for p in sorted({x["power"] for x in r["rows"]})}
+    wins = {p: sum(x["fid"] < y["fid"] for x in r["rows"] for y in r["rows"]
+                   if x["power"] == p and y["power"] == 0 and x["seed"] == y["seed"]) for p in mean if p}
+    lines = [f"- **{word.get(p, p)}:** mean FID {mean[p]:.2f} against {mean[0.0]:.2f} unweighted "
+             f"({mean[p] / mean[0.0] - 1:+.1%}); lower on {wins[p]} of {len(seeds)} seed{'s' * (len(seeds) > 1)}."
+             for p in mean if p]
+    return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
+            f"Gain: {st['gain_n']} samples, DDIM-{st['steps']}, eps error σ = {st['gain_sigma']:g} at one group's steps; "
+            "group 0 is the last steps (least noise). The weights are the gain (or its square root) scaled to mean 1.\n\n"
+            + _table(["group", "timesteps", "gain (final MSE per eps MSE)", "weight, gain", "weight, gain^1/2"], g_rows)
+            + f"\n\nW4A8 (W 4 and A 8 average bits), exact, budget over the mean of the groups, shipped GPTQ + bias "
+            f"profile; {st['n']} samples at DDIM-{st['steps']} per row, FP FID from the same sampler and seed, paired "
+            "SSIM against FP from the same noise.\n\n"
+            + _table(["group weights", "seed", "FID", "FP FID", "× FP", "paired SSIM",
+                      "W average bits per group (0 … 9)"], rows) + "\n\n" + "\n".join(lines) + "\n")
+
+
 def fp_top() -> str:
     """Full precision as the top point of every curve (sweep_fptop, dadq.allocate's fp_top): DADQ over GPTQ + bias
     curves, mean over groups, with and without it; the rows without come from the grid below (sweep_rounding,
@@ -978,7 +1011,7 @@ def dit() -> str:
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
-    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "levers_5k": levers_5k, "rounding_1k": rounding_1k,
+    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "levers_5k": levers_5k, "rounding_1k": rounding_1k,
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,

@@ -157,6 +157,44 @@ def test_fp_input_needs_a_layer_that_reads_the_model_input(tiny_profile):
         dadq.allocate(renamed, budget=4.0, fp_input=True)
 
 
+def test_group_weights_move_bits_to_the_weighted_groups(shipped):
+    from dadq.allocate import _group_weights
+
+    G = shipped.num_groups
+    kw = dict(budget=4.0, target="w", method="exact", budget_scope="mean")
+    plain = dadq.allocate(shipped, **kw)
+    assert (dadq.allocate(shipped, group_weights=np.full(G, 3.0), **kw).w_bits == plain.w_bits).all(), \
+        "equal weights change nothing"
+    w = np.ones(G)
+    w[-3:] = 20.0  # the high-noise groups count 20 times
+    a = dadq.allocate(shipped, group_weights=w, **kw)
+    avg = lambda al: (al.w_bits * al.w_numel).sum(1) / al.w_numel.sum()  # noqa: E731
+    assert avg(a).mean() <= 4.0 + 1e-9, "the budget still bounds the mean over groups"
+    assert avg(a)[-3:].mean() > avg(plain)[-3:].mean() + 0.3 and avg(a)[:-3].mean() < avg(plain)[:-3].mean()
+    # the exact solve is optimal for the weighted sum, and the D it reports stays the profile's
+    wn = _group_weights(shipped, w)
+    assert (wn * a.predicted).sum() <= (wn * plain.predicted).sum() + 1e-12
+    assert (plain.predicted.sum() <= a.predicted.sum()) and any(n.startswith("group_weights:") for n in a.notes)
+    # a budget met per group is solved per group: a constant factor per group changes nothing
+    per_group = dict(budget=4.0, target="w", method="exact", budget_scope="group")
+    assert (dadq.allocate(shipped, group_weights=w, **per_group).w_bits
+            == dadq.allocate(shipped, **per_group).w_bits).all()
+    for bad in (np.ones(G - 1), -w, np.zeros(G), np.full(G, np.nan)):
+        with pytest.raises(ValueError, match=f"give {G} finite weights >= 0.*trajectory_gain"):
+            dadq.allocate(shipped, group_weights=bad, **kw)
+
+
+def test_trajectory_gain_grows_with_the_noise_level():
+    """An eps error at the high-noise steps moves the final sample far more than one at the last steps."""
+    model = dadq.load_model("default")
+    gain = dadq.trajectory_gain(model, 10, n=2, steps=10, seed=3)
+    assert gain.shape == (10,) and (gain > 0).all()
+    assert gain[-1] > 30 * gain[0] and gain[5:].mean() > gain[:5].mean()
+    assert np.array_equal(gain, dadq.trajectory_gain(model, 10, n=2, steps=10, seed=3)), "seeded: reproducible"
+    with pytest.raises(ValueError, match="positive standard deviation"):
+        dadq.trajectory_gain(model, 10, n=2, steps=2, sigma=0.0)
+
+
 def test_mean_scope_uniform_stays_uniform(tiny_profile):
     a = dadq.allocate(tiny_profile, budget=4.0, method="uniform", budget_scope="mean")
     assert (a.w_bits == 4).all() and (a.a_bits == 4).all()

@@ -77,6 +77,20 @@ def test_cli_end_to_end(tiny_folder, tmp_path):
     assert r.returncode == 0, r.stderr
     fin = json.loads((tmp_path / "in.json").read_text())
     assert any(n.startswith("fp_input:") for n in fin["notes"]) and min(fin["group_avg_bits"]) > 4.0
+    # the trajectory gain per group weighs the groups' D in a pooled solve
+    r = dadq_cli("gain", "--model", str(tiny_folder), "--groups", "2", "--n", "2", "--steps", "4",
+                 "--out", str(tmp_path / "gain.json"))
+    assert r.returncode == 0, r.stderr
+    gain = json.loads((tmp_path / "gain.json").read_text())
+    assert len(gain["gain"]) == 2 and min(gain["gain"]) > 0 and "t 0-" in r.stdout
+    r = dadq_cli("allocate", "--profile", str(prof), "--budget", "3", "--budget-scope", "mean", "--method", "exact",
+                 "--group-weights", str(tmp_path / "gain.json"), "--group-weights-power", "0.5",
+                 "--out", str(tmp_path / "gw.json"))
+    assert r.returncode == 0, r.stderr
+    gw = json.loads((tmp_path / "gw.json").read_text())
+    assert any(n.startswith("group_weights:") for n in gw["notes"]) and np.mean(gw["group_avg_bits"]) <= 3.0 + 1e-9
+    r = dadq_cli("allocate", "--profile", str(prof), "--budget", "3", "--group-weights", "1,2,3")
+    assert r.returncode == 2 and "give 2 finite weights" in r.stderr
 
     r = dadq_cli("sweep", "--profile", str(prof), "--budgets", "3,6", "--out", str(tmp_path / "sw.json"))
     assert r.returncode == 0, r.stderr
@@ -104,7 +118,7 @@ def test_cli_infeasible_budget(tiny_folder, tmp_path):
 def test_help_lists_commands():
     r = dadq_cli("--help")
     assert r.returncode == 0
-    for cmd in ("profile", "allocate", "sample", "fid", "sweep"):
+    for cmd in ("profile", "gain", "allocate", "sample", "fid", "sweep"):
         assert cmd in r.stdout
 
 
