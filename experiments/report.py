@@ -64,6 +64,7 @@ def _cmd(command: str) -> str:
     """The command that made a result, without what does not change its numbers (time boxes, notes)."""
     command = re.sub(r" --max-minutes [\d.e-]+", "", command)
     command = re.sub(r" --note .*$", "", command)
+    command = re.sub(r" --out /tmp/\S+", "", command)  # a scratch copy, moved into results/ after the run
     # the repository's script folders are packages, run from the root with -m (no import-path edits)
     return re.sub(r"\bpython3? (scripts|benchmarks|training|experiments)/(\w+)\.py\b", r"python -m \1.\2", command)
 
