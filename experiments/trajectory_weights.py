@@ -52,7 +52,7 @@ def main(argv=None) -> int:
             q = dadq.quantize(model, prof, a)
             x = dadq.sample(q, n=args.n, steps=args.steps, seed=seed, desc=f"gain^{power:g} seed {seed}", batch_size=250)
             _, ssim = dadq.paired_psnr_ssim(fp, x)
-            w_avg = (a.w_bits * a.w_numel).sum(1) / a.w_numel.sum()
+            w_avg = a.step_bits()[0] / a.w_numel.sum()  # [G] average weight bits per group
             rows.append({"power": power, "seed": seed, "fid": dadq.fid(x), "fp_fid": fp_fid,
                          "paired_ssim_mean": float(ssim.mean()), "w_avg_bits_per_group": w_avg.tolist(),
                          "w_avg_bits": float(w_avg.mean()), "predicted_D": float(a.predicted.mean())})
