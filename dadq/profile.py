@@ -37,7 +37,7 @@ from .io import atomic_path
 from .models import DiffusionModel, full_fp32
 from .quant import (ACT_CLIP_GRID, ACT_GRANULARITIES, FP_BITS, TOKEN_PARAM_BITS, WEIGHT_CLIP_GRID, QuantizedUNet,
                     activation_range, concat_splits, token_clip_ratio, token_layers)
-from .rounding import DAMP, ROUNDINGS, needs_calibration
+from .rounding import DAMP, ROUNDINGS, needs_calibration, uses_hessian
 
 FORMAT = "dadq-profile/1"
 KINDS = ("w", "a")
@@ -490,9 +490,10 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     layers: glob pattern(s) ('re:' prefix for regex) restricting the profiled layers.
     progress: optional callable(fraction, text), called after each measured point; it may raise
     to cancel (nothing is written then).
-    rounding: 'rtn' (round to nearest) or 'gptq' (Hessian pooled over all groups' calibration inputs,
-    ``dadq.rounding``). bias_correction: fold each quantized weight's mean output shift, per group,
-    into the bias. metric: the distortion D ('ssim+mse', the paper's; 'mse'; 'ssim').
+    rounding: 'rtn' (round to nearest), 'gptq' (Hessian pooled over all groups' calibration inputs,
+    ``dadq.rounding``) or 'gptq-act' (the same, columns in activation order). bias_correction: fold each
+    quantized weight's mean output shift, per group, into the bias. metric: the distortion D
+    ('ssim+mse', the paper's; 'mse'; 'ssim').
     split_concat: one activation range per part of a UNet up block's concatenated skip input.
     All four are recorded in the header (``Profile.settings``); ``quantize`` rebuilds the same weights.
     guidance_scale: classifier-free guidance of a conditional model's calibration (default: the model's
@@ -603,7 +604,9 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         "weight_quantizer": f"symmetric per-output-channel, narrow range, MSE clip search over {len(WEIGHT_CLIP_GRID)} ratios "
                             f"{WEIGHT_CLIP_GRID[0]:.2f}-1.00; 1 bit = sign x mean|w|; "
                             + (f"GPTQ rounding (Hessian pooled over all groups' calibration inputs, dampening {DAMP} "
-                               "of its mean diagonal, no reordering)" if rounding == "gptq" else "round to nearest")
+                               "of its mean diagonal, " + ("columns by falling Hessian diagonal)" if rounding == "gptq-act"
+                                                           else "no reordering)")
+                               if uses_hessian(rounding) else "round to nearest")
                             + ("; bias corrected per group (mean output shift on the calibration inputs)"
                                if bias_correction else ""),
         # split inputs store two (lo, hi) per group instead of one: 2 more floats per (layer, group)

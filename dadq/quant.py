@@ -28,7 +28,7 @@ from .bitwidths import FP_BITS, is_fp
 from .groups import TimestepGroups
 from .models import QUANTIZABLE, DiffusionModel, fast_layout_like
 from .rounding import (DAMP, ROUNDINGS, calibration_stats, gptq, hessian_factor, needs_calibration, output_shift,
-                       round_to_grid)
+                       round_to_grid, uses_hessian)
 
 WEIGHT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
@@ -56,11 +56,12 @@ def weight_scale(flat: torch.Tensor, bits: int) -> torch.Tensor:
     return best
 
 
-def quantize_weight(w: torch.Tensor, bits: int, factor: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def quantize_weight(w: torch.Tensor, bits: int, factor: tuple | None = None) -> torch.Tensor:
     """Fake-quantized copy of a weight [C_out, ...] at ``bits`` (per output channel).
 
-    factor: None rounds to nearest; (U [cg, K, K], dead [cg, K]) from ``rounding.hessian_factor``
-    rounds by GPTQ, conv group by conv group, with the same per-channel scales.
+    factor: None rounds to nearest; (U [cg, K, K], dead [cg, K], perm [cg, K] or None) from
+    ``rounding.hessian_factor`` rounds by GPTQ, conv group by conv group (columns in perm's order),
+    with the same per-channel scales.
     """
     if is_fp(bits):
         return w.detach().clone()
@@ -68,10 +69,15 @@ def quantize_weight(w: torch.Tensor, bits: int, factor: tuple[torch.Tensor, torc
     scale = weight_scale(flat, bits)
     if factor is None:
         return round_to_grid(flat, scale, bits).reshape(w.shape)
-    u, dead = factor
+    u, dead, perm = factor
     rows = flat.shape[0] // u.shape[0]
-    q = [gptq(flat[k * rows:(k + 1) * rows], u[k], dead[k], scale[k * rows:(k + 1) * rows], bits)
-         for k in range(u.shape[0])]
+    q = []
+    for k in range(u.shape[0]):
+        wk, sk = flat[k * rows:(k + 1) * rows], scale[k * rows:(k + 1) * rows]
+        if perm is None:
+            q.append(gptq(wk, u[k], dead[k], sk, bits))
+        else:
+            q.append(gptq(wk[:, perm[k]], u[k], dead[k], sk, bits)[:, torch.argsort(perm[k])])
     return torch.cat(q).reshape(w.shape)
 
 
@@ -223,13 +229,13 @@ class GroupState:
 class LayerCalibration:
     """What one layer's quantizers learn from the calibration inputs, and the caches built on it.
 
-    factor: GPTQ's (U [cg, K, K], dead [cg, K]) or None (round to nearest); in_mean: E[x] columns
+    factor: GPTQ's (U [cg, K, K], dead [cg, K], perm [cg, K] or None) or None (round to nearest); in_mean: E[x] columns
     per group [G, cg, K] or None (no bias correction). wq {bits: weight}, bq {(bits, g): bias}:
     every quantized weight and corrected bias is computed once and kept here, shared by every
     wrapper built on the same calibration (``QuantizedUNet.setup`` memoises it).
     """
 
-    factor: tuple[torch.Tensor, torch.Tensor] | None = None
+    factor: tuple | None = None
     in_mean: torch.Tensor | None = None
     wq: dict = field(default_factory=dict)
     bq: dict = field(default_factory=dict)
@@ -391,7 +397,7 @@ class QuantizedUNet(nn.Module):
               a_split: dict[str, int] | None = None, call=None, a_token: dict[str, int] | None = None) -> None:
         """Give the quantizers what they learn beyond bits and ranges.
 
-        rounding 'gptq': each layer's Hessian factor; bias_correction: its mean input per group. Both
+        rounding 'gptq' / 'gptq-act': each layer's Hessian factor; bias_correction: its mean input per group. Both
         come from the FP model on the calibration inputs x [G, N, C, H, W], t [G, N] (``rounding.
         calibration_stats``). The result, with the quantized weights and biases later cached in it, is
         memoised for the last (model, calibration, settings), so a profile and the quantize() calls
@@ -429,10 +435,11 @@ def _layer_calibration(unet: nn.Module, names: list[str], calib_x, calib_t, roun
     key = (fingerprint(unet), tuple(names), rounding, bool(bias_correction), DAMP, str(next(unet.parameters()).device),
            hashlib.sha256(calib_x.cpu().numpy().tobytes() + calib_t.cpu().numpy().tobytes()).hexdigest())
     if key not in _CALIB_MEMO:
-        stats = calibration_stats(unet, names, calib_x, calib_t, hessian=rounding == "gptq", call=call)
+        stats = calibration_stats(unet, names, calib_x, calib_t, hessian=uses_hessian(rounding), call=call)
         _CALIB_MEMO.clear()
         _CALIB_MEMO[key] = {
-            n: LayerCalibration(factor=hessian_factor(st.hessian()) if rounding == "gptq" else None,
+            n: LayerCalibration(factor=hessian_factor(st.hessian(), act_order=rounding == "gptq-act")
+                                if uses_hessian(rounding) else None,
                                 in_mean=st.mean() if bias_correction else None)
             for n, st in stats.items()}
     return _CALIB_MEMO[key]

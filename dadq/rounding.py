@@ -1,7 +1,8 @@
 """Weight rounding onto the per-channel grid: round to nearest (``rtn``) or GPTQ (``gptq``).
 
 Both use the same per-output-channel scale (``dadq.quant.weight_scale``, fixed before any rounding).
-GPTQ (Frantar et al. 2022) rounds one input column at a time and spreads each column's rounding
+GPTQ (Frantar et al. 2022) rounds one input column at a time (left to right, or with ``gptq-act`` in
+order of falling Hessian diagonal) and spreads each column's rounding
 error over the columns not yet rounded, weighted by the inverse of the layer's input Hessian
 H = E[x xᵀ], so the layer *output* error on the calibration inputs is what gets minimised, not the
 weight error. A Conv2d is a matmul over its im2col columns (C_in/groups · kh · kw of them, per conv
@@ -24,9 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROUNDINGS = ("rtn", "gptq")
+ROUNDINGS = ("rtn", "gptq", "gptq-act")  # gptq-act: GPTQ with activation order (columns by falling diag H)
 DAMP = 0.01  # dampening: fraction of the mean Hessian diagonal added to the diagonal (GPTQ's default)
 BLOCK = 128  # GPTQ lazy-batch width: columns updated together before the trailing columns are touched
+
+
+def uses_hessian(rounding: str) -> bool:
+    """Whether a rounding needs each layer's input Hessian (the GPTQ family)."""
+    return rounding != "rtn"
 
 
 def needs_calibration(settings: dict) -> bool:
@@ -131,21 +137,29 @@ def calibration_stats(unet: nn.Module, names: list[str], calib_x: torch.Tensor, 
     return stats
 
 
-def hessian_factor(h: torch.Tensor, damp: float = DAMP) -> tuple[torch.Tensor, torch.Tensor]:
-    """GPTQ's factor of H [cg, K, K]: (U float32 [cg, K, K], dead bool [cg, K]).
+def hessian_factor(h: torch.Tensor, damp: float = DAMP, act_order: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """GPTQ's factor of H [cg, K, K]: (U float32 [cg, K, K], dead bool [cg, K], perm int64 [cg, K] or None).
 
     U is the upper Cholesky factor of (H + damp · mean(diag H) · I)⁻¹; its row i holds the weights
     with which column i's rounding error moves the later columns. Dead columns (an input that is
     zero on every calibration row, diagonal 0) get diagonal 1 first, so H stays invertible; their
-    weights are set to zero by ``gptq``.
+    weights are set to zero by ``gptq``. act_order: the columns are rounded in order of falling
+    diag H (GPTQ's activation order), so the inputs with the most energy are rounded first, while
+    every later column can still absorb their error; U and dead are then in that order, and perm[k]
+    lists conv group k's columns in it (None: left to right).
     """
     h = h.double().clone()
+    perm = None
+    if act_order:
+        perm = torch.argsort(torch.diagonal(h, dim1=1, dim2=2), dim=1, descending=True, stable=True)
+        h = torch.stack([hk[p][:, p] for hk, p in zip(h, perm)])
     diag = torch.diagonal(h, dim1=1, dim2=2)
     dead = diag == 0
     diag[dead] = 1.0
     diag += damp * diag.mean(1, keepdim=True)
     hinv = torch.cholesky_inverse(torch.linalg.cholesky(h))
-    return torch.linalg.cholesky(hinv, upper=True).float(), dead
+    return torch.linalg.cholesky(hinv, upper=True).float(), dead, perm
 
 
 def gptq(w: torch.Tensor, u: torch.Tensor, dead: torch.Tensor, scale: torch.Tensor, bits: int,
@@ -153,7 +167,7 @@ def gptq(w: torch.Tensor, u: torch.Tensor, dead: torch.Tensor, scale: torch.Tens
     """GPTQ-rounded copy of one conv group's weight rows w [R, K] (R output channels, K columns).
 
     u [K, K], dead [K]: ``hessian_factor`` of this conv group. scale [R, 1]: the fixed per-channel
-    scale. Columns are rounded left to right (no activation reordering). Lazy batch: inside a
+    scale. Columns are rounded in the order given (``quantize_weight`` permutes them for act order). Lazy batch: inside a
     block of ``block`` columns each error updates the block's later columns at once; the trailing
     columns get the block's errors in one matmul.
     """

@@ -792,6 +792,22 @@ def bias_out_of_sample() -> str:
                       "gain in sample"], rows) + "\n")
 
 
+def gptq_order() -> str:
+    """GPTQ in activation order against left to right, held-out layer output MSE (rounding_ablation --parts order)."""
+    r = load("rounding_ablation_order")
+    summ = r["order"]["summary"]
+    rows = [[str(x["bits"]), f"{x['plain_over_rtn_geo']:.3f}", f"{x['act_over_plain_geo']:.3f}",
+             f"{x['act_over_plain_median']:.3f}", f"{x['act_lower_in_layers']} of {x['layers']}",
+             f"{x['sum_mse']['gptq'] / x['sum_mse']['gptq_act']:.2f}×"] for x in summ]
+    st = r["setup"]
+    return (f"`{_cmd(r['command'])}` → `experiments/results/rounding_ablation_order.json`\n\n"
+            f"Each quantizable layer's output MSE on held-out inputs (calibration seed {st['held_out_seed']}; Hessians "
+            f"from seed {st['estimation_seed']}; {st['groups']} groups × {st['calib_per_group']} samples each), as a "
+            "ratio per layer, geometric mean over groups; then the geometric mean and the median over layers:\n\n"
+            + _table(["weight bits", "GPTQ ÷ RTN", "act order ÷ GPTQ", "median over layers", "act order lower in",
+                      "summed MSE, GPTQ ÷ act order"], rows) + "\n")
+
+
 # --- the embedded models' quality cards -------------------------------------------------------------
 
 QUALITY_ROWS = [("train_10k_vs_test", "{data} train images (sanity: near 0)"), ("ddim50_1k", "model, DDIM-50"),
@@ -1016,7 +1032,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
-    "bias_out_of_sample": bias_out_of_sample, "metric_grid": metric_grid,
+    "bias_out_of_sample": bias_out_of_sample, "gptq_order": gptq_order, "metric_grid": metric_grid,
     "rounding_grid_fashion": lambda: rounding_grid("sweep_rounding_fashion"), "rounding_5k": rounding_5k, "dit": dit,
 }
 

@@ -8,6 +8,9 @@ and 1 (held out), G groups, N samples per group.
   hessian      GPTQ with the Hessian pooled over all groups vs one Hessian per group (estimated on
                group g only), vs round to nearest: each layer's output MSE on the held-out inputs of
                every group, at 3 and 4 bits; ratio = MSE / MSE(rtn), geometric mean over groups.
+  order        GPTQ with columns left to right vs in activation order (falling Hessian diagonal,
+               rounding 'gptq-act'), both with the pooled Hessian: every quantizable layer's output MSE
+               on the held-out inputs, at 2-5 bits; ratio to plain GPTQ, geometric mean over groups.
   bias         D (dadq.distortion) of the whole model with one layer's weights quantized, on the held
                -out set, with and without bias correction estimated on the estimation set; rtn and gptq.
   split_concat D of the A-curves (one layer's input quantized) of the up blocks' concatenated inputs at
@@ -65,6 +68,35 @@ def hessian_rows(model, est, held, bits=(3, 4)) -> list[dict]:
                 mse = {k: float((ql.op(ins[name][g], w, None) - fp[g]).pow(2).mean())
                        for k, w in (("rtn", w_rtn), ("gptq_pooled", w_pool), ("gptq_per_group", w_grp))}
                 rows.append({"layer": name, "bits": b, "group": g, **mse})
+    return rows
+
+
+@torch.no_grad()
+def order_rows(model, est, held, bits=(2, 3, 4, 5)) -> list[dict]:
+    from dadq.models import quantizable_layers
+    from dadq.quant import QuantizedUNet, quantize_weight
+    from dadq.rounding import calibration_stats, hessian_factor
+
+    (x0, t0), (x1, t1) = est, held
+    G = x0.shape[0]
+    names = [n for n, _ in quantizable_layers(model.unet)]
+    stats = calibration_stats(model.unet, names, x0, t0)
+    q = QuantizedUNet(model.unet, model_groups(G), names)
+    rows = []
+    for i in range(0, len(names), 16):  # held-out inputs a chunk of layers at a time: they are large
+        chunk = names[i:i + 16]
+        ins = layer_inputs(model.unet, chunk, x1, t1)
+        for name in chunk:
+            ql = q.layers[name]
+            fp = [ql.op(a, ql.weight, None) for a in ins[name]]
+            plain, act = (hessian_factor(stats[name].hessian(), act_order=a) for a in (False, True))
+            for b in bits:
+                ws = {"rtn": quantize_weight(ql.weight, b), "gptq": quantize_weight(ql.weight, b, plain),
+                      "gptq_act": quantize_weight(ql.weight, b, act)}
+                for g in range(G):
+                    rows.append({"layer": name, "bits": b, "group": g,
+                                 **{k: float((ql.op(ins[name][g], w, None) - fp[g]).pow(2).mean()) for k, w in ws.items()}})
+        del ins
     return rows
 
 
@@ -163,14 +195,14 @@ def main(argv=None) -> int:
     p.add_argument("--calib", type=int, default=8, help="calibration samples per group")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps of the calibration trajectories")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--parts", default="hessian,bias,split,timing")
+    p.add_argument("--parts", default="hessian,order,bias,split,timing")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     setup_threads(args.threads)
     parts = set(args.parts.split(","))
     model = dadq.load_model("default")
     G = args.groups
-    if parts & {"hessian", "bias"}:
+    if parts & {"hessian", "order", "bias"}:
         est = calibration_inputs(model, model_groups(G), args.calib, seed=0, steps=args.steps)
         held = calibration_inputs(model, model_groups(G), args.calib, seed=1, steps=args.steps)
     result = {"experiment": NAME, "command": command_line(NAME, "experiments"),
@@ -190,6 +222,28 @@ def main(argv=None) -> int:
                     [[s["layer"], s["bits"], s["pooled_over_rtn"], s["per_group_over_rtn"], s["per_group_over_pooled"]]
                      for s in summ], title="held-out layer output MSE, geometric mean over groups")
         result["hessian"] = {"summary": summ, "rows": rows}
+    if "order" in parts:
+        rows = order_rows(model, est, held)
+        layers = list(dict.fromkeys(r["layer"] for r in rows))
+        per_layer = [{"layer": n, "bits": b, "act_over_plain": geo_ratio(sel, "gptq_act", "gptq"),
+                      "plain_over_rtn": geo_ratio(sel, "gptq", "rtn")}
+                     for n in layers for b in (2, 3, 4, 5)
+                     for sel in [[r for r in rows if r["layer"] == n and r["bits"] == b]]]
+        summ = []
+        for b in (2, 3, 4, 5):
+            sel = [p for p in per_layer if p["bits"] == b]
+            ratios = np.array([p["act_over_plain"] for p in sel])
+            summ.append({"bits": b, "layers": len(sel), "act_over_plain_geo": float(np.exp(np.mean(np.log(ratios)))),
+                         "act_over_plain_median": float(np.median(ratios)),
+                         "act_lower_in_layers": int((ratios < 1).sum()),
+                         "plain_over_rtn_geo": float(np.exp(np.mean([np.log(p["plain_over_rtn"]) for p in sel]))),
+                         "sum_mse": {k: float(sum(r[k] for r in rows if r["bits"] == b) / G)
+                                     for k in ("rtn", "gptq", "gptq_act")}})
+        print_table(["bits", "layers", "act/plain (geo)", "median", "act lower in", "plain/rtn (geo)"],
+                    [[s["bits"], s["layers"], s["act_over_plain_geo"], s["act_over_plain_median"], s["act_lower_in_layers"],
+                      s["plain_over_rtn_geo"]] for s in summ],
+                    title="held-out layer output MSE, GPTQ in activation order against left to right")
+        result["order"] = {"summary": summ, "per_layer": per_layer}
     if "bias" in parts:
         rows = bias_rows(model, est, held)
         summ = []

@@ -214,7 +214,8 @@ def model_tab(w: Widgets, model_src: str):
             w.p_mode = gr.Radio(["exact", "fast", "naive"], value="fast", label="mode")
             w.p_layers = gr.Textbox(value="", label="layers (globs, comma separated; empty = all)")
         with gr.Row():
-            w.p_rounding = gr.Radio([("round to nearest", "rtn"), ("GPTQ (Hessian-aware, slower)", "gptq")],
+            w.p_rounding = gr.Radio([("round to nearest", "rtn"), ("GPTQ (Hessian-aware, slower)", "gptq"),
+                                     ("GPTQ, activation order", "gptq-act")],
                                     value="rtn", label="weight rounding", elem_id="profile-rounding")
             w.p_bias = gr.Checkbox(value=False, label="bias correction (per group)", elem_id="profile-bias")
         with gr.Row():
