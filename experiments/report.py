@@ -694,42 +694,69 @@ def _fp_input_lines(rows: dict, key: str, sname: str, fp_fid: float) -> list[str
     return out
 
 
-def rounding_1k() -> str:
-    """Issue 18's grid at 1k samples over seeds (sweep_rounding_1k): FID per seed with mean ± std (fid_table), and
-    per setting whether DADQ over GPTQ + bias curves beats the strong uniform baseline on every seed."""
-    name = "sweep_rounding_1k"
+def _seed_grid(name: str, about: str, lines_of: Callable[[dict], list[str]]) -> str:
+    """A sweep result over seeds: its command, ``about`` (after the sample count, sampler and seeds), the FID per
+    seed (fid_table) and the bullet lines ``lines_of(rows)`` make from {row label: {seed: FID}}."""
     if not (RESULTS / f"{name}.json").exists():
         return f"Not run yet (`experiments/results/{name}.json`).\n"
     r = load(name)
     fid = r["fid"]
     seeds = sorted({x["seed"] for x in fid})
-    first = fid[0]
-    rows = _fid_rows(r)
-    lines = []
-    for key, sname, _, _ in ROUNDING_SETTINGS:
-        for tail in ("", FP_INPUT):
-            ours, base = rows.get(f"{key} {DADQ_GPTQ[1]}{tail}"), rows.get(f"{key} {STRONG_UNIFORM[1]}{tail}")
-            common = sorted(set(ours or {}) & set(base or {}))
-            if not common:
-                continue
-            wins = sum(ours[k] < base[k] for k in common)
-            lines.append(f"- **{sname}{', both with x_t at FP' if tail else ''}:** DADQ over GPTQ + bias curves has the "
-                         f"lower FID on {wins} of {len(common)} "
-                         f"seeds (mean {np.mean([ours[k] for k in common]):.2f} against "
-                         f"{np.mean([base[k] for k in common]):.2f}).")
-        for kind, suffix in (("DADQ", DADQ_GPTQ[1]), ("the strong uniform baseline", STRONG_UNIFORM[1])):
-            plain, fin = rows.get(f"{key} {suffix}"), rows.get(f"{key} {suffix}{FP_INPUT}")
-            common = sorted(set(plain or {}) & set(fin or {}))
-            if common:
-                wins = sum(fin[k] < plain[k] for k in common)
-                lines.append(f"- **{sname}, x_t at FP:** {kind} has the lower FID with it on {wins} of {len(common)} "
-                             f"seeds (mean {np.mean([fin[k] for k in common]):.2f} against "
-                             f"{np.mean([plain[k] for k in common]):.2f} without).")
     return "\n".join([f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`"
                       + ("" if r.get("complete") else " (**partial**)"), "",
-                      f"{first['n']:,} samples at {first['sampler']}, seeds {', '.join(map(str, seeds))}; the FP rows "
-                      "are the ones of the main sweep (same sampler and seeds, shared through its cell cache).", "",
-                      fid_table(fid, seeds), "", *lines]) + "\n"
+                      f"{fid[0]['n']:,} samples at {fid[0]['sampler']}, seeds {', '.join(map(str, seeds))}; {about}", "",
+                      fid_table(fid, seeds), "", *lines_of(_fid_rows(r))]) + "\n"
+
+
+def _lower_on(x: dict | None, y: dict | None) -> tuple[int, int, float, float] | None:
+    """(seeds where x's FID is below y's, seeds both have, mean x, mean y) over the seeds both rows have;
+    x, y: {seed: FID}. None when they share no seed."""
+    common = sorted(set(x or {}) & set(y or {}))
+    if not common:
+        return None
+    return (sum(x[k] < y[k] for k in common), len(common), float(np.mean([x[k] for k in common])),
+            float(np.mean([y[k] for k in common])))
+
+
+def rounding_1k() -> str:
+    """Issue 18's grid at 1k samples over seeds (sweep_rounding_1k): FID per seed with mean ± std (fid_table), and
+    per setting whether DADQ over GPTQ + bias curves beats the strong uniform baseline on every seed."""
+    def lines_of(rows):
+        lines = []
+        for key, sname, _, _ in ROUNDING_SETTINGS:
+            for tail in ("", FP_INPUT):
+                c = _lower_on(rows.get(f"{key} {DADQ_GPTQ[1]}{tail}"), rows.get(f"{key} {STRONG_UNIFORM[1]}{tail}"))
+                if c:
+                    lines.append(f"- **{sname}{', both with x_t at FP' if tail else ''}:** DADQ over GPTQ + bias curves "
+                                 f"has the lower FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}).")
+            for kind, suffix in (("DADQ", DADQ_GPTQ[1]), ("the strong uniform baseline", STRONG_UNIFORM[1])):
+                c = _lower_on(rows.get(f"{key} {suffix}{FP_INPUT}"), rows.get(f"{key} {suffix}"))
+                if c:
+                    lines.append(f"- **{sname}, x_t at FP:** {kind} has the lower FID with it on {c[0]} of {c[1]} "
+                                 f"seeds (mean {c[2]:.2f} against {c[3]:.2f} without).")
+        return lines
+    return _seed_grid("sweep_rounding_1k", "the FP rows are the ones of the main sweep (same sampler and seeds, shared "
+                      "through its cell cache).", lines_of)
+
+
+def gptq_order_fid() -> str:
+    """FID with GPTQ in activation order against plain GPTQ (sweep_act_1k; profile name ``act``), per setting
+    for DADQ and the strong uniform baseline: FID per seed (fid_table) and on how many seeds act order is lower."""
+    def lines_of(rows):
+        lines = []
+        for key, sname, _, _ in ROUNDING_SETTINGS:
+            for tail in ("", FP_INPUT):
+                for kind, suffix in (("DADQ", DADQ_GPTQ[1]), ("strong uniform", STRONG_UNIFORM[1])):
+                    c = _lower_on(rows.get(f"{key} {suffix.replace(' gptq', ' act')}{tail}"),
+                                  rows.get(f"{key} {suffix}{tail}"))
+                    if c:
+                        lines.append(f"- **{sname}{', x_t at FP' if tail else ''}, {kind}:** act order has the lower "
+                                     f"FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}, "
+                                     f"{c[2] / c[3] - 1:+.1%}).")
+        return lines
+    return _seed_grid("sweep_act_1k", "rows named `gptq` use the shipped profile (GPTQ left to right), rows named `act` "
+                      "the same recipe in activation order; the `gptq` and FP rows are the cells of "
+                      "[the 1k grid](#base-quantizer-against-allocation-issue-18).", lines_of)
 
 
 def rounding_5k() -> str:
@@ -1032,7 +1059,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
-    "bias_out_of_sample": bias_out_of_sample, "gptq_order": gptq_order, "metric_grid": metric_grid,
+    "bias_out_of_sample": bias_out_of_sample, "gptq_order": gptq_order, "gptq_order_fid": gptq_order_fid, "metric_grid": metric_grid,
     "rounding_grid_fashion": lambda: rounding_grid("sweep_rounding_fashion"), "rounding_5k": rounding_5k, "dit": dit,
 }
 
