@@ -28,7 +28,7 @@ from .bitwidths import FP_BITS, is_fp
 from .groups import TimestepGroups
 from .models import QUANTIZABLE, DiffusionModel, fast_layout_like
 from .rounding import (DAMP, ROUNDINGS, calibration_stats, gptq, hessian_factor, needs_calibration, output_shift,
-                       round_to_grid, uses_hessian)
+                       round_to_grid, uses_act_order, uses_hessian)
 
 WEIGHT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
@@ -229,10 +229,10 @@ class GroupState:
 class LayerCalibration:
     """What one layer's quantizers learn from the calibration inputs, and the caches built on it.
 
-    factor: GPTQ's (U [cg, K, K], dead [cg, K], perm [cg, K] or None) or None (round to nearest); in_mean: E[x] columns
-    per group [G, cg, K] or None (no bias correction). wq {bits: weight}, bq {(bits, g): bias}:
-    every quantized weight and corrected bias is computed once and kept here, shared by every
-    wrapper built on the same calibration (``QuantizedUNet.setup`` memoises it).
+    factor: GPTQ's (U [cg, K, K], dead [cg, K], perm [cg, K] or None) or None (round to nearest);
+    in_mean: E[x] columns per group [G, cg, K] or None (no bias correction). wq {bits: weight},
+    bq {(bits, g): bias}: every quantized weight and corrected bias is computed once and kept here,
+    shared by every wrapper built on the same calibration (``QuantizedUNet.setup`` memoises it).
     """
 
     factor: tuple | None = None
@@ -438,7 +438,7 @@ def _layer_calibration(unet: nn.Module, names: list[str], calib_x, calib_t, roun
         stats = calibration_stats(unet, names, calib_x, calib_t, hessian=uses_hessian(rounding), call=call)
         _CALIB_MEMO.clear()
         _CALIB_MEMO[key] = {
-            n: LayerCalibration(factor=hessian_factor(st.hessian(), act_order=rounding == "gptq-act")
+            n: LayerCalibration(factor=hessian_factor(st.hessian(), act_order=uses_act_order(rounding))
                                 if uses_hessian(rounding) else None,
                                 in_mean=st.mean() if bias_correction else None)
             for n, st in stats.items()}

@@ -35,6 +35,11 @@ def uses_hessian(rounding: str) -> bool:
     return rounding != "rtn"
 
 
+def uses_act_order(rounding: str) -> bool:
+    """Whether a rounding takes the columns in activation order (``hessian_factor(act_order=True)``)."""
+    return rounding == "gptq-act"
+
+
 def needs_calibration(settings: dict) -> bool:
     """Whether a profile's (or allocation's) quantized weights are rebuilt from calibration inputs: GPTQ
     rounding or bias correction. ``settings``: ``Profile.settings()`` / ``Allocation.settings``."""
