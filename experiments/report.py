@@ -753,6 +753,11 @@ def gptq_order_fid() -> str:
                         lines.append(f"- **{sname}{', x_t at FP' if tail else ''}, {kind}:** act order has the lower "
                                      f"FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}, "
                                      f"{c[2] / c[3] - 1:+.1%}).")
+                act = [rows.get(f"{key} {k.replace(' gptq', ' act')}{tail}") for k in (DADQ_GPTQ[1], STRONG_UNIFORM[1])]
+                c = _lower_on(*act)
+                if c:
+                    lines.append(f"- **{sname}{', x_t at FP' if tail else ''}, both in act order:** DADQ has the lower "
+                                 f"FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}).")
         return lines
     return _seed_grid("sweep_act_1k", "rows named `gptq` use the shipped profile (GPTQ left to right), rows named `act` "
                       "the same recipe in activation order; the `gptq` and FP rows are the cells of "
