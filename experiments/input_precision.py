@@ -3,7 +3,7 @@
     python -m experiments.input_precision              # -> experiments/results/input_precision.json
     python -m experiments.input_precision --n 64       # smaller, faster
 
-Samples FP and quantized images from the same noise (DDIM, shipped GPTQ + bias profile) and scores
+Samples FP and quantized images from the same noise (DDIM; the shipped profile unless --profile names one) and scores
 each quantized run by paired MSE and SSIM against FP. Rows:
   activations at 8 bits (weights FP), with conv_in's input quantized in every group, in none, and
     at full precision only in the low-noise or only in the high-noise groups: which steps it hurts;

@@ -232,10 +232,19 @@ def headline() -> str:
 
     table = [[tname, cell(key, DADQ_GPTQ[1]), cell(key, STRONG_UNIFORM[1]), fp_input(key, DADQ_GPTQ[1]),
               fp_input(key, STRONG_UNIFORM[1]), f"≤ {goal:g}×"] for key, _, tname, goal in ROUNDING_SETTINGS]
+    act = []
+    for key, _, tname, _ in ROUNDING_SETTINGS:
+        for tail in ("", FP_INPUT):
+            x, y = rows.get(f"{key} {DADQ_GPTQ[1].replace(' gptq', ' act')}{tail}"), rows.get(f"{key} {DADQ_GPTQ[1]}{tail}")
+            if x and y:
+                act.append(f"{tname}{', x_t at FP' if tail else ''} {x['fid']:.2f} ({x['fid'] / fp['fid']:.2f}× FP; plain "
+                           f"GPTQ {y['fid']:.2f})")
+    shipped = ("" if not act else " With the shipped profile (GPTQ in activation order, the section of that name in "
+               "docs/results.md), dadq at this size: " + "; ".join(act) + ".")
     return (_table(["average bits", "dadq (GPTQ + bias curves)", "uniform bits (GPTQ + bias, first/last layers 8)",
                     "dadq, x_t at full precision", "uniform, x_t at full precision", "target"], table)
             + f"\n\nFID with MNIST-classifier features (not Inception), {fp['n']:,} samples, {fp['sampler']}, seed 1, on "
-              f"the embedded MNIST model; FP {fp['fid']:.2f} (`experiments/results/{name}.json`).\n")
+              f"the embedded MNIST model; FP {fp['fid']:.2f} (`experiments/results/{name}.json`).{shipped}\n")
 
 
 def fid_5k_vs_1k() -> str:
@@ -356,6 +365,9 @@ ROUNDING_ROWS = [("uniform G=10", "uniform, RTN"), ("uniform G=10 gptq", "unifor
                  ("exact G=10 gptq scope=mean", "DADQ exact, GPTQ + bias curves, mean over groups"),
                  ("uniform G=10 gptq ends@8 fp-input", "uniform, GPTQ + bias, first/last layers 8 bits, x_t at FP"),
                  ("exact G=10 gptq scope=mean fp-input", "DADQ exact, GPTQ + bias curves, mean over groups, x_t at FP")]
+# the same rows with the shipped profile, GPTQ in activation order (profile name ``act`` in the 5k result)
+ACT_ROWS = [(k.replace(" gptq", " act"), f"{w.replace('GPTQ', 'GPTQ act order')} (shipped profile)")
+            for k, w in ROUNDING_ROWS if " gptq" in k]
 FID_LEVEL, SSIM_LEVEL = 0.05, 0.005  # relative FID gap, absolute paired-SSIM gap below which two rows are level
 STRONG_UNIFORM = ("uniform G=10 gptq", "uniform G=10 gptq ends@8")
 DADQ_GPTQ = ("exact G=10 gptq", "exact G=10 gptq scope=mean")
@@ -387,7 +399,8 @@ def input_precision() -> str:
             "(least noise). FP bits count as 32.\n\n"
             + _table(["row", "W average bits", "A average bits", "paired MSE", "paired SSIM"], rows) + "\n\n"
             + _input_lines({x["row"]: x for x in r["rows"]}) + "\n"
-            + "What the shipped profile says of conv_in's input at 8 bits, per group:\n\n" + _input_curve(st["fingerprint"]))
+            + "What that profile says of conv_in's input at 8 bits, per group:\n\n"
+            + _input_curve(st["fingerprint"], _profile_of(r["command"])))
 
 
 def _input_lines(by: dict) -> str:
@@ -417,13 +430,19 @@ def _input_lines(by: dict) -> str:
     ]) + "\n"
 
 
-def _input_curve(fingerprint: str) -> str:
-    """Per group of the shipped profile: timesteps, conv_in's 8-bit input range and step, and its profiled D."""
+def _profile_of(command: str) -> Path:
+    """The profile file a recorded command names with --profile (default: the shipped one)."""
+    m = re.search(r"--profile (\S+)", command)
+    return REPO / (m[1] if m else "assets/default/profile.safetensors")
+
+
+def _input_curve(fingerprint: str, path: Path) -> str:
+    """Per group of the profile at ``path``: timesteps, conv_in's 8-bit input range and step, and its profiled D."""
     import dadq
 
-    prof = dadq.Profile.load(REPO / "assets" / "default" / "profile.safetensors")
+    prof = dadq.Profile.load(path)
     if prof.fingerprint != fingerprint:
-        return "(the shipped profile is of another model than this result's)\n"
+        return f"({path.relative_to(REPO)} is a profile of another model than this result's)\n"
     li, m = prof.layer_names.index("conv_in"), list(prof.bits).index(8)
     rows = []
     for g in range(prof.num_groups):
@@ -460,8 +479,8 @@ def trajectory_weights() -> str:
             f"Gain: {st['gain_n']} samples, DDIM-{st['steps']}, eps error σ = {st['gain_sigma']:g} at one group's steps; "
             "group 0 is the last steps (least noise). The weights are the gain (or its square root) scaled to mean 1.\n\n"
             + _table(["group", "timesteps", "gain (final MSE per eps MSE)", "weight, gain", "weight, gain^1/2"], g_rows)
-            + f"\n\nW4A8 (W 4 and A 8 average bits), exact, budget over the mean of the groups, shipped GPTQ + bias "
-            f"profile; {st['n']} samples at DDIM-{st['steps']} per row, FP FID from the same sampler and seed, paired "
+            + f"\n\nW4A8 (W 4 and A 8 average bits), exact, budget over the mean of the groups, the GPTQ + bias "
+            f"profile its command names; {st['n']} samples at DDIM-{st['steps']} per row, FP FID from the same sampler and seed, paired "
             "SSIM against FP from the same noise.\n\n"
             + _table(["group weights", "seed", "FID", "FP FID", "× FP", "paired SSIM",
                       "W average bits per group (0 … 9)"], rows) + "\n\n" + "\n".join(lines) + "\n")
@@ -542,7 +561,7 @@ def rounding_grid(name: str = "sweep_rounding") -> str:
            f"`{gp.get('path', '–')}` (same recipe: G={gp.get('groups')}, bits {gp.get('bits', [0])[0]}–"
            f"{gp.get('bits', [0])[-1]}, {gp.get('calib_per_group')} calibration samples per group, {gp.get('mode')} "
            f"mode, metric {gp.get('metric')}, split concat {gp.get('split_concat')}; GPTQ rounding with bias "
-           f"correction; shipped since this grid), built by `{gp.get('command')}`."]
+           f"correction; shipped from this grid until the act-order profile), built by `{gp.get('command')}`."]
     if chk:
         out += ["", f"Quantized sampling uses the profiled GPTQ weights: with only `{chk['layer']}` at "
                     f"{chk['bits']} bits in group {chk['group']}, `dadq.quantize` gives D {chk['measured_D']:.6g} against "
@@ -772,14 +791,15 @@ def rounding_5k() -> str:
         return f"Not run yet (`experiments/results/{name}.json`).\n"
     r, rows = _first_seed(name)
     fp = rows["FP"]
-    what = dict(ROUNDING_ROWS)
+    what = dict(ROUNDING_ROWS + ACT_ROWS)
+    ours_rows = DADQ_GPTQ + tuple(k.replace(" gptq", " act") for k in DADQ_GPTQ)
     table, lines = [], []
     for key, sname, _, goal in ROUNDING_SETTINGS:
-        for suffix, text in ROUNDING_ROWS:
+        for suffix, text in ROUNDING_ROWS + ACT_ROWS:
             x = rows.get(f"{key} {suffix}")
             if x:
                 ratio = x["fid"] / fp["fid"]
-                ours = suffix.removesuffix(FP_INPUT) in DADQ_GPTQ
+                ours = suffix.removesuffix(FP_INPUT) in ours_rows
                 table.append([sname, what[suffix], _bits(x), f"{x['fid']:.2f}", f"{ratio:.2f}×",
                               f"≤ {goal:g}× {OK[ratio <= goal] if ours else ''}".strip()])
         dadq_rows = [rows[f"{key} {k}"] for k in DADQ_GPTQ if f"{key} {k}" in rows]

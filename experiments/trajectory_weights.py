@@ -5,7 +5,7 @@
 The profile's D is one step's eps distortion; the budget scope 'mean' adds it over groups as if an error
 cost the same at every step. ``dadq.trajectory_gain`` measures, per group, the final sample's MSE per unit
 of eps MSE added at that group's steps alone (Gaussian error, DDIM, same noise). This experiment measures
-the gains on the default model, then allocates W4A8 (exact, scope mean, the shipped GPTQ + bias profile)
+the gains on the default model, then allocates W4A8 (exact, scope mean, the shipped profile or --profile)
 with the groups' D weighted by gain^p for p = 0 (the profile as is), 1/2 and 1, and scores each by FID
 (MNIST-classifier features) and paired SSIM against FP from the same noise and sampler.
 """
@@ -32,12 +32,13 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1], help="sampling seeds of the FID rows")
     p.add_argument("--gain-n", type=int, default=64, help="samples of the trajectory gain")
     p.add_argument("--sigma", type=float, default=0.01, help="standard deviation of the eps error the gain adds")
+    p.add_argument("--profile", default=None, help="profile file (default: the shipped one)")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.steps, args.gain_n = 256, 25, 16
     setup_threads(args.threads)
     model = load_model("default")
-    prof = get_profile(model, "default", None)
+    prof = get_profile(model, "default", args.profile)
     gain = dadq.trajectory_gain(model, prof.groups, n=args.gain_n, steps=args.steps, sigma=args.sigma)
     print_table(["group", "timesteps", "gain (final MSE per eps MSE)"],
                 [[g, lab, float(v)] for g, (lab, v) in enumerate(zip(prof.groups.labels(), gain))],

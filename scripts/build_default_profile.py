@@ -1,7 +1,8 @@
 """Build the shipped profile of a model with the core's dadq.profile (default: the embedded MNIST DDPM).
 
-    # the shipped profiles (GPTQ rounding, bias correction; the recipe issue 18's grid measured in images):
-    python -m scripts.build_default_profile --calib 16 --rounding gptq --bias-correction --no-split-concat
+    # the shipped default profile (GPTQ in activation order, bias correction; measured best in images):
+    python -m scripts.build_default_profile --calib 16 --rounding gptq-act --bias-correction --no-split-concat
+    # the shipped Fashion-MNIST profile (plain GPTQ, bias correction; the recipe issue 18's grid measured):
     python -m scripts.build_default_profile --model assets/fashion --calib 16 --rounding gptq --bias-correction \
         --no-split-concat --out assets/fashion/profile.safetensors
     # the earlier round-to-nearest profiles, which the sweeps before issue 18 used:
