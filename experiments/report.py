@@ -778,8 +778,9 @@ def gptq_order_fid() -> str:
                     lines.append(f"- **{sname}{', x_t at FP' if tail else ''}, both in act order:** DADQ has the lower "
                                  f"FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}).")
         return lines
-    return _seed_grid("sweep_act_1k", "rows named `gptq` use the shipped profile (GPTQ left to right), rows named `act` "
-                      "the same recipe in activation order; the `gptq` and FP rows are the cells of "
+    return _seed_grid("sweep_act_1k", "rows named `gptq` use plain GPTQ (columns left to right; the shipped profile "
+                      "until this comparison), rows named `act` the same recipe in activation order (the shipped profile "
+                      "since); the `gptq` and FP rows are the cells of "
                       "[the 1k grid](#base-quantizer-against-allocation-issue-18).", lines_of)
 
 
