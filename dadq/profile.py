@@ -37,7 +37,8 @@ from .io import atomic_path
 from .models import DiffusionModel, full_fp32
 from .quant import (ACT_CLIP_GRID, ACT_GRANULARITIES, FP_BITS, TOKEN_PARAM_BITS, WEIGHT_CLIP_GRID, QuantizedUNet,
                     activation_range, concat_splits, token_clip_ratio, token_layers)
-from .rounding import DAMP, ROUNDINGS, needs_calibration, uses_act_order, uses_hessian
+from .rounding import ROUNDINGS, needs_calibration
+from .rounding import describe as describe_rounding
 
 FORMAT = "dadq-profile/1"
 KINDS = ("w", "a")
@@ -603,10 +604,7 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         "rounding": rounding, "bias_correction": bool(bias_correction), "split_concat": bool(split_concat),
         "weight_quantizer": f"symmetric per-output-channel, narrow range, MSE clip search over {len(WEIGHT_CLIP_GRID)} ratios "
                             f"{WEIGHT_CLIP_GRID[0]:.2f}-1.00; 1 bit = sign x mean|w|; "
-                            + (f"GPTQ rounding (Hessian pooled over all groups' calibration inputs, dampening {DAMP} "
-                               "of its mean diagonal, " + ("columns by falling Hessian diagonal)" if uses_act_order(rounding)
-                                                           else "no reordering)")
-                               if uses_hessian(rounding) else "round to nearest")
+                            + describe_rounding(rounding)
                             + ("; bias corrected per group (mean output shift on the calibration inputs)"
                                if bias_correction else ""),
         # split inputs store two (lo, hi) per group instead of one: 2 more floats per (layer, group)

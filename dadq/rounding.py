@@ -40,6 +40,15 @@ def uses_act_order(rounding: str) -> bool:
     return rounding == "gptq-act"
 
 
+def describe(rounding: str) -> str:
+    """The words a profile header (``weight_quantizer``) gives a rounding."""
+    if not uses_hessian(rounding):
+        return "round to nearest"
+    order = "columns by falling Hessian diagonal" if uses_act_order(rounding) else "no reordering"
+    return (f"GPTQ rounding (Hessian pooled over all groups' calibration inputs, dampening {DAMP} "
+            f"of its mean diagonal, {order})")
+
+
 def needs_calibration(settings: dict) -> bool:
     """Whether a profile's (or allocation's) quantized weights are rebuilt from calibration inputs: GPTQ
     rounding or bias correction. ``settings``: ``Profile.settings()`` / ``Allocation.settings``."""

@@ -235,7 +235,7 @@ def headline() -> str:
     act = []
     for key, _, tname, _ in ROUNDING_SETTINGS:
         for tail in ("", FP_INPUT):
-            x, y = rows.get(f"{key} {DADQ_GPTQ[1].replace(' gptq', ' act')}{tail}"), rows.get(f"{key} {DADQ_GPTQ[1]}{tail}")
+            x, y = rows.get(f"{key} {_in_act_order(DADQ_GPTQ[1])}{tail}"), rows.get(f"{key} {DADQ_GPTQ[1]}{tail}")
             if x and y:
                 act.append(f"{tname}{', x_t at FP' if tail else ''} {x['fid']:.2f} ({x['fid'] / fp['fid']:.2f}× FP; plain "
                            f"GPTQ {y['fid']:.2f})")
@@ -365,8 +365,15 @@ ROUNDING_ROWS = [("uniform G=10", "uniform, RTN"), ("uniform G=10 gptq", "unifor
                  ("exact G=10 gptq scope=mean", "DADQ exact, GPTQ + bias curves, mean over groups"),
                  ("uniform G=10 gptq ends@8 fp-input", "uniform, GPTQ + bias, first/last layers 8 bits, x_t at FP"),
                  ("exact G=10 gptq scope=mean fp-input", "DADQ exact, GPTQ + bias curves, mean over groups, x_t at FP")]
+
+
+def _in_act_order(label: str) -> str:
+    """A row label with plain GPTQ (profile name ``gptq``) -> the same row with the shipped act-order profile (``act``)."""
+    return label.replace(" gptq", " act")
+
+
 # the same rows with the shipped profile, GPTQ in activation order (profile name ``act`` in the 5k result)
-ACT_ROWS = [(k.replace(" gptq", " act"), f"{w.replace('GPTQ', 'GPTQ act order')} (shipped profile)")
+ACT_ROWS = [(_in_act_order(k), f"{w.replace('GPTQ', 'GPTQ act order')} (shipped profile)")
             for k, w in ROUNDING_ROWS if " gptq" in k]
 FID_LEVEL, SSIM_LEVEL = 0.05, 0.005  # relative FID gap, absolute paired-SSIM gap below which two rows are level
 STRONG_UNIFORM = ("uniform G=10 gptq", "uniform G=10 gptq ends@8")
@@ -766,13 +773,13 @@ def gptq_order_fid() -> str:
         for key, sname, _, _ in ROUNDING_SETTINGS:
             for tail in ("", FP_INPUT):
                 for kind, suffix in (("DADQ", DADQ_GPTQ[1]), ("strong uniform", STRONG_UNIFORM[1])):
-                    c = _lower_on(rows.get(f"{key} {suffix.replace(' gptq', ' act')}{tail}"),
+                    c = _lower_on(rows.get(f"{key} {_in_act_order(suffix)}{tail}"),
                                   rows.get(f"{key} {suffix}{tail}"))
                     if c:
                         lines.append(f"- **{sname}{', x_t at FP' if tail else ''}, {kind}:** act order has the lower "
                                      f"FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}, "
                                      f"{c[2] / c[3] - 1:+.1%}).")
-                act = [rows.get(f"{key} {k.replace(' gptq', ' act')}{tail}") for k in (DADQ_GPTQ[1], STRONG_UNIFORM[1])]
+                act = [rows.get(f"{key} {_in_act_order(k)}{tail}") for k in (DADQ_GPTQ[1], STRONG_UNIFORM[1])]
                 c = _lower_on(*act)
                 if c:
                     lines.append(f"- **{sname}{', x_t at FP' if tail else ''}, both in act order:** DADQ has the lower "
@@ -793,7 +800,7 @@ def rounding_5k() -> str:
     r, rows = _first_seed(name)
     fp = rows["FP"]
     what = dict(ROUNDING_ROWS + ACT_ROWS)
-    ours_rows = DADQ_GPTQ + tuple(k.replace(" gptq", " act") for k in DADQ_GPTQ)
+    ours_rows = DADQ_GPTQ + tuple(map(_in_act_order, DADQ_GPTQ))
     table, lines = [], []
     for key, sname, _, goal in ROUNDING_SETTINGS:
         for suffix, text in ROUNDING_ROWS + ACT_ROWS:

@@ -41,8 +41,14 @@ HESSIAN_LAYERS = ["conv_in", "down_blocks.1.resnets.0.conv1", "down_blocks.2.att
                   "mid_block.resnets.0.conv2", "up_blocks.0.resnets.0.conv_shortcut", "up_blocks.1.resnets.1.conv1",
                   "up_blocks.2.resnets.1.conv2", "conv_out"]
 BIAS_LAYERS = ["conv_out", "conv_in", "up_blocks.2.resnets.1.conv2"]
+WIDTHS = (2, 3, 4, 5)  # the widths of the order and bias parts
 TIMING_LAYERS = ["conv_in", "down_blocks.1.resnets.0.conv1", "mid_block.attentions.0.to_q",
                  "up_blocks.1.resnets.0.conv1", "up_blocks.2.resnets.0.conv_shortcut", "conv_out"]
+
+
+def _output_mse(ql, x: torch.Tensor, ref: torch.Tensor, w: torch.Tensor) -> float:
+    """Mean squared error of layer ``ql``'s output with weight ``w`` on input ``x`` against ``ref`` (FP output)."""
+    return float((ql.op(x, w, None) - ref).pow(2).mean())
 
 
 @torch.no_grad()
@@ -65,14 +71,14 @@ def hessian_rows(model, est, held, bits=(3, 4)) -> list[dict]:
             w_rtn = quantize_weight(ql.weight, b)
             for g in range(G):
                 w_grp = quantize_weight(ql.weight, b, hessian_factor(per_group[g][name].hessian()))
-                mse = {k: float((ql.op(ins[name][g], w, None) - fp[g]).pow(2).mean())
-                       for k, w in (("rtn", w_rtn), ("gptq_pooled", w_pool), ("gptq_per_group", w_grp))}
-                rows.append({"layer": name, "bits": b, "group": g, **mse})
+                ws = {"rtn": w_rtn, "gptq_pooled": w_pool, "gptq_per_group": w_grp}
+                rows.append({"layer": name, "bits": b, "group": g,
+                             **{k: _output_mse(ql, ins[name][g], fp[g], w) for k, w in ws.items()}})
     return rows
 
 
 @torch.no_grad()
-def order_rows(model, est, held, bits=(2, 3, 4, 5)) -> list[dict]:
+def order_rows(model, est, held, bits=WIDTHS) -> list[dict]:
     from dadq.models import quantizable_layers
     from dadq.quant import QuantizedUNet, quantize_weight
     from dadq.rounding import calibration_stats, hessian_factor
@@ -95,7 +101,7 @@ def order_rows(model, est, held, bits=(2, 3, 4, 5)) -> list[dict]:
                       "gptq_act": quantize_weight(ql.weight, b, act)}
                 for g in range(G):
                     rows.append({"layer": name, "bits": b, "group": g,
-                                 **{k: float((ql.op(ins[name][g], w, None) - fp[g]).pow(2).mean()) for k, w in ws.items()}})
+                                 **{k: _output_mse(ql, ins[name][g], fp[g], w) for k, w in ws.items()}})
         del ins
     return rows
 
@@ -112,7 +118,7 @@ def model_groups(G):
 
 
 @torch.no_grad()
-def bias_rows(model, est, held, bits=(2, 3, 4, 5)) -> list[dict]:
+def bias_rows(model, est, held, bits=WIDTHS) -> list[dict]:
     from dadq.distortion import distortion
     from dadq.quant import QuantizedUNet
 
@@ -227,10 +233,10 @@ def main(argv=None) -> int:
         layers = list(dict.fromkeys(r["layer"] for r in rows))
         per_layer = [{"layer": n, "bits": b, "act_over_plain": geo_ratio(sel, "gptq_act", "gptq"),
                       "plain_over_rtn": geo_ratio(sel, "gptq", "rtn")}
-                     for n in layers for b in (2, 3, 4, 5)
+                     for n in layers for b in WIDTHS
                      for sel in [[r for r in rows if r["layer"] == n and r["bits"] == b]]]
         summ = []
-        for b in (2, 3, 4, 5):
+        for b in WIDTHS:
             sel = [p for p in per_layer if p["bits"] == b]
             ratios = np.array([p["act_over_plain"] for p in sel])
             summ.append({"bits": b, "layers": len(sel), "act_over_plain_geo": float(np.exp(np.mean(np.log(ratios)))),
@@ -249,7 +255,7 @@ def main(argv=None) -> int:
         summ = []
         for name in BIAS_LAYERS:
             for rounding in ("rtn", "gptq"):
-                for b in (2, 3, 4, 5):
+                for b in WIDTHS:
                     def d(bc, s, name=name, rounding=rounding, b=b):
                         return float(np.mean([r["D"] for r in rows if r["layer"] == name and r["rounding"] == rounding
                                               and r["bits"] == b and r["bias_correction"] == bc and r["set"] == s]))
