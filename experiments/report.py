@@ -236,9 +236,11 @@ def headline() -> str:
     for key, _, tname, _ in ROUNDING_SETTINGS:
         for tail in ("", FP_INPUT):
             x, y = rows.get(f"{key} {_in_act_order(DADQ_GPTQ[1])}{tail}"), rows.get(f"{key} {DADQ_GPTQ[1]}{tail}")
+            u = rows.get(f"{key} {_in_act_order(STRONG_UNIFORM[1])}{tail}")
             if x and y:
                 act.append(f"{tname}{', x_t at FP' if tail else ''} {x['fid']:.2f} ({x['fid'] / fp['fid']:.2f}× FP; plain "
-                           f"GPTQ {y['fid']:.2f})")
+                           f"GPTQ {y['fid']:.2f}" + (f"; uniform bits, first/last layers 8, in act order {u['fid']:.2f}, "
+                                                     f"{u['fid'] / fp['fid']:.2f}× FP" if u else "") + ")")
     shipped = ("" if not act else " With the shipped profile (GPTQ in activation order, the section of that name in "
                "docs/results.md), dadq at this size: " + "; ".join(act) + ".")
     return (_table(["average bits", "dadq (GPTQ + bias curves)", "uniform bits (GPTQ + bias, first/last layers 8)",
@@ -744,51 +746,66 @@ def _lower_on(x: dict | None, y: dict | None) -> tuple[int, int, float, float] |
             float(np.mean([y[k] for k in common])))
 
 
+def _allocation_lines(rows: dict) -> list[str]:
+    """Per setting: on how many seeds DADQ over GPTQ + bias curves beats the strong uniform baseline, and what x_t at
+    FP does to each. rows: {row label: {seed: FID}}."""
+    lines = []
+    for key, sname, _, _ in ROUNDING_SETTINGS:
+        for tail in ("", FP_INPUT):
+            c = _lower_on(rows.get(f"{key} {DADQ_GPTQ[1]}{tail}"), rows.get(f"{key} {STRONG_UNIFORM[1]}{tail}"))
+            if c:
+                lines.append(f"- **{sname}{', both with x_t at FP' if tail else ''}:** DADQ over GPTQ + bias curves "
+                             f"has the lower FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}).")
+        for kind, suffix in (("DADQ", DADQ_GPTQ[1]), ("the strong uniform baseline", STRONG_UNIFORM[1])):
+            c = _lower_on(rows.get(f"{key} {suffix}{FP_INPUT}"), rows.get(f"{key} {suffix}"))
+            if c:
+                lines.append(f"- **{sname}, x_t at FP:** {kind} has the lower FID with it on {c[0]} of {c[1]} "
+                             f"seeds (mean {c[2]:.2f} against {c[3]:.2f} without).")
+    return lines
+
+
+def _act_order_lines(rows: dict) -> list[str]:
+    """Per setting, for DADQ and the strong uniform baseline: on how many seeds GPTQ in activation order (profile name
+    ``act``) beats plain GPTQ, and DADQ against uniform when both are in act order. rows: {row label: {seed: FID}}."""
+    lines = []
+    for key, sname, _, _ in ROUNDING_SETTINGS:
+        for tail in ("", FP_INPUT):
+            for kind, suffix in (("DADQ", DADQ_GPTQ[1]), ("strong uniform", STRONG_UNIFORM[1])):
+                c = _lower_on(rows.get(f"{key} {_in_act_order(suffix)}{tail}"), rows.get(f"{key} {suffix}{tail}"))
+                if c:
+                    lines.append(f"- **{sname}{', x_t at FP' if tail else ''}, {kind}:** act order has the lower "
+                                 f"FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}, "
+                                 f"{c[2] / c[3] - 1:+.1%}).")
+            c = _lower_on(*[rows.get(f"{key} {_in_act_order(k)}{tail}") for k in (DADQ_GPTQ[1], STRONG_UNIFORM[1])])
+            if c:
+                lines.append(f"- **{sname}{', x_t at FP' if tail else ''}, both in act order:** DADQ has the lower "
+                             f"FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}).")
+    return lines
+
+
 def rounding_1k() -> str:
     """Issue 18's grid at 1k samples over seeds (sweep_rounding_1k): FID per seed with mean ± std (fid_table), and
     per setting whether DADQ over GPTQ + bias curves beats the strong uniform baseline on every seed."""
-    def lines_of(rows):
-        lines = []
-        for key, sname, _, _ in ROUNDING_SETTINGS:
-            for tail in ("", FP_INPUT):
-                c = _lower_on(rows.get(f"{key} {DADQ_GPTQ[1]}{tail}"), rows.get(f"{key} {STRONG_UNIFORM[1]}{tail}"))
-                if c:
-                    lines.append(f"- **{sname}{', both with x_t at FP' if tail else ''}:** DADQ over GPTQ + bias curves "
-                                 f"has the lower FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}).")
-            for kind, suffix in (("DADQ", DADQ_GPTQ[1]), ("the strong uniform baseline", STRONG_UNIFORM[1])):
-                c = _lower_on(rows.get(f"{key} {suffix}{FP_INPUT}"), rows.get(f"{key} {suffix}"))
-                if c:
-                    lines.append(f"- **{sname}, x_t at FP:** {kind} has the lower FID with it on {c[0]} of {c[1]} "
-                                 f"seeds (mean {c[2]:.2f} against {c[3]:.2f} without).")
-        return lines
     return _seed_grid("sweep_rounding_1k", "the FP rows are the ones of the main sweep (same sampler and seeds, shared "
-                      "through its cell cache).", lines_of)
+                      "through its cell cache).", _allocation_lines)
+
+
+def rounding_1k_fashion() -> str:
+    """The headline pairs of issue 18's grid on the Fashion-MNIST model at 1k samples (sweep_rounding_fashion_1k),
+    plain GPTQ (``gptq``) and, where run, act order (``act``, its shipped profile)."""
+    return _seed_grid("sweep_rounding_fashion_1k", "FID against the Fashion-MNIST test split; rows named `gptq` use "
+                      "plain GPTQ (`experiments/results/profiles/gptq/fashion_gptq_bc_calib16.safetensors`), rows "
+                      "named `act` the model's shipped profile, the same recipe in activation order.",
+                      lambda rows: _allocation_lines(rows) + _act_order_lines(rows))
 
 
 def gptq_order_fid() -> str:
     """FID with GPTQ in activation order against plain GPTQ (sweep_act_1k; profile name ``act``), per setting
     for DADQ and the strong uniform baseline: FID per seed (fid_table) and on how many seeds act order is lower."""
-    def lines_of(rows):
-        lines = []
-        for key, sname, _, _ in ROUNDING_SETTINGS:
-            for tail in ("", FP_INPUT):
-                for kind, suffix in (("DADQ", DADQ_GPTQ[1]), ("strong uniform", STRONG_UNIFORM[1])):
-                    c = _lower_on(rows.get(f"{key} {_in_act_order(suffix)}{tail}"),
-                                  rows.get(f"{key} {suffix}{tail}"))
-                    if c:
-                        lines.append(f"- **{sname}{', x_t at FP' if tail else ''}, {kind}:** act order has the lower "
-                                     f"FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}, "
-                                     f"{c[2] / c[3] - 1:+.1%}).")
-                act = [rows.get(f"{key} {_in_act_order(k)}{tail}") for k in (DADQ_GPTQ[1], STRONG_UNIFORM[1])]
-                c = _lower_on(*act)
-                if c:
-                    lines.append(f"- **{sname}{', x_t at FP' if tail else ''}, both in act order:** DADQ has the lower "
-                                 f"FID on {c[0]} of {c[1]} seeds (mean {c[2]:.2f} against {c[3]:.2f}).")
-        return lines
     return _seed_grid("sweep_act_1k", "rows named `gptq` use plain GPTQ (columns left to right; the shipped profile "
                       "until this comparison), rows named `act` the same recipe in activation order (the shipped profile "
                       "since); the `gptq` and FP rows are the cells of "
-                      "[the 1k grid](#base-quantizer-against-allocation-issue-18).", lines_of)
+                      "[the 1k grid](#base-quantizer-against-allocation-issue-18).", _act_order_lines)
 
 
 def rounding_5k() -> str:
@@ -1089,6 +1106,7 @@ def dit() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
     "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "levers_5k": levers_5k, "rounding_1k": rounding_1k,
+    "rounding_1k_fashion": rounding_1k_fashion,
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
