@@ -2,9 +2,14 @@
 
     # the shipped default profile (GPTQ in activation order, bias correction; measured best in images):
     python -m scripts.build_default_profile --calib 16 --rounding gptq-act --bias-correction --no-split-concat
-    # the shipped Fashion-MNIST profile (plain GPTQ, bias correction; the recipe issue 18's grid measured):
-    python -m scripts.build_default_profile --model assets/fashion --calib 16 --rounding gptq --bias-correction \
+    # the shipped Fashion-MNIST profile (the same recipe):
+    python -m scripts.build_default_profile --model assets/fashion --calib 16 --rounding gptq-act --bias-correction \
         --no-split-concat --out assets/fashion/profile.safetensors
+    # the plain GPTQ profiles (columns left to right) that issue 18's grids measured:
+    python -m scripts.build_default_profile --calib 16 --rounding gptq --bias-correction --no-split-concat \
+        --out experiments/results/profiles/gptq/default_gptq_bc_calib16.safetensors
+    python -m scripts.build_default_profile --model assets/fashion --calib 16 --rounding gptq --bias-correction \
+        --no-split-concat --out experiments/results/profiles/gptq/fashion_gptq_bc_calib16.safetensors
     # the earlier round-to-nearest profiles, which the sweeps before issue 18 used:
     python -m scripts.build_default_profile --calib 16 --no-split-concat --out assets/default/profile_rtn.safetensors
 """
