@@ -732,7 +732,8 @@ def _seed_grid(name: str, about: str, lines_of: Callable[[dict], list[str]]) -> 
     seeds = sorted({x["seed"] for x in fid})
     return "\n".join([f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`"
                       + ("" if r.get("complete") else " (**partial**)"), "",
-                      f"{fid[0]['n']:,} samples at {fid[0]['sampler']}, seeds {', '.join(map(str, seeds))}; {about}", "",
+                      f"{fid[0]['n']:,} samples at {fid[0]['sampler']}, seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}; "
+                      f"{about}", "",
                       fid_table(fid, seeds), "", *lines_of(_fid_rows(r))]) + "\n"
 
 
