@@ -495,6 +495,48 @@ def trajectory_weights() -> str:
                       "W average bits per group (0 … 9)"], rows) + "\n\n" + "\n".join(lines) + "\n")
 
 
+def output_correlation() -> str:
+    """What output-level corrections (PTQD's scale k, a mean shift per channel or per channel and pixel) remove
+    of the held-out eps error of DADQ allocations (experiments.output_correlation)."""
+    name = "output_correlation"
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
+    r = load(name)
+    st, names = r["setup"], r["corrections"]
+    table, best, ptqd = [], [], []
+    for setting in dict.fromkeys(x["setting"] for x in r["rows"]):
+        rows = [x for x in r["rows"] if x["setting"] == setting]
+        mse = np.array([x["eps_mse"] for x in rows])
+        # all groups together: 1 - sum of the corrected MSEs / sum of the MSEs
+        shares = [1 - float((mse * (1 - np.array([x["removed"][c] for x in rows]))).sum() / mse.sum()) for c in names]
+        top = max(((x["removed"][c], x["group"], c) for x in rows for c in names))
+        best.append((*top, setting))
+        ptqd.append(shares[0])
+        table.append([setting, f"{mse.mean():.2e}", f"{max(abs(x['k']) for x in rows):.1e}",
+                      *(_pct(v) for v in shares), f"{_pct(top[0])} (group {top[1]}, {top[2]})"])
+    share, group, corr, setting = max(best)
+    fid = {x["row"]: x["fid"] for x in r["fid"]}
+    images = ""
+    if fid:
+        q, c = fid["quantized"], fid["quantized, channel and pixel mean subtracted"]
+        images = (f"\n{st['fid_setting']} in images, {st['fid_n']} samples, DDIM-{st['fid_steps']}, seed {st['fid_seed']}, the "
+                  "correction fitted on the first set:\n\n"
+                  + _table(["row", "FID", "× FP"], [[k, f"{v:.2f}", f"{v / fid['FP']:.2f}×"] for k, v in fid.items()])
+                  + f"\n\n- **FID does not follow.** Subtracting the channel-and-pixel mean moves FID from {q:.2f} to "
+                    f"{c:.2f} ({c / q - 1:+.1%}).\n")
+    return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
+            f"Fitted per group on {st['n']} calibration trajectories (seed {st['fit_seed']}), scored on {st['n']} others "
+            f"(seed {st['test_seed']}); {st['groups']} groups, DADQ exact with the budget as the mean over groups, the "
+            "shipped profile. A negative share: the correction fitted on one set makes the other set's error larger.\n\n"
+            + _table(["setting", "held-out eps MSE, mean over groups", "largest \\|k\\|",
+                      *(f"removed: {c}, all groups" for c in names), "largest share removed in one group"], table)
+            + f"\n\n- **PTQD's scale has almost nothing to remove.** |k| is at most "
+              f"{max(abs(x['k']) for x in r['rows']):.1e}; all groups together it removes at most "
+              f"{_pct(max(ptqd))} of the eps error.\n"
+            + f"- **The largest share any correction removes in one group:** {_pct(share)} ({setting}, group {group}, "
+              f"{corr}).\n" + images)
+
+
 def fp_top() -> str:
     """Full precision as the top point of every curve (sweep_fptop, dadq.allocate's fp_top): DADQ over GPTQ + bias
     curves, mean over groups, with and without it; the rows without come from the grid below (sweep_rounding,
@@ -1106,7 +1148,7 @@ def dit() -> str:
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
-    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "levers_5k": levers_5k, "rounding_1k": rounding_1k,
+    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "output_correlation": output_correlation, "levers_5k": levers_5k, "rounding_1k": rounding_1k,
     "rounding_1k_fashion": rounding_1k_fashion,
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
