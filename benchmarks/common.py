@@ -43,6 +43,26 @@ def add_common_args(parser, quick_help: str = "a small, fast version") -> None:
     parser.add_argument("--out", default=None, help="result JSON path (default: benchmarks/results/<name>.json)")
 
 
+def sampling_experiment(doc: str, argv, n: int, seed: int, quick_n: int, quick_steps: int = 25):
+    """The shared command line of an experiment that samples the default model with a profile: --n samples per
+    row, --steps DDIM steps, --seed, --profile (default: the shipped one) and the common options; --quick
+    samples quick_n at quick_steps. Returns (args, model, profile), with the threads set."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p, f"{quick_n} samples, {quick_steps} steps")
+    p.add_argument("--n", type=int, default=n, help="samples per row")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--seed", type=int, default=seed)
+    p.add_argument("--profile", default=None, help="profile file (default: the shipped one)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.steps = quick_n, quick_steps
+    setup_threads(args.threads)
+    model = load_model("default")
+    return args, model, get_profile(model, "default", args.profile)
+
+
 def command_line(module: str, package: str = "benchmarks") -> str:
     """The command that re-runs this script with the same arguments ('python -m package.module ...')."""
     return f"python -m {package}.{module}" + ("" if len(sys.argv) <= 1 else " " + " ".join(sys.argv[1:]))

@@ -14,13 +14,10 @@ each quantized run by paired MSE and SSIM against FP. Rows:
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 
-from benchmarks.common import (EXPERIMENT_RESULTS, add_common_args, command_line, get_profile, load_model, machine_facts,
-                               print_table, setup_threads, write_result)
+from benchmarks.common import EXPERIMENT_RESULTS, command_line, machine_facts, print_table, sampling_experiment, write_result
 
 NAME = "input_precision"
 INPUT = "conv_in"
@@ -52,18 +49,7 @@ def main(argv=None) -> int:
     import dadq
     from dadq.bitwidths import FP_BITS
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p, "32 samples, 25 steps")
-    p.add_argument("--n", type=int, default=128, help="samples per row")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--profile", default=None, help="profile file (default: the shipped one)")
-    args = p.parse_args(argv)
-    if args.quick:
-        args.n, args.steps = 32, 25
-    setup_threads(args.threads)
-    model = load_model("default")
-    prof = get_profile(model, "default", args.profile)
+    args, model, prof = sampling_experiment(__doc__, argv, n=128, seed=7, quick_n=32)
     if INPUT not in prof.layer_names:
         raise SystemExit(f"the profile has no {INPUT}; profile the whole model.")
     fp = dadq.sample(model, n=args.n, steps=args.steps, seed=args.seed, desc="FP")

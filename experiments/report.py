@@ -216,37 +216,36 @@ def _fid_rows(result: dict, seed: int | None = None) -> dict[str, dict[int, floa
 HEADLINE_ROWS = [("W 4", "W 4"), ("W+A 4", "WA 4"), ("W+A 6", "WA 6")]
 
 
+def headline_rows(key: str) -> tuple[str, str]:
+    """The 5k row labels (DADQ, strong uniform) the headline shows for a setting key of ROUNDING_SETTINGS: both with
+    the shipped profile (GPTQ in activation order + bias), x_t at FP where activations are quantized."""
+    tail = "" if key.startswith("W ") else FP_INPUT  # weights-only rows quantize no activation
+    return tuple(f"{key} {_in_act_order(label)}{tail}" for label in (DADQ_GPTQ[1], STRONG_UNIFORM[1]))
+
+
 def headline() -> str:
-    """The README's headline: 5k-sample FIDs of DADQ over GPTQ + bias curves against the strong uniform baseline
-    (GPTQ + bias, first and last layers at 8 bits), × FP, per setting of issue 18 (– where not run yet)."""
+    """The README's headline: 5k-sample FIDs of DADQ against the strong uniform baseline (first and last layers at 8
+    bits), both with the shipped profile's quantizer, × FP, per setting of issue 18 (– where not run yet)."""
     name = "sweep_rounding_5k"
     rows = _first_seed(name)[1]
     fp = rows["FP"]
 
-    def cell(key, suffix):
-        x = rows.get(f"{key} {suffix}")
+    def cell(x):
         return f"{x['fid']:.2f} ({x['fid'] / fp['fid']:.2f}× FP)" if x else "not run yet"
 
-    def fp_input(key, suffix):  # weights-only rows quantize no activation: the option changes nothing
-        return "same (A stays FP)" if key.startswith("W ") else cell(key, suffix + FP_INPUT)
-
-    table = [[tname, cell(key, DADQ_GPTQ[1]), cell(key, STRONG_UNIFORM[1]), fp_input(key, DADQ_GPTQ[1]),
-              fp_input(key, STRONG_UNIFORM[1]), f"≤ {goal:g}×"] for key, _, tname, goal in ROUNDING_SETTINGS]
-    act = []
-    for key, _, tname, _ in ROUNDING_SETTINGS:
-        for tail in ("", FP_INPUT):
-            x, y = rows.get(f"{key} {_in_act_order(DADQ_GPTQ[1])}{tail}"), rows.get(f"{key} {DADQ_GPTQ[1]}{tail}")
-            u = rows.get(f"{key} {_in_act_order(STRONG_UNIFORM[1])}{tail}")
-            if x and y:
-                act.append(f"{tname}{', x_t at FP' if tail else ''} {x['fid']:.2f} ({x['fid'] / fp['fid']:.2f}× FP; plain "
-                           f"GPTQ {y['fid']:.2f}" + (f"; uniform bits, first/last layers 8, in act order {u['fid']:.2f}, "
-                                                     f"{u['fid'] / fp['fid']:.2f}× FP" if u else "") + ")")
-    shipped = ("" if not act else " With the shipped profile (GPTQ in activation order, the section of that name in "
-               "docs/results.md), dadq at this size: " + "; ".join(act) + ".")
-    return (_table(["average bits", "dadq (GPTQ + bias curves)", "uniform bits (GPTQ + bias, first/last layers 8)",
-                    "dadq, x_t at full precision", "uniform, x_t at full precision", "target"], table)
+    table = []
+    for key, _, tname, goal in ROUNDING_SETTINGS:
+        d, u = (rows.get(label) for label in headline_rows(key))
+        table.append([tname + ("" if key.startswith("W ") else ", x_t at FP"), cell(d), cell(u),
+                      f"{1 - d['fid'] / u['fid']:.0%}" if d and u else "–", f"≤ {goal:g}×",
+                      OK[d["fid"] / fp["fid"] <= goal] if d else "–"])
+    return (_table(["average bits", "dadq", "uniform bits, first/last layers 8", "dadq lower by", "target",
+                    "dadq meets it"], table)
             + f"\n\nFID with MNIST-classifier features (not Inception), {fp['n']:,} samples, {fp['sampler']}, seed 1, on "
-              f"the embedded MNIST model; FP {fp['fid']:.2f} (`experiments/results/{name}.json`).{shipped}\n")
+              f"the embedded MNIST model; FP {fp['fid']:.2f} (`experiments/results/{name}.json`). Both sides use the "
+              "shipped profile's quantizer, GPTQ in activation order with bias correction, and dadq's exact allocation "
+              "bounds the mean over timestep groups. Where activations are quantized, both keep the model input x_t at "
+              "full precision, outside the budget (`fp_input`).\n")
 
 
 def fid_5k_vs_1k() -> str:
@@ -493,6 +492,26 @@ def trajectory_weights() -> str:
             "SSIM against FP from the same noise.\n\n"
             + _table(["group weights", "seed", "FID", "FP FID", "× FP", "paired SSIM",
                       "W average bits per group (0 … 9)"], rows) + "\n\n" + "\n".join(lines) + "\n")
+
+
+def group_halves() -> str:
+    """FID of DADQ's W 4 allocation quantized in every group, only in the low-noise half and only in the high-noise
+    half (experiments.group_halves), beside FP: which half of the trajectory carries the gap."""
+    name = "group_halves"
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
+    r = load(name)
+    st = r["setup"]
+    fid = {x["row"]: x["fid"] for x in r["rows"]}
+    fp, every = fid["FP"], fid["every group"]
+    rows = [[x["row"], f"{x['fid']:.2f}", f"{x['fid'] / fp:.2f}×", "–" if x["groups"] is None else
+             _pct((x["fid"] - fp) / (every - fp))] for x in r["rows"]]
+    bits = " ".join(f"{b:.2f}" for b in st["group_avg_bits"])
+    return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
+            f"W {st['budget']:g}, DADQ exact with the budget as the mean over groups, the shipped profile; weight bits per "
+            f"group (0 … {st['groups'] - 1}, group 0 the last steps): {bits}. The layers of the groups not named run at "
+            f"full precision. {st['n']:,} samples, DDIM-{st['steps']}, seed {st['seed']}.\n\n"
+            + _table(["weights quantized in", "FID", "× FP", "share of the gap of every group"], rows) + "\n")
 
 
 def output_correlation() -> str:
@@ -1148,7 +1167,7 @@ def dit() -> str:
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
-    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "output_correlation": output_correlation, "levers_5k": levers_5k, "rounding_1k": rounding_1k,
+    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "output_correlation": output_correlation, "group_halves": group_halves, "levers_5k": levers_5k, "rounding_1k": rounding_1k,
     "rounding_1k_fashion": rounding_1k_fashion,
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,

@@ -60,8 +60,9 @@ def test_headline_and_speed_numbers_come_from_their_result_files():
     fid5k = {r["row"]: r["fid"] for r in json.loads((report.RESULTS / "sweep_rounding_5k.json").read_text())["fid"]}
     head = report.headline()
     assert f"FP {fid5k['FP']:.2f}" in head
-    shown = [row for row in fid5k if row.endswith((report.DADQ_GPTQ[1], report.STRONG_UNIFORM[1]))]
+    shown = [row for key, *_ in report.ROUNDING_SETTINGS for row in report.headline_rows(key) if row in fid5k]
     assert shown, "the headline has no 5k row to show"
+    assert all(" act " in row for row in shown)  # the shipped profile's rows, on both sides
     for row in shown:
         assert f"{fid5k[row]:.2f} ({fid5k[row] / fid5k['FP']:.2f}× FP)" in head
     solver = json.loads((report.BENCH_RESULTS / "solver_speed.json").read_text())
