@@ -11,8 +11,8 @@ step's eps error; this asks FID which half of the trajectory the gap comes from.
 """
 from __future__ import annotations
 
-
 from benchmarks.common import EXPERIMENT_RESULTS, command_line, machine_facts, print_table, sampling_experiment, write_result
+from experiments.sweep import SAMPLE_BATCH
 
 NAME = "group_halves"
 BUDGET = 4.0  # average weight bits of the allocation
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     for label, groups in (("FP", None), ("every group", low + high), (f"low-noise groups {low[0]}-{low[-1]} only", low),
                           (f"high-noise groups {high[0]}-{high[-1]} only", high)):
         m = model if groups is None else quantize_only(dadq, model, prof, alloc, groups)
-        x = dadq.sample(m, n=args.n, steps=args.steps, seed=args.seed, batch_size=64, desc=label[:40])
+        x = dadq.sample(m, n=args.n, steps=args.steps, seed=args.seed, batch_size=SAMPLE_BATCH, desc=label[:40])
         rows.append({"row": label, "groups": groups, "fid": dadq.fid(x, reference=ref)})
     print_table(["row", "FID"], [[r["row"], r["fid"]] for r in rows],
                 title=f"W {BUDGET:g} DADQ exact, mean over groups: {args.n} samples, DDIM-{args.steps}, seed {args.seed}")

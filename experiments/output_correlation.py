@@ -21,6 +21,7 @@ import torch
 
 from benchmarks.common import (EXPERIMENT_RESULTS, add_common_args, command_line, get_profile, load_model, machine_facts,
                                print_table, setup_threads, write_result)
+from experiments.sweep import SAMPLE_BATCH
 
 NAME = "output_correlation"
 CORRECTIONS = ("scale k (PTQD)", "channel mean", "channel and pixel mean")
@@ -83,7 +84,7 @@ def fid_rows(dadq, model, prof, alloc, bias: torch.Tensor, n: int, steps: int, s
             m = dadq.quantize(model, prof, alloc)
             if "subtracted" in label:
                 subtract_output_bias(m, bias)
-        x = dadq.sample(m, n=n, steps=steps, seed=seed, batch_size=64, desc=f"FID: {label}"[:40])
+        x = dadq.sample(m, n=n, steps=steps, seed=seed, batch_size=SAMPLE_BATCH, desc=f"FID: {label}"[:40])
         rows.append({"row": label, "fid": dadq.fid(x, reference=ref)})
     return rows
 
