@@ -72,18 +72,16 @@ def subtract_output_bias(qmodel, bias: torch.Tensor) -> None:
     qunet.register_forward_hook(hook)
 
 
-def fid_rows(dadq, model, prof, alloc, bias: torch.Tensor, n: int, steps: int, seed: int) -> list[dict]:
-    """FID (n samples, DDIM-steps, seed) of FP, of ``alloc`` and of ``alloc`` with ``bias`` subtracted."""
+def fid_rows(dadq, model, qmodel, bias: torch.Tensor, n: int, steps: int, seed: int) -> list[dict]:
+    """FID (n samples, DDIM-steps, seed) of FP, of ``qmodel`` and of ``qmodel`` with ``bias`` subtracted (the last
+    row adds the correction to ``qmodel`` in place)."""
     from dadq.metrics import dataset_reference
 
     ref = dataset_reference("mnist")
     rows = []
-    for label in ("FP", "quantized", "quantized, channel and pixel mean subtracted"):
-        m = model
-        if label != "FP":
-            m = dadq.quantize(model, prof, alloc)
-            if "subtracted" in label:
-                subtract_output_bias(m, bias)
+    for label, m in (("FP", model), ("quantized", qmodel), ("quantized, channel and pixel mean subtracted", qmodel)):
+        if "subtracted" in label:
+            subtract_output_bias(m, bias)
         x = dadq.sample(m, n=n, steps=steps, seed=seed, batch_size=SAMPLE_BATCH, desc=f"FID: {label}"[:40])
         rows.append({"row": label, "fid": dadq.fid(x, reference=ref)})
     return rows
@@ -124,7 +122,7 @@ def main(argv=None) -> int:
                          "eps_mse": mse, "k": c["k"],
                          "removed": {name: 1 - a / mse for name, a in zip(CORRECTIONS, after)}})
         if label == FID_SETTING and args.fid_n:
-            fid = fid_rows(dadq, model, prof, alloc, torch.stack(pixel_bias), args.fid_n, args.fid_steps, args.fid_seed)
+            fid = fid_rows(dadq, model, q, torch.stack(pixel_bias), args.fid_n, args.fid_steps, args.fid_seed)
     print_table(["setting", "group", "eps MSE", "k", *CORRECTIONS],
                 [[r["setting"], r["group"], r["eps_mse"], r["k"], *r["removed"].values()] for r in rows],
                 title=f"share of the held-out eps MSE each correction removes ({args.n} trajectories per set)")
