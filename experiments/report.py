@@ -223,9 +223,15 @@ def headline_rows(key: str) -> tuple[str, str]:
     return tuple(f"{key} {_in_act_order(label)}{tail}" for label in (DADQ_GPTQ[1], STRONG_UNIFORM[1]))
 
 
+# the group weights the headline also shows DADQ with: each group's D times its trajectory gain ** this (the sweep's
+# gainP option), the power chosen at 1k samples (group_weight_powers)
+HEADLINE_GAIN_POWER = 0.5
+
+
 def headline() -> str:
     """The README's headline: 5k-sample FIDs of DADQ against the strong uniform baseline (first and last layers at 8
-    bits), both with the shipped profile's quantizer, × FP, per setting of issue 18 (– where not run yet)."""
+    bits), both with the shipped profile's quantizer, × FP, per setting of issue 18 (– where not run yet); and DADQ
+    with the groups weighted by the trajectory gain ** HEADLINE_GAIN_POWER where that row was run."""
     name = "sweep_rounding_5k"
     rows = _first_seed(name)[1]
     fp = rows["FP"]
@@ -233,19 +239,24 @@ def headline() -> str:
     def cell(x):
         return f"{x['fid']:.2f} ({x['fid'] / fp['fid']:.2f}× FP)" if x else "not run yet"
 
+    gain = f" gain^{HEADLINE_GAIN_POWER:g}"
     table = []
     for key, _, tname, goal in ROUNDING_SETTINGS:
         d, u = (rows.get(label) for label in headline_rows(key))
+        w = rows.get(headline_rows(key)[0] + gain)
         table.append([tname + ("" if key.startswith("W ") else ", x_t at FP"), cell(d), cell(u),
                       f"{1 - d['fid'] / u['fid']:.0%}" if d and u else "–", f"≤ {goal:g}×",
-                      OK[d["fid"] / fp["fid"] <= goal] if d else "–"])
+                      OK[d["fid"] / fp["fid"] <= goal] if d else "–",
+                      f"{cell(w)} {OK[w['fid'] / fp['fid'] <= goal]}" if w else "–"])
     return (_table(["average bits", "dadq", "uniform bits, first/last layers 8", "dadq lower by", "target",
-                    "dadq meets it"], table)
+                    "dadq meets it", f"dadq, groups weighted by gain^{HEADLINE_GAIN_POWER:g}"], table)
             + f"\n\nFID with MNIST-classifier features (not Inception), {fp['n']:,} samples, {fp['sampler']}, seed 1, on "
               f"the embedded MNIST model; FP {fp['fid']:.2f} (`experiments/results/{name}.json`). Both sides use the "
               "shipped profile's quantizer, GPTQ in activation order with bias correction, and dadq's exact allocation "
               "bounds the mean over timestep groups. Where activations are quantized, both keep the model input x_t at "
-              "full precision, outside the budget (`fp_input`).\n")
+              "full precision, outside the budget (`fp_input`). The last column weights each group's distortion by its "
+              f"trajectory gain to the power {HEADLINE_GAIN_POWER:g} (`allocate(..., group_weights=…)`), a power chosen "
+              "on 1k samples (seeds 1–3); – where that row was not run at 5k.\n")
 
 
 def fid_5k_vs_1k() -> str:
@@ -492,6 +503,42 @@ def trajectory_weights() -> str:
             "SSIM against FP from the same noise.\n\n"
             + _table(["group weights", "seed", "FID", "FP FID", "× FP", "paired SSIM",
                       "W average bits per group (0 … 9)"], rows) + "\n\n" + "\n".join(lines) + "\n")
+
+
+GAIN_LABEL = re.compile(r" gain\^([\d.]+)$")  # sweep.config_label's suffix of a gainP row
+
+
+def group_weight_powers(name: str = "sweep_gain_1k") -> str:
+    """FID of DADQ rows with each group's D weighted by its trajectory gain ** P (the sweep's gainP option) beside
+    the same allocation unweighted, per seed: mean, × FP, and the change against P = 0 on the seeds both have."""
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
+    r = load(name)
+    fid, fp = _fid_rows(r), _fid_rows(r)["FP"]
+    weighted = {GAIN_LABEL.sub("", label) for label in fid if GAIN_LABEL.search(label)}
+    table = []
+    for label, by_seed in fid.items():
+        m = GAIN_LABEL.search(label)
+        base = GAIN_LABEL.sub("", label)
+        if base not in fid or base not in weighted:
+            continue
+        seeds = sorted(set(by_seed) & set(fid[base]))
+        if m is None:  # the unweighted row itself: every seed it has
+            seeds = sorted(by_seed)
+        f = np.array([by_seed[s] for s in seeds])
+        ref = np.array([fid[base][s] for s in seeds])
+        table.append([base, "none" if m is None else f"gain^{m.group(1)}", ", ".join(map(str, seeds)),
+                      " / ".join(f"{x:.2f}" for x in f), f"{f.mean():.2f}",
+                      f"{f.mean() / np.mean([fp[s] for s in seeds]):.2f}×",
+                      "–" if m is None else f"{f.mean() / ref.mean() - 1:+.1%}",
+                      "–" if m is None else f"{int((f < ref).sum())} of {len(seeds)}"])
+    table.sort(key=lambda row: (row[0], row[1] != "none", row[1]))
+    return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
+            f"DADQ exact, budget over the mean of the groups, the shipped profile; {r['fid'][0]['n']:,} samples at "
+            f"{r['fid'][0]['sampler']} per row. Each weighted row is compared with the unweighted one on the seeds both "
+            "have; FP FID per seed: " + ", ".join(f"{fp[s]:.2f} (seed {s})" for s in sorted(fp)) + ".\n\n"
+            + _table(["setting", "group weights", "seeds", "FID per seed", "mean FID", "× FP", "against none",
+                      "lower on"], table) + "\n")
 
 
 def group_halves() -> str:
@@ -1167,7 +1214,8 @@ def dit() -> str:
 
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
-    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "output_correlation": output_correlation, "group_halves": group_halves, "levers_5k": levers_5k, "rounding_1k": rounding_1k,
+    "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "output_correlation": output_correlation, "group_halves": group_halves, "group_weight_powers": group_weight_powers,
+    "group_weight_powers_5k": lambda: group_weight_powers("sweep_rounding_5k"), "levers_5k": levers_5k, "rounding_1k": rounding_1k,
     "rounding_1k_fashion": rounding_1k_fashion,
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,

@@ -44,6 +44,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -143,8 +144,9 @@ class Sweep:
 
 
 def allocate_cell(dadq, prof, target, budget, method, weight_mode="per-group", scope=None, fp_top=False,
-                  fp_input=False):
-    kw = dict(method=method, weight_mode=weight_mode, budget_scope=scope, fp_top=fp_top, fp_input=fp_input)
+                  fp_input=False, group_weights=None):
+    kw = dict(method=method, weight_mode=weight_mode, budget_scope=scope, fp_top=fp_top, fp_input=fp_input,
+              group_weights=group_weights)
     if target == "w4a":
         return dadq.allocate(prof, w_budget=4.0, a_budget=budget, target="wa", **kw)
     return dadq.allocate(prof, budget=budget, target=target, **kw)
@@ -325,7 +327,8 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
             continue
         target, budget, method, prof, *rest = c
         opts = rest[0] if rest else {}
-        a = config_allocation(dadq, target, budget, method, prof, opts)
+        gain = sweep_gain(sw, prof) if "gain_power" in opts else None
+        a = config_allocation(dadq, target, budget, method, prof, opts, gain)
         allocs.append((target, budget, method, prof, opts, a, profile_digest(prof), allocation_digest(a)))
     paired = getattr(sw.args, "fid_paired", False)
     stopped = None  # past the deadline, rows already in the cache are still collected; the first miss is re-raised
@@ -354,6 +357,7 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
                                     **kind_avg_bits(a), "profile": opts.get("profile", "main"),
                                     "rounding": s["rounding"], "bias_correction": s["bias_correction"],
                                     "budget_scope": a.budget_scope, "ends_bits": opts.get("ends"),
+                                    "group_weights_gain_power": opts.get("gain_power"),
                                     "predicted_D": float(np.mean(a.predicted))},
                                    paired_with=paired)
                 except OutOfTime as stop:
@@ -371,6 +375,24 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
     if stopped is not None:
         raise stopped
     return out
+
+
+# dadq.trajectory_gain's settings for the gainP option: those of experiments/trajectory_weights.py
+GAIN_SETTINGS = dict(n=64, steps=50, sigma=0.01, seed=0)
+
+
+def sweep_gain(sw: Sweep, prof) -> np.ndarray:
+    """float [G]: ``dadq.trajectory_gain`` of the sweep's model over ``prof``'s timestep groups (GAIN_SETTINGS),
+    from the cell cache or measured now and stored there (a few minutes: G + 1 sampling runs)."""
+    key = CellCache.key("trajectory-gain", sw.model.fingerprint(), "/".join(prof.groups.labels()),
+                        *(f"{k}{v:g}" for k, v in GAIN_SETTINGS.items()))
+    cached = sw.cache.get(key)
+    if cached is None:
+        sw.deadline.check("trajectory gain")
+        cached = {"gain": sw.dadq.trajectory_gain(sw.model, prof.groups, **GAIN_SETTINGS).tolist(),
+                  "group_labels": prof.groups.labels(), **GAIN_SETTINGS}
+        sw.cache.put(key, cached)
+    return np.asarray(cached["gain"], float)
 
 
 def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, reference, desc: str, row: dict,
@@ -407,9 +429,13 @@ def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, referen
 END_LAYERS = ("conv_in", "conv_out")
 
 
+GAIN_OPTION = r"gain(\d+(?:\.\d+)?)"  # gainP: each group's D weighted by its trajectory gain ** P
+
+
 def _option_word(tok: str) -> bool:
     """True for the words --fid-configs reads as options (and 'fp', the FP row), which no profile may be named."""
-    return tok in ("fp", "mean", "group", "fptop", "fpin") or re.fullmatch(r"ends\d+", tok) is not None
+    return (tok in ("fp", "mean", "group", "fptop", "fpin") or re.fullmatch(r"ends\d+", tok) is not None
+            or re.fullmatch(GAIN_OPTION, tok) is not None)
 
 
 def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
@@ -419,7 +445,8 @@ def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
     profile); ``mean`` or ``group`` (dadq.allocate's budget_scope; default group); ``endsN`` (the
     first and last layers, END_LAYERS, pinned at N bits after allocating: dadq.allocate.pin_bits);
     ``fptop`` (full precision offered as the top point of every curve: dadq.allocate's fp_top); ``fpin``
-    (the model input x_t kept at full precision: dadq.allocate's fp_input).
+    (the model input x_t kept at full precision: dadq.allocate's fp_input); ``gainP`` (each group's D weighted by
+    its trajectory gain to the power P, ``sweep_gain``: dadq.allocate's group_weights; e.g. gain0.25).
     Each quantized config is (target, budget, method, profile, options dict)."""
     profiles = profiles or {}
     configs = []
@@ -447,9 +474,12 @@ def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
                 opts["fp_top"] = True
             elif tok == "fpin":
                 opts["fp_input"] = True
+            elif m_gain := re.fullmatch(GAIN_OPTION, tok):
+                opts["gain_power"] = float(m_gain.group(1))
             else:
                 raise SystemExit(f"--fid-configs: option {tok!r} of {c!r} is none of: a profile name from --profiles "
-                                 f"({', '.join(profiles) or 'none given'}), mean, group, endsN (e.g. ends8), fptop, fpin.")
+                                 f"({', '.join(profiles) or 'none given'}), mean, group, endsN (e.g. ends8), fptop, fpin, "
+                                 "gainP (e.g. gain0.25).")
         configs.append((t, b, m, use, opts))
     return configs
 
@@ -464,7 +494,7 @@ def parse_profiles(text: str | None, model) -> dict:
             continue
         name, sep, path = item.partition("=")
         if not sep or not name or _option_word(name):
-            raise SystemExit(f"--profiles: {item!r} is not NAME=PATH with a NAME other than fp, fptop, fpin, mean, group, endsN.")
+            raise SystemExit(f"--profiles: {item!r} is not NAME=PATH with a NAME other than fp, fptop, fpin, mean, group, endsN, gainP.")
         if not Path(path).exists():
             raise SystemExit(f"--profiles: {path} does not exist; build it first (python -m scripts.build_default_profile "
                              "--out PATH ...).")
@@ -473,13 +503,14 @@ def parse_profiles(text: str | None, model) -> dict:
     return out
 
 
-def config_allocation(dadq, target, budget, method, prof, opts):
-    """The allocation of one FID config: ``allocate_cell`` with the options' budget scope, then the
-    first/last layers pinned where ``opts['ends']`` asks."""
+def config_allocation(dadq, target, budget, method, prof, opts, gain=None):
+    """The allocation of one FID config: ``allocate_cell`` with the options' budget scope (and group weights
+    ``gain ** opts['gain_power']``, gain: float [G]), then the first/last layers pinned where ``opts['ends']`` asks."""
     from dadq.allocate import pin_bits
 
+    weights = None if "gain_power" not in opts else np.asarray(gain, float) ** opts["gain_power"]
     a = allocate_cell(dadq, prof, target, budget, method, scope=opts.get("scope"), fp_top=opts.get("fp_top", False),
-                      fp_input=opts.get("fp_input", False))
+                      fp_input=opts.get("fp_input", False), group_weights=weights)
     return pin_bits(a, prof, END_LAYERS, opts["ends"]) if opts.get("ends") else a
 
 
@@ -496,6 +527,8 @@ def config_label(target, budget, method, prof, opts) -> str:
         label += " fp-top"
     if opts.get("fp_input"):
         label += " fp-input"
+    if "gain_power" in opts:
+        label += f" gain^{opts['gain_power']:g}"
     return label
 
 
@@ -876,7 +909,8 @@ def main(argv=None) -> int:
 
     # every slice of a resumable run, oldest first: the result's log holds only the latest one
     slices = previous_slices(out_json, sw.cache, name) if cache_path is not None else []
-    utc0 = machine_facts()["utc"]
+    # milliseconds: two short runs of one process in the same second are still two slices, in order
+    utc0 = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     slice_id = f"{utc0} pid {os.getpid()}"
 
     def save():
@@ -922,8 +956,10 @@ def main(argv=None) -> int:
                                                             f"calib {ab_calib}/group; {n} samples, DDIM-{steps}){partial}")
     if "fid_summary" in result:
         done = sorted({s for r in result["fid_summary"] for s in r["seeds"]})
-        figs["fid_vs_bits"] = plot_fid_vs_bits(result["fid_summary"], f"FID vs average bits ({fid_n} samples, "
-                                                                      f"DDIM-{fid_steps}, seeds {done}){partial}")
+        if any(r["row"] != "FP" and r["row"].endswith("G=10") for r in result["fid_summary"]):
+            # rows with options (a profile name, a scope, ...) are not on its curves: no empty plot
+            figs["fid_vs_bits"] = plot_fid_vs_bits(result["fid_summary"], f"FID vs average bits ({fid_n} samples, "
+                                                                          f"DDIM-{fid_steps}, seeds {done}){partial}")
         g_seeds, g_fid = groups_fid(result["fid"])
         if g_seeds and len(g_fid) > 1:
             figs["groups_fid"] = plot_groups_fid(result["fid"], f"Timestep groups ablation: FID at W+A 4 bits "

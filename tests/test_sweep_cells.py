@@ -149,7 +149,7 @@ def test_a_rewrite_lists_the_slices_of_every_process_that_shared_the_cache(tmp_p
     result = json.loads(main.read_text())
     slices = result["slices"]
     assert [s["cells_computed"] for s in slices] == [1, 1, 0]
-    assert slices[0]["utc_start"] < slices[1]["utc_start"] < slices[2]["utc_start"]  # each run takes > 1 s
+    assert slices[0]["utc_start"] < slices[1]["utc_start"] < slices[2]["utc_start"]  # started in this order
     assert result["fid"][1]["row"].startswith("WA 4 uniform")
     # a process sharing the cache under another name is not this result's slice
     assert sweep.main(common[:-1] + ["other", "--fid-configs", "wa:4:uniform", "--out", str(tmp_path / "o.json"),
@@ -211,3 +211,32 @@ def test_a_dataset_reference_keys_cells_by_its_test_images():
     assert reference_id("default") == "default"
     images = to_model_range(load_dataset("fashion-mnist", "test")[0])
     assert reference_id(dataset_reference("fashion-mnist")) == digest(images) == reference_id(torch.from_numpy(images))
+
+
+def test_gain_option_weights_each_groups_d_by_the_cached_trajectory_gain(tmp_path, tiny_model, tiny_profile):
+    """``gainP`` in a config: the allocation is dadq.allocate's with group_weights = gain ** P, where the gain is
+    dadq.trajectory_gain of the sweep's model, measured once and then read from the cell cache (a second sweep
+    past its deadline still finds it)."""
+    import argparse
+
+    import numpy as np
+
+    from benchmarks.common import load_model
+    from experiments.sweep import GAIN_SETTINGS, Sweep, config_allocation, config_label, fid_configs, sweep_gain
+
+    ((t, b, m, prof, opts),) = fid_configs("w:4:exact:mean:gain0.5", tiny_profile)
+    assert opts == {"scope": "mean", "gain_power": 0.5}
+    assert config_label(t, b, m, prof, opts) == "W 4 exact G=3 scope=mean gain^0.5"
+    cache = tmp_path / "t.cells.json"
+    gain = sweep_gain(Sweep(argparse.Namespace(), tiny_model, prof, CellCache(cache)), prof)
+    assert gain.shape == (3,) and np.all(gain > 0)
+    late = Sweep(argparse.Namespace(), tiny_model, prof, CellCache(cache), Deadline(0))
+    assert np.array_equal(sweep_gain(late, prof), gain) and late.cache.hits == 1
+    with pytest.raises(OutOfTime):  # another model's gain is not in the cache
+        sweep_gain(Sweep(argparse.Namespace(), load_model("random"), prof, CellCache(cache), Deadline(0)), prof)
+    a = config_allocation(dadq, t, b, m, prof, opts, gain)
+    ref = dadq.allocate(prof, budget=4, target="w", method="exact", budget_scope="mean", group_weights=gain ** 0.5)
+    assert np.array_equal(a.w_bits, ref.w_bits) and a.w_bits.shape == (3, len(prof.layer_names))
+    assert GAIN_SETTINGS["steps"] == 50  # the gain of the sampler the FID rows use (DDIM-50)
+    with pytest.raises(SystemExit, match="gainP"):
+        fid_configs("w:4:exact:gainx", tiny_profile)
