@@ -1215,7 +1215,8 @@ def dit() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
     "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "output_correlation": output_correlation, "group_halves": group_halves, "group_weight_powers": group_weight_powers,
-    "group_weight_powers_5k": lambda: group_weight_powers("sweep_rounding_5k"), "levers_5k": levers_5k, "rounding_1k": rounding_1k,
+    "group_weight_powers_5k": lambda: group_weight_powers("sweep_rounding_5k"),
+    "group_weight_powers_fashion": lambda: group_weight_powers("sweep_rounding_fashion_1k"), "levers_5k": levers_5k, "rounding_1k": rounding_1k,
     "rounding_1k_fashion": rounding_1k_fashion,
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
