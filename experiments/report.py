@@ -514,7 +514,8 @@ def group_weight_powers(name: str = "sweep_gain_1k") -> str:
     if not (RESULTS / f"{name}.json").exists():
         return f"Not run yet (`experiments/results/{name}.json`).\n"
     r = load(name)
-    fid, fp = _fid_rows(r), _fid_rows(r)["FP"]
+    fid = _fid_rows(r)
+    fp = fid["FP"]
     weighted = {GAIN_LABEL.sub("", label) for label in fid if GAIN_LABEL.search(label)}
     table = []
     for label, by_seed in fid.items():

@@ -58,6 +58,7 @@ from benchmarks.common import (EXPERIMENT_RESULTS, add_common_args, command_line
                                machine_facts, print_table, profile_path, result_path, save_figure, setup_threads,
                                shown_path, write_result)
 from experiments.report import groups_fid
+from experiments.trajectory_weights import GAIN_SETTINGS
 
 # (target, budget): "w" weights only, "wa" joint W+A, "w4a" separate budgets: W at 4 bits, A at `budget`
 GRID = [("w", 2.0), ("w", 3.0), ("w", 4.0), ("w", 5.0), ("w", 6.0), ("w", 8.0), ("wa", 4.0), ("wa", 5.0), ("wa", 6.0),
@@ -375,10 +376,6 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
     if stopped is not None:
         raise stopped
     return out
-
-
-# dadq.trajectory_gain's settings for the gainP option: those of experiments/trajectory_weights.py
-GAIN_SETTINGS = dict(n=64, steps=50, sigma=0.01, seed=0)
 
 
 def sweep_gain(sw: Sweep, prof) -> np.ndarray:

@@ -19,6 +19,8 @@ from benchmarks.common import (EXPERIMENT_RESULTS, add_common_args, command_line
                                print_table, setup_threads, write_result)
 
 NAME = "trajectory_weights"
+# dadq.trajectory_gain's settings here and in the sweep's gainP rows (the steps: the FID rows' DDIM-50)
+GAIN_SETTINGS = dict(n=64, steps=50, sigma=0.01, seed=0)
 POWERS = (0.0, 0.5, 1.0)
 
 
@@ -30,8 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=1000, help="samples per FID row")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps, of the FID rows and of the gain")
     p.add_argument("--seeds", type=int, nargs="+", default=[1], help="sampling seeds of the FID rows")
-    p.add_argument("--gain-n", type=int, default=64, help="samples of the trajectory gain")
-    p.add_argument("--sigma", type=float, default=0.01, help="standard deviation of the eps error the gain adds")
+    p.add_argument("--gain-n", type=int, default=GAIN_SETTINGS["n"], help="samples of the trajectory gain")
+    p.add_argument("--sigma", type=float, default=GAIN_SETTINGS["sigma"], help="standard deviation of the eps error the gain adds")
     p.add_argument("--profile", default=None, help="profile file (default: the shipped one)")
     args = p.parse_args(argv)
     if args.quick:
