@@ -26,6 +26,7 @@ import numpy as np
 
 from .bitwidths import FP_BITS, option_index
 from .groups import TimestepGroups
+from .rounding import per_group_hessian
 from .io import write_json
 
 METHODS = ("lagrangian", "exact", "greedy", "uniform")
@@ -397,8 +398,15 @@ class Allocation:
 
     @property
     def stored_weight_bits(self) -> float:
-        """Weights as stored: every distinct bit width of a layer is one copy (shared mode: one)."""
-        return float(sum(self.w_numel[l] * np.unique(self.w_bits[:, l]).sum() for l in range(len(self.layer_names))))
+        """Weights as stored, bits: every distinct bit width of a layer is one copy (shared mode: one); with
+        per-group Hessians (``rounding.per_group_hessian``) every quantized group holds its own copy."""
+        own = per_group_hessian(self.settings.get("rounding", "rtn"))
+        total = 0.0
+        for l in range(len(self.layer_names)):
+            col = self.w_bits[:, l]
+            q = col[col != FP_BITS]
+            total += self.w_numel[l] * ((q.sum() if own else np.unique(q).sum()) + (FP_BITS if (col == FP_BITS).any() else 0))
+        return float(total)
 
     @property
     def fp_weight_bits(self) -> float:
@@ -666,6 +674,10 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
     if budget_scope is None:
         budget_scope = "mean" if joint_shared else "group"
     _choose("budget_scope", budget_scope, BUDGET_SCOPES)
+    if weight_mode == "shared" and per_group_hessian(profile.settings().get("rounding", "rtn")):
+        raise ValueError(f"weight_mode='shared' keeps one weight copy for all groups, but this profile's rounding "
+                         f"{profile.settings()['rounding']!r} rounds a weight per group (one Hessian per group): use "
+                         "weight_mode='per-group', or a profile with a pooled Hessian (rounding 'gptq-act').")
     if budget_scope == "group" and joint_shared:
         raise ValueError("shared weights under a joint W+A budget can bound only the mean over groups: use "
                          "budget_scope='mean', separate budgets (w_budget, a_budget), or weight_mode='per-group'.")

@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", action="append", default=None, help="glob of layer names to profile ('re:' for regex); repeatable")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounding", default="rtn", choices=ROUNDINGS,
-                   help="weight rounding (default rtn; gptq: error-compensating; gptq-act: gptq in activation order)")
+                   help="weight rounding (default rtn; gptq: error-compensating; gptq-act: gptq in activation order; "
+                        "-group: one Hessian per timestep group, one weight copy per group)")
     p.add_argument("--bias-correction", action="store_true", help="fold each quantized layer's mean output shift into its bias")
     p.add_argument("--act-granularity", default="tensor", choices=ACT_GRANULARITIES,
                    help="activation ranges: one per tensor (default) or per token of each Linear input (transformers; "

@@ -22,6 +22,7 @@ from plotly.subplots import make_subplots
 from .allocate import target_numel, uniform_points
 from .bitwidths import FP_BITS, option_index
 from .profile import group_curves, sensitivity_ranking
+from .rounding import per_group_hessian
 
 # Layers that deployment recipes (e.g. NVIDIA ModelOpt) keep in high precision: made easy to find.
 KEY_LAYER_PATTERNS = ("conv_in", "conv_out", "time_embedding", "conv_shortcut")
@@ -591,6 +592,8 @@ def allocation_summary(profile, alloc, requested=None) -> str:
     else:
         asked = f"{alloc.budget:.3g} avg bits"
     store = ("one weight copy shared by all groups" if alloc.weight_mode == "shared"
+             else "per-group weights, a Hessian per group: every quantized group of a layer is a stored copy"
+             if per_group_hessian(alloc.settings.get("rounding", "rtn"))
              else "per-group weights: every distinct bit width of a layer is a stored copy")
     lines = [
         f"**{alloc.method}** solver · target **{tname}** · asked **{asked}** · weights **{alloc.weight_mode}**",

@@ -452,7 +452,7 @@ def local_noise(ql, a: torch.Tensor, bits: np.ndarray, act_range: np.ndarray,
         b = int(b)
         bias_q = ql.quantized_bias(b, g)  # bias correction: the bias change, else none
         delta = None if bias_q is ql.bias else bias_q - (ql.bias if ql.bias is not None else 0.0)
-        nw[m] = float((ql.op(a, ql.quantized_weight(b), delta) - y).pow(2).mean())
+        nw[m] = float((ql.op(a, ql.quantized_weight(b, g), delta) - y).pow(2).mean())
         aq = ql.quantize_input_with(a, b, act_range[m], None if act_range_parts is None else act_range_parts[m])
         na[m] = float((ql.op(aq, ql.weight, None) - y).pow(2).mean())
     return nw, na
@@ -492,7 +492,8 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     progress: optional callable(fraction, text), called after each measured point; it may raise
     to cancel (nothing is written then).
     rounding: 'rtn' (round to nearest), 'gptq' (Hessian pooled over all groups' calibration inputs,
-    ``dadq.rounding``) or 'gptq-act' (the same, columns in activation order). bias_correction: fold each
+    ``dadq.rounding``), 'gptq-act' (the same, columns in activation order), or 'gptq-group' / 'gptq-act-group'
+    (one Hessian per timestep group: each group's weight is its own copy). bias_correction: fold each
     quantized weight's mean output shift, per group, into the bias. metric: the distortion D
     ('ssim+mse', the paper's; 'mse'; 'ssim').
     split_concat: one activation range per part of a UNet up block's concatenated skip input.

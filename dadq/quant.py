@@ -28,7 +28,7 @@ from .bitwidths import FP_BITS, is_fp
 from .groups import TimestepGroups
 from .models import QUANTIZABLE, DiffusionModel, fast_layout_like
 from .rounding import (DAMP, ROUNDINGS, calibration_stats, gptq, hessian_factor, needs_calibration, output_shift,
-                       round_to_grid, uses_act_order, uses_hessian)
+                       per_group_hessian, round_to_grid, uses_act_order, uses_hessian)
 
 WEIGHT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
@@ -229,16 +229,26 @@ class GroupState:
 class LayerCalibration:
     """What one layer's quantizers learn from the calibration inputs, and the caches built on it.
 
-    factor: GPTQ's (U [cg, K, K], dead [cg, K], perm [cg, K] or None) or None (round to nearest);
-    in_mean: E[x] columns per group [G, cg, K] or None (no bias correction). wq {bits: weight},
-    bq {(bits, g): bias}: every quantized weight and corrected bias is computed once and kept here,
-    shared by every wrapper built on the same calibration (``QuantizedUNet.setup`` memoises it).
+    factor: GPTQ's (U [cg, K, K], dead [cg, K], perm [cg, K] or None), a list of them, one per timestep
+    group (per-group Hessians), or None (round to nearest); in_mean: E[x] columns per group [G, cg, K]
+    or None (no bias correction). wq {(bits, copy): weight}, bq {(bits, g): bias}: every quantized
+    weight and corrected bias is computed once and kept here, shared by every wrapper built on the
+    same calibration (``QuantizedUNet.setup`` memoises it); ``copy`` is the group with per-group
+    Hessians, else 0 (one weight for all groups).
     """
 
-    factor: tuple | None = None
+    factor: tuple | list | None = None
     in_mean: torch.Tensor | None = None
     wq: dict = field(default_factory=dict)
     bq: dict = field(default_factory=dict)
+
+    def copy_of(self, g: int) -> int:
+        """Which weight copy group g uses: its own with per-group Hessians, else the one shared copy 0."""
+        return g if isinstance(self.factor, list) else 0
+
+    def factor_of(self, g: int) -> tuple | None:
+        """The GPTQ factor group g's weight is rounded with (None: round to nearest)."""
+        return self.factor[g] if isinstance(self.factor, list) else self.factor
 
 
 class QuantLayer(nn.Module):
@@ -277,13 +287,15 @@ class QuantLayer(nn.Module):
         self.patch = tuple(layer.kernel_size) if self.is_conv else None
         self.calib = LayerCalibration()
 
-    def quantized_weight(self, bits: int) -> torch.Tensor:
+    def quantized_weight(self, bits: int, g: int = 0) -> torch.Tensor:
+        """The weight at ``bits`` that group g uses (the same copy for every group unless the Hessian is per group)."""
         if is_fp(bits):
             return self.weight
-        w = self.calib.wq.get(bits)
+        key = (bits, self.calib.copy_of(g))
+        w = self.calib.wq.get(key)
         if w is None:
-            w = quantize_weight(self.weight, bits, self.calib.factor).to(self.weight.dtype)
-            w = self.calib.wq[bits] = fast_layout_like(w, self.weight)
+            w = quantize_weight(self.weight, bits, self.calib.factor_of(g)).to(self.weight.dtype)
+            w = self.calib.wq[key] = fast_layout_like(w, self.weight)
         return w
 
     def quantized_bias(self, bits: int, g: int) -> torch.Tensor | None:
@@ -293,7 +305,7 @@ class QuantLayer(nn.Module):
             return self.bias
         b = self.calib.bq.get((bits, g))
         if b is None:
-            shift = output_shift(self.quantized_weight(bits) - self.weight, self.calib.in_mean[g])
+            shift = output_shift(self.quantized_weight(bits, g) - self.weight, self.calib.in_mean[g])
             base = self.bias.double() if self.bias is not None else 0.0
             b = self.calib.bq[(bits, g)] = (base - shift).to(self.weight.dtype)
         return b
@@ -317,7 +329,7 @@ class QuantLayer(nn.Module):
         if not is_fp(ab):
             x = self.quantize_input(x, ab, g)
         wb = self.w_bits[g]
-        return self.op(x, self.quantized_weight(wb), self.quantized_bias(wb, g))
+        return self.op(x, self.quantized_weight(wb, g), self.quantized_bias(wb, g))
 
     def op(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """The wrapped layer's conv or linear with weight ``w``."""
@@ -435,13 +447,21 @@ def _layer_calibration(unet: nn.Module, names: list[str], calib_x, calib_t, roun
     key = (fingerprint(unet), tuple(names), rounding, bool(bias_correction), DAMP, str(next(unet.parameters()).device),
            hashlib.sha256(calib_x.cpu().numpy().tobytes() + calib_t.cpu().numpy().tobytes()).hexdigest())
     if key not in _CALIB_MEMO:
-        stats = calibration_stats(unet, names, calib_x, calib_t, hessian=uses_hessian(rounding), call=call)
+        per_group = per_group_hessian(rounding)
+        stats = calibration_stats(unet, names, calib_x, calib_t, hessian=uses_hessian(rounding), call=call,
+                                  per_group=per_group)
         _CALIB_MEMO.clear()
-        _CALIB_MEMO[key] = {
-            n: LayerCalibration(factor=hessian_factor(st.hessian(), act_order=uses_act_order(rounding))
-                                if uses_hessian(rounding) else None,
-                                in_mean=st.mean() if bias_correction else None)
-            for n, st in stats.items()}
+
+        def factor(st):
+            if not uses_hessian(rounding):
+                return None
+            if per_group:
+                return [hessian_factor(st.hessian(g), act_order=uses_act_order(rounding)) for g in range(len(st.rows))]
+            return hessian_factor(st.hessian(), act_order=uses_act_order(rounding))
+
+        _CALIB_MEMO[key] = {n: LayerCalibration(factor=factor(st), in_mean=st.mean() if bias_correction else None)
+                            for n, st in stats.items()}
+        del stats  # per-group Hessians: G x the pooled sums, freed before any weight is rounded
     return _CALIB_MEMO[key]
 
 

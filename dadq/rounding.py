@@ -8,11 +8,15 @@ H = E[x xᵀ], so the layer *output* error on the calibration inputs is what get
 weight error. A Conv2d is a matmul over its im2col columns (C_in/groups · kh · kw of them, per conv
 group), so the same algorithm serves Conv2d and Linear.
 
-The Hessian is pooled over all timestep groups' calibration inputs: one GPTQ weight per
-(layer, bits), so shared and per-group weight storage (DESIGN §3) count the same copies as with
-rtn. Measured on the default model (experiments/results/rounding_ablation_hessian.json; held-out
-layer output MSE, geometric mean over 8 layers at 3 and 4 bits): pooled GPTQ 0.26x RTN's, per-group
-Hessians 0.21x, i.e. 0.82x pooled: about 0.15 bit's worth, bought with G weight copies instead of one.
+The Hessian is pooled over all timestep groups' calibration inputs (``gptq``, ``gptq-act``): one GPTQ
+weight per (layer, bits), so shared and per-group weight storage (DESIGN §3) count the same copies as
+with rtn. The ``-group`` roundings take one Hessian per timestep group instead: the weight of group g
+is rounded for the inputs group g sees, so every quantized group holds its own copy, and the stored
+size counts G copies (``Allocation.stored_weight_bits``). Measured on the default model
+(experiments/results/rounding_ablation_hessian.json; held-out layer output MSE, geometric mean over 8
+layers at 3 and 4 bits): pooled GPTQ 0.26x RTN's, per-group Hessians 0.21x, i.e. 0.82x pooled.
+In images the pooled Hessian is better: FID 1-8% lower on 5 of 6 settings (docs/results.md, "One Hessian
+per group"): 16 samples per group fit each group's Hessian less well than the 160 pooled.
 
 Bias correction folds a quantized layer's mean output shift E[(W_q − W) x] into its bias; by
 linearity that is (W_q − W) applied to the mean input column, kept per timestep group.
@@ -25,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ROUNDINGS = ("rtn", "gptq", "gptq-act")  # gptq-act: GPTQ with activation order (columns by falling diag H)
+# gptq-act: GPTQ with activation order (columns by falling diag H); -group: one Hessian per timestep group
+ROUNDINGS = ("rtn", "gptq", "gptq-act", "gptq-group", "gptq-act-group")
 DAMP = 0.01  # dampening: fraction of the mean Hessian diagonal added to the diagonal (GPTQ's default)
 BLOCK = 128  # GPTQ lazy-batch width: columns updated together before the trailing columns are touched
 
@@ -37,7 +42,12 @@ def uses_hessian(rounding: str) -> bool:
 
 def uses_act_order(rounding: str) -> bool:
     """Whether a rounding takes the columns in activation order (``hessian_factor(act_order=True)``)."""
-    return rounding == "gptq-act"
+    return rounding in ("gptq-act", "gptq-act-group")
+
+
+def per_group_hessian(rounding: str) -> bool:
+    """Whether a rounding takes one Hessian per timestep group, so each group has its own weight copy."""
+    return rounding.endswith("-group")
 
 
 def describe(rounding: str) -> str:
@@ -45,8 +55,9 @@ def describe(rounding: str) -> str:
     if not uses_hessian(rounding):
         return "round to nearest"
     order = "columns by falling Hessian diagonal" if uses_act_order(rounding) else "no reordering"
-    return (f"GPTQ rounding (Hessian pooled over all groups' calibration inputs, dampening {DAMP} "
-            f"of its mean diagonal, {order})")
+    source = ("one Hessian per timestep group, from that group's calibration inputs: one weight copy per group"
+              if per_group_hessian(rounding) else "Hessian pooled over all groups' calibration inputs")
+    return f"GPTQ rounding ({source}, dampening {DAMP} of its mean diagonal, {order})"
 
 
 def needs_calibration(settings: dict) -> bool:
@@ -87,22 +98,27 @@ class InputStats:
     """Sums over one layer's calibration input columns (``layer_columns``).
 
     col_sum float64 [G, cg, K] and rows int64 [G]: per timestep group (bias correction);
-    xtx float64 [cg, K, K] or None: Σ x xᵀ over all groups (the pooled Hessian).
+    xtx float64 [1, cg, K, K] (Σ x xᵀ over all groups: the pooled Hessian), [G, cg, K, K] (per group) or None.
     """
 
     col_sum: torch.Tensor
     rows: torch.Tensor
     xtx: torch.Tensor | None
+    per_group: bool = False
 
     def add(self, cols: torch.Tensor, g: int) -> None:
         self.col_sum[g] += cols.sum(1, dtype=torch.float64)
         self.rows[g] += cols.shape[1]
         if self.xtx is not None:
-            self.xtx += (cols.transpose(1, 2) @ cols).double()
+            self.xtx[g if self.per_group else 0] += (cols.transpose(1, 2) @ cols).double()
 
-    def hessian(self) -> torch.Tensor:
-        """H = E[x xᵀ] over all calibration rows, float64 [cg, K, K]."""
-        return self.xtx / self.rows.sum()
+    def hessian(self, g: int | None = None) -> torch.Tensor:
+        """H = E[x xᵀ], float64 [cg, K, K]: over all calibration rows, or (per-group sums) over group g's."""
+        if g is None:
+            return self.xtx.sum(0) / self.rows.sum()
+        if not self.per_group:
+            raise ValueError("these statistics pool the Hessian over groups; gather them with per_group=True.")
+        return self.xtx[g] / self.rows[g].clamp_min(1)
 
     def mean(self) -> torch.Tensor:
         """E[x] per group, float64 [G, cg, K]."""
@@ -111,10 +127,11 @@ class InputStats:
 
 @torch.no_grad()
 def calibration_stats(unet: nn.Module, names: list[str], calib_x: torch.Tensor, calib_t: torch.Tensor,
-                      hessian: bool = True, call=None) -> dict[str, InputStats]:
+                      hessian: bool = True, call=None, per_group: bool = False) -> dict[str, InputStats]:
     """Input statistics of the named Conv2d/Linear layers of the FP ``unet`` on the calibration inputs
     x [G, N, C, H, W], t [G, N]: one FP forward per group (the whole group as one batch, so two calls
-    on the same inputs give the same sums). ``hessian``: also accumulate Σ x xᵀ (GPTQ needs it).
+    on the same inputs give the same sums). ``hessian``: also accumulate Σ x xᵀ (GPTQ needs it), pooled
+    over the groups or, with ``per_group``, one sum per group.
     call(x, t): how the model runs ``unet`` (conditioning; both branches of classifier-free guidance
     feed the sums), default unet(x, t)."""
     dev = next(unet.parameters()).device
@@ -130,7 +147,8 @@ def calibration_stats(unet: nn.Module, names: list[str], calib_x: torch.Tensor, 
                 stats[name] = InputStats(
                     col_sum=torch.zeros(G, cg, k, dtype=torch.float64, device=cols.device),
                     rows=torch.zeros(G, dtype=torch.int64, device=cols.device),
-                    xtx=torch.zeros(cg, k, k, dtype=torch.float64, device=cols.device) if hessian else None)
+                    xtx=torch.zeros(G if per_group else 1, cg, k, k, dtype=torch.float64, device=cols.device)
+                    if hessian else None, per_group=per_group)
             stats[name].add(cols.float(), group[0])
         return pre
 

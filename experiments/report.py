@@ -542,6 +542,43 @@ def group_weight_powers(name: str = "sweep_gain_1k") -> str:
                       "lower on"], table) + "\n")
 
 
+# the --profiles name of the shipped profile in the sweeps that set another recipe beside it
+SHIPPED_PROFILE = "act"
+# other recipes of the shipped profile: --profiles name -> what differs (``profile_against_shipped``)
+PROFILE_VARIANTS = {"grp": "one Hessian per group (`gptq-act-group`)",
+                    "c32": "32 calibration samples per group, not 16"}
+
+
+def profile_against_shipped(name: str, other: str) -> str:
+    """FID of a sweep's rows over the profile named ``other`` (PROFILE_VARIANTS) beside the same rows over the shipped
+    one (SHIPPED_PROFILE), per seed, with the weights' stored size of each."""
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
+    r = load(name)
+    fid = _fid_rows(r)
+    fp = fid["FP"]
+    stored = {x["row"]: x.get("stored_weight_MB") for x in r["fid"]}
+    new, old = f" {other}", f" {SHIPPED_PROFILE}"
+    table = []
+    for label, by_seed in fid.items():
+        base = label.replace(new, old)
+        if new not in label or base not in fid:
+            continue
+        seeds = sorted(set(by_seed) & set(fid[base]))
+        f, ref = np.array([by_seed[s] for s in seeds]), np.array([fid[base][s] for s in seeds])
+        fps = np.mean([fp[s] for s in seeds])
+        table.append([label.replace(new, ""), ", ".join(map(str, seeds)),
+                      f"{ref.mean():.2f} ({ref.mean() / fps:.2f}×)", f"{f.mean():.2f} ({f.mean() / fps:.2f}×)",
+                      f"{f.mean() / ref.mean() - 1:+.1%}", f"{int((f < ref).sum())} of {len(seeds)}",
+                      f"{stored.get(base) or 0:.3f} / {stored.get(label) or 0:.3f}"])
+    return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
+            f"{r['fid'][0]['n']:,} samples at {r['fid'][0]['sampler']} per row; each row over the shipped profile and "
+            f"over the same recipe with {PROFILE_VARIANTS[other]}, mean over the seeds both have; FP FID per seed: "
+            + ", ".join(f"{fp[s]:.2f} (seed {s})" for s in sorted(fp)) + ".\n\n"
+            + _table(["row", "seeds", "shipped profile: FID (× FP)", f"{PROFILE_VARIANTS[other]}: FID (× FP)", "change",
+                      "lower on", "stored weights, MB: shipped / other"], table) + "\n")
+
+
 def group_halves() -> str:
     """FID of DADQ's W 4 allocation quantized in every group, only in the low-noise half and only in the high-noise
     half (experiments.group_halves), beside FP: which half of the trajectory carries the gap."""
@@ -1217,6 +1254,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
     "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "output_correlation": output_correlation, "group_halves": group_halves, "group_weight_powers": group_weight_powers,
     "group_weight_powers_5k": lambda: group_weight_powers("sweep_rounding_5k"),
+    "hessian_per_group": lambda: profile_against_shipped("sweep_hessian_1k", "grp"),
+    "calib32": lambda: profile_against_shipped("sweep_calib_1k", "c32"),
     "group_weight_powers_fashion": lambda: group_weight_powers("sweep_rounding_fashion_1k"), "levers_5k": levers_5k, "rounding_1k": rounding_1k,
     "rounding_1k_fashion": rounding_1k_fashion,
     "default_model": default_model,

@@ -364,6 +364,9 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
                 except OutOfTime as stop:
                     stopped = stopped or stop
                     continue
+                # stored size depends on the rounding (per-group Hessians keep a copy per group): from the allocation,
+                # not the cell, so rows cached before it was recorded carry it too
+                row = {**row, "stored_weight_MB": a.stored_weight_bits / 8e6}
                 quantized.append(row)
                 fp_note = "" if fp_row is None else f"FP {fp_row['fid']:.3f}, "
                 ss = f", paired SSIM {row['paired_ssim_mean']:.4f}" if "paired_ssim_mean" in row else ""

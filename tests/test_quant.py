@@ -52,7 +52,7 @@ def test_wrapper_uses_each_groups_own_bits(tiny_model):
     ql.w_bits = [2, 8, 32]  # group 0 at 2 bits, group 1 at 8 bits, group 2 FP
     seen = []
     orig = ql.quantized_weight
-    ql.quantized_weight = lambda b: (seen.append((q.state.group, b)), orig(b))[1]
+    ql.quantized_weight = lambda b, g=0: (seen.append((q.state.group, b)), orig(b, g))[1]
     x = torch.randn(2, 1, 16, 16)
     for t, g in ((5, 0), (400, 1), (999, 2)):
         seen.clear()

@@ -86,7 +86,7 @@ def test_gptq_beats_rtn_on_held_out_inputs(default_sets):
     assert np.exp(np.mean(np.log(act_over_plain))) < 0.95, act_over_plain
 
 
-@pytest.mark.parametrize("rounding", ["gptq", "gptq-act"])
+@pytest.mark.parametrize("rounding", ["gptq", "gptq-act", "gptq-act-group"])
 def test_quantize_rebuilds_the_profiled_gptq_weights(tiny_model, rounding):
     layer = "up_blocks.1.resnets.0.conv1"
     prof = dadq.profile(tiny_model, groups=2, bits=[3], calib_per_group=2, seed=0, layers=[layer], rounding=rounding,
@@ -97,9 +97,46 @@ def test_quantize_rebuilds_the_profiled_gptq_weights(tiny_model, rounding):
     qmodel = dadq.quantize(tiny_model, prof, alloc)
     ql = qmodel.unet.layers[layer]
     assert not torch.equal(ql.quantized_weight(3), quantize_weight(ql.weight, 3))  # GPTQ, not RTN
+    # per-group Hessians: each group rounds its own copy, and the stored size counts both; pooled: one copy
+    own = rounding.endswith("-group")
+    assert torch.equal(ql.quantized_weight(3, 0), ql.quantized_weight(3, 1)) != own
+    assert alloc.stored_weight_bits == (2 if own else 1) * 3 * ql.weight.numel()
+    if own:
+        with pytest.raises(ValueError, match="weight_mode='per-group'"):
+            dadq.allocate(prof, budget=3, target="w", method="uniform", weight_mode="shared")
     # the sampled model's distortion is the profiled point: same weights, same corrected biases
     measured = dadq.measure_distortion(tiny_model, prof, alloc, qmodel)
     assert np.allclose(measured, prof.d_w[:, 0, 0], rtol=1e-5, atol=1e-9)
     # quantized weights are computed once per bits and shared by later quantize() calls
     again = dadq.quantize(tiny_model, prof, alloc).unet.layers[layer]
-    assert again.quantized_weight(3) is ql.quantized_weight(3)
+    assert again.quantized_weight(3) is ql.quantized_weight(3) and again.quantized_weight(3, 1) is ql.quantized_weight(3, 1)
+
+
+@torch.no_grad()
+def test_per_group_hessians_fit_each_groups_own_inputs(default_sets):
+    """GPTQ with group g's Hessian is GPTQ on group g's inputs alone, and on the estimation inputs it
+    leaves less output error in each group, summed over layers, than the Hessian pooled over groups."""
+    model, (x0, t0), _ = default_sets
+    G = x0.shape[0]
+    pooled = calibration_stats(model.unet, LAYERS, x0, t0)
+    per_group = calibration_stats(model.unet, LAYERS, x0, t0, per_group=True)
+    alone = calibration_stats(model.unet, LAYERS, x0[1:2], t0[1:2])
+    seen = layer_inputs(model.unet, LAYERS, x0, t0)
+    with pytest.raises(ValueError, match="per_group=True"):
+        pooled[LAYERS[0]].hessian(0)
+    for bits in (3, 4):
+        err = np.zeros((2, G))  # [pooled, per group], summed over layers
+        for name in LAYERS:
+            layer = model.unet.get_submodule(name)
+            st = per_group[name]
+            assert torch.allclose(st.hessian(), pooled[name].hessian(), rtol=1e-9)  # the groups sum to the pool
+            assert torch.allclose(st.hessian(1), alone[name].hessian(), rtol=1e-9)
+            run = (lambda a, w, m=layer: F.conv2d(a, w, None, m.stride, m.padding, m.dilation, m.groups)) \
+                if isinstance(layer, nn.Conv2d) else F.linear
+            w_pool = quantize_weight(layer.weight, bits, hessian_factor(pooled[name].hessian(), act_order=True))
+            for g in range(G):
+                w_g = quantize_weight(layer.weight, bits, hessian_factor(st.hessian(g), act_order=True))
+                y = run(seen[name][g], layer.weight)
+                err[0, g] += float((run(seen[name][g], w_pool) - y).pow(2).mean())
+                err[1, g] += float((run(seen[name][g], w_g) - y).pow(2).mean())
+        assert np.all(err[1] < err[0]), (bits, err)

@@ -215,7 +215,9 @@ def model_tab(w: Widgets, model_src: str):
             w.p_layers = gr.Textbox(value="", label="layers (globs, comma separated; empty = all)")
         with gr.Row():
             w.p_rounding = gr.Radio([("round to nearest", "rtn"), ("GPTQ (Hessian-aware, slower)", "gptq"),
-                                     ("GPTQ, activation order", "gptq-act")],
+                                     ("GPTQ, activation order", "gptq-act"),
+                                     ("GPTQ, activation order, Hessian per group (a weight copy per group)",
+                                      "gptq-act-group")],
                                     value="rtn", label="weight rounding", elem_id="profile-rounding")
             w.p_bias = gr.Checkbox(value=False, label="bias correction (per group)", elem_id="profile-bias")
         with gr.Row():
