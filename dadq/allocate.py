@@ -402,10 +402,9 @@ class Allocation:
         per-group Hessians (``rounding.per_group_hessian``) every quantized group holds its own copy."""
         own = per_group_hessian(self.settings.get("rounding", "rtn"))
         total = 0.0
-        for l in range(len(self.layer_names)):
-            col = self.w_bits[:, l]
-            q = col[col != FP_BITS]
-            total += self.w_numel[l] * ((q.sum() if own else np.unique(q).sum()) + (FP_BITS if (col == FP_BITS).any() else 0))
+        for numel, col in zip(self.w_numel, self.w_bits.T):
+            fp = col == FP_BITS  # the FP weight is one copy however many groups use it
+            total += numel * (col[~fp].sum() + FP_BITS * fp.any() if own else np.unique(col).sum())
         return float(total)
 
     @property
@@ -674,9 +673,10 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
     if budget_scope is None:
         budget_scope = "mean" if joint_shared else "group"
     _choose("budget_scope", budget_scope, BUDGET_SCOPES)
-    if weight_mode == "shared" and per_group_hessian(profile.settings().get("rounding", "rtn")):
+    rounding = profile.settings().get("rounding", "rtn")
+    if weight_mode == "shared" and per_group_hessian(rounding):
         raise ValueError(f"weight_mode='shared' keeps one weight copy for all groups, but this profile's rounding "
-                         f"{profile.settings()['rounding']!r} rounds a weight per group (one Hessian per group): use "
+                         f"{rounding!r} rounds a weight per group (one Hessian per group): use "
                          "weight_mode='per-group', or a profile with a pooled Hessian (rounding 'gptq-act').")
     if budget_scope == "group" and joint_shared:
         raise ValueError("shared weights under a joint W+A budget can bound only the mean over groups: use "

@@ -461,7 +461,6 @@ def _layer_calibration(unet: nn.Module, names: list[str], calib_x, calib_t, roun
 
         _CALIB_MEMO[key] = {n: LayerCalibration(factor=factor(st), in_mean=st.mean() if bias_correction else None)
                             for n, st in stats.items()}
-        del stats  # per-group Hessians: G x the pooled sums, freed before any weight is rounded
     return _CALIB_MEMO[key]
 
 

@@ -16,7 +16,7 @@ size counts G copies (``Allocation.stored_weight_bits``). Measured on the defaul
 (experiments/results/rounding_ablation_hessian.json; held-out layer output MSE, geometric mean over 8
 layers at 3 and 4 bits): pooled GPTQ 0.26x RTN's, per-group Hessians 0.21x, i.e. 0.82x pooled.
 In images the pooled Hessian is better: FID 1-8% lower on 5 of 6 settings (docs/results.md, "One Hessian
-per group"): 16 samples per group fit each group's Hessian less well than the 160 pooled.
+per group"), likely because 16 samples per group estimate each group's Hessian less well than 160 pooled.
 
 Bias correction folds a quantized layer's mean output shift E[(W_q − W) x] into its bias; by
 linearity that is (W_q − W) applied to the mean input column, kept per timestep group.

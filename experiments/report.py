@@ -259,13 +259,12 @@ def headline() -> str:
         d, u = (rows.get(label) for label in headline_rows(key))
         w = rows.get(headline_rows(key)[0] + gain)
         other = headline_rows(key)[0].replace(f" {SHIPPED_PROFILE} ", f" {HEADLINE_PROFILE} ")
-        c = rows.get(other + gain)
-        c_note = f", gain^{HEADLINE_GAIN_POWER:g}" if c else ""
-        c = c or rows.get(other)
+        c_weighted = rows.get(other + gain)
+        c = c_weighted or rows.get(other)
         table.append([tname + ("" if key.startswith("W ") else ", x_t at FP"), cell(d), cell(u),
                       f"{1 - d['fid'] / u['fid']:.0%}" if d and u else "–", f"≤ {goal:g}×",
                       OK[d["fid"] / fp["fid"] <= goal] if d else "–", meets(w, goal),
-                      meets(c, goal) + (c_note if c else "")])
+                      meets(c, goal) + (f", gain^{HEADLINE_GAIN_POWER:g}" if c_weighted else "")])
     return (_table(["average bits", "dadq", "uniform bits, first/last layers 8", "dadq lower by", "target",
                     "dadq meets it", f"dadq, groups weighted by gain^{HEADLINE_GAIN_POWER:g}",
                     "dadq, 32 calibration samples per group"], table)
@@ -529,6 +528,17 @@ def trajectory_weights() -> str:
 GAIN_LABEL = re.compile(r" gain\^([\d.]+)$")  # sweep.config_label's suffix of a gainP row
 
 
+def _on_common_seeds(by_seed: dict, ref_by_seed: dict) -> tuple[list, np.ndarray, np.ndarray]:
+    """(seeds both rows have, FID of the row there, FID of the reference row there)."""
+    seeds = sorted(set(by_seed) & set(ref_by_seed))
+    return seeds, np.array([by_seed[s] for s in seeds]), np.array([ref_by_seed[s] for s in seeds])
+
+
+def _change(f: np.ndarray, ref: np.ndarray) -> list[str]:
+    """[mean change against the reference, 'k of n' seeds where the row is lower]."""
+    return [f"{f.mean() / ref.mean() - 1:+.1%}", f"{int((f < ref).sum())} of {len(f)}"]
+
+
 def group_weight_powers(name: str = "sweep_gain_1k") -> str:
     """FID of DADQ rows with each group's D weighted by its trajectory gain ** P (the sweep's gainP option) beside
     the same allocation unweighted, per seed: mean, × FP, and the change against P = 0 on the seeds both have."""
@@ -544,16 +554,12 @@ def group_weight_powers(name: str = "sweep_gain_1k") -> str:
         base = GAIN_LABEL.sub("", label)
         if base not in fid or base not in weighted:
             continue
-        seeds = sorted(set(by_seed) & set(fid[base]))
-        if m is None:  # the unweighted row itself: every seed it has
-            seeds = sorted(by_seed)
-        f = np.array([by_seed[s] for s in seeds])
-        ref = np.array([fid[base][s] for s in seeds])
+        # the unweighted row itself: every seed it has
+        seeds, f, ref = _on_common_seeds(by_seed, by_seed if m is None else fid[base])
         table.append([base, "none" if m is None else f"gain^{m.group(1)}", ", ".join(map(str, seeds)),
                       " / ".join(f"{x:.2f}" for x in f), f"{f.mean():.2f}",
                       f"{f.mean() / np.mean([fp[s] for s in seeds]):.2f}×",
-                      "–" if m is None else f"{f.mean() / ref.mean() - 1:+.1%}",
-                      "–" if m is None else f"{int((f < ref).sum())} of {len(seeds)}"])
+                      *(["–", "–"] if m is None else _change(f, ref))])
     table.sort(key=lambda row: (row[0], row[1] != "none", row[1]))
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
             f"DADQ exact, budget over the mean of the groups, the shipped profile; {r['fid'][0]['n']:,} samples at "
@@ -565,27 +571,39 @@ def group_weight_powers(name: str = "sweep_gain_1k") -> str:
 
 def profile_against_shipped(name: str, other: str) -> str:
     """FID of a sweep's rows over the profile named ``other`` (PROFILE_VARIANTS) beside the same rows over the shipped
-    one (SHIPPED_PROFILE), per seed, with the weights' stored size of each."""
+    one (SHIPPED_PROFILE), per seed, with the weights' stored size of each; and the two profiles' build times and
+    summed weight D at 3 and 4 bits (on each profile's own calibration inputs)."""
+    import dadq
+
     if not (RESULTS / f"{name}.json").exists():
         return f"Not run yet (`experiments/results/{name}.json`).\n"
     r = load(name)
     fid = _fid_rows(r)
     fp = fid["FP"]
     stored = {x["row"]: x.get("stored_weight_MB") for x in r["fid"]}
+
+    def mb(label):
+        return "–" if stored.get(label) is None else f"{stored[label]:.3f}"
+
     new, old = f" {other}", f" {SHIPPED_PROFILE}"
     table = []
     for label, by_seed in fid.items():
         base = label.replace(new, old)
         if new not in label or base not in fid:
             continue
-        seeds = sorted(set(by_seed) & set(fid[base]))
-        f, ref = np.array([by_seed[s] for s in seeds]), np.array([fid[base][s] for s in seeds])
+        seeds, f, ref = _on_common_seeds(by_seed, fid[base])
         fps = np.mean([fp[s] for s in seeds])
         table.append([label.replace(new, ""), ", ".join(map(str, seeds)),
                       f"{ref.mean():.2f} ({ref.mean() / fps:.2f}×)", f"{f.mean():.2f} ({f.mean() / fps:.2f}×)",
-                      f"{f.mean() / ref.mean() - 1:+.1%}", f"{int((f < ref).sum())} of {len(seeds)}",
-                      f"{stored.get(base) or 0:.3f} / {stored.get(label) or 0:.3f}"])
+                      *_change(f, ref), f"{mb(base)} / {mb(label)}"])
+    facts = r["setup"]["more_profiles"]
+    ship, var = (dadq.Profile.load(REPO / facts[k]["path"]) for k in (SHIPPED_PROFILE, other))
+    d_ratio = ", ".join(f"{(var.d_w[..., list(var.bits).index(b)].sum() / ship.d_w[..., list(ship.bits).index(b)].sum()):.2f}× "
+                        f"at {b} bits" for b in (3, 4))
+    built = "; ".join(f"{k}: {facts[k]['seconds']:.0f} s on {facts[k]['threads']} thread(s)" for k in (SHIPPED_PROFILE, other))
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
+            f"Profiles built in {built}. Summed weight D over groups and layers, {other} ÷ shipped: {d_ratio} (each "
+            "measured on its own profile's calibration inputs).\n\n"
             f"{r['fid'][0]['n']:,} samples at {r['fid'][0]['sampler']} per row; each row over the shipped profile and "
             f"over the same recipe with {PROFILE_VARIANTS[other]}, mean over the seeds both have; FP FID per seed: "
             + ", ".join(f"{fp[s]:.2f} (seed {s})" for s in sorted(fp)) + ".\n\n"

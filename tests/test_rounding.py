@@ -9,7 +9,7 @@ from torch import nn
 import dadq
 from dadq.calibrate import calibration_inputs, layer_inputs
 from dadq.quant import _CALIB_MEMO, quantize_weight
-from dadq.rounding import calibration_stats, hessian_factor, layer_columns
+from dadq.rounding import calibration_stats, hessian_factor, layer_columns, per_group_hessian
 
 
 def test_unfold_matmul_equals_conv():
@@ -98,7 +98,7 @@ def test_quantize_rebuilds_the_profiled_gptq_weights(tiny_model, rounding):
     ql = qmodel.unet.layers[layer]
     assert not torch.equal(ql.quantized_weight(3), quantize_weight(ql.weight, 3))  # GPTQ, not RTN
     # per-group Hessians: each group rounds its own copy, and the stored size counts both; pooled: one copy
-    own = rounding.endswith("-group")
+    own = per_group_hessian(rounding)
     assert torch.equal(ql.quantized_weight(3, 0), ql.quantized_weight(3, 1)) != own
     assert alloc.stored_weight_bits == (2 if own else 1) * 3 * ql.weight.numel()
     if own:
