@@ -225,15 +225,21 @@ def headline_rows(key: str) -> tuple[str, str]:
 
 # the --profiles name of the shipped profile in the sweeps that set another recipe beside it
 SHIPPED_PROFILE = "act"
-# other recipes of the shipped profile: --profiles name -> what differs (``profile_against_shipped``)
-PROFILE_VARIANTS = {"grp": "one Hessian per group (`gptq-act-group`)",
-                    "c32": "32 calibration samples per group, not 16"}
+# the shipped profile's recipe and its variants, by --profiles name: what each one's calibration is (all GPTQ in
+# activation order with bias correction, candidate bits 2-8 unless named), and the profile each is compared with
+# (``profile_against``), which differs from it in one setting
+PROFILE_RECIPES = {"act": "16 calibration samples per group",
+                   "grp": "one Hessian per group (`gptq-act-group`), 16 calibration samples per group",
+                   "c32": "32 calibration samples per group",
+                   "c64": "64 calibration samples per group",
+                   "b10": "32 calibration samples per group, candidate bits 2–10"}
+PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32"}
 
 
 # the group weights the headline also shows DADQ with: each group's D times its trajectory gain ** this (the sweep's
 # gainP option), the power chosen at 1k samples (group_weight_powers)
 HEADLINE_GAIN_POWER = 0.5
-# the headline's last column: DADQ over the profile of this --profiles name (PROFILE_VARIANTS), with the gain's power
+# the headline's last column: DADQ over the profile of this --profiles name (PROFILE_RECIPES), with the gain's power
 # where that row was run (weights-only and separate budgets), else unweighted (joint W+A, where weighting did not pay)
 HEADLINE_PROFILE = "c32"
 
@@ -267,15 +273,15 @@ def headline() -> str:
                       meets(c, goal) + (f", gain^{HEADLINE_GAIN_POWER:g}" if c_weighted else "")])
     return (_table(["average bits", "dadq", "uniform bits, first/last layers 8", "dadq lower by", "target",
                     "dadq meets it", f"dadq, groups weighted by gain^{HEADLINE_GAIN_POWER:g}",
-                    "dadq, 32 calibration samples per group"], table)
+                    f"dadq, {PROFILE_RECIPES[HEADLINE_PROFILE]}"], table)
             + f"\n\nFID with MNIST-classifier features (not Inception), {fp['n']:,} samples, {fp['sampler']}, seed 1, on "
               f"the embedded MNIST model; FP {fp['fid']:.2f} (`experiments/results/{name}.json`). Both sides use the "
               "shipped profile's quantizer, GPTQ in activation order with bias correction, and dadq's exact allocation "
               "bounds the mean over timestep groups. Where activations are quantized, both keep the model input x_t at "
               "full precision, outside the budget (`fp_input`). The column after the targets weights each group's "
               f"distortion by its trajectory gain to the power {HEADLINE_GAIN_POWER:g} (`allocate(..., group_weights=…)`), "
-              "a power chosen on 1k samples (seeds 1–3). The last column is the same recipe calibrated on 32 samples per "
-              "group instead of 16 (results: \"More calibration samples\"), with the gain's "
+              "a power chosen on 1k samples (seeds 1–3). The last column is the same recipe with "
+              f"{PROFILE_RECIPES[HEADLINE_PROFILE]} (results: \"More calibration samples\"), with the gain's "
               "power where it is named; – where a row was not run at 5k.\n")
 
 
@@ -569,10 +575,10 @@ def group_weight_powers(name: str = "sweep_gain_1k") -> str:
                       "lower on"], table) + "\n")
 
 
-def profile_against_shipped(name: str, other: str) -> str:
-    """FID of a sweep's rows over the profile named ``other`` (PROFILE_VARIANTS) beside the same rows over the shipped
-    one (SHIPPED_PROFILE), per seed, with the weights' stored size of each; and the two profiles' build times and
-    summed weight D at 3 and 4 bits (on each profile's own calibration inputs)."""
+def profile_against(name: str, other: str) -> str:
+    """FID of a sweep's rows over the profile named ``other`` (PROFILE_RECIPES) beside the same rows over its base
+    (PROFILE_BASES), per seed, with the weights' stored size of each; and the two profiles' build times and summed
+    weight D at 3 and 4 bits (on each profile's own calibration inputs)."""
     import dadq
 
     if not (RESULTS / f"{name}.json").exists():
@@ -580,35 +586,40 @@ def profile_against_shipped(name: str, other: str) -> str:
     r = load(name)
     fid = _fid_rows(r)
     fp = fid["FP"]
-    stored = {x["row"]: x.get("stored_weight_MB") for x in r["fid"]}
+    row = {x["row"]: x for x in r["fid"]}
+    base = PROFILE_BASES[other]
 
     def mb(label):
-        return "–" if stored.get(label) is None else f"{stored[label]:.3f}"
+        return "–" if row[label].get("stored_weight_MB") is None else f"{row[label]['stored_weight_MB']:.3f}"
 
-    new, old = f" {other}", f" {SHIPPED_PROFILE}"
+    def d(label):
+        return "–" if row[label].get("predicted_D") is None else f"{row[label]['predicted_D']:.2e}"
+
+    new, old = f" {other}", f" {base}"
     table = []
     for label, by_seed in fid.items():
-        base = label.replace(new, old)
-        if new not in label or base not in fid:
+        ref_label = label.replace(new, old)
+        if new not in label or ref_label not in fid:
             continue
-        seeds, f, ref = _on_common_seeds(by_seed, fid[base])
+        seeds, f, ref = _on_common_seeds(by_seed, fid[ref_label])
         fps = np.mean([fp[s] for s in seeds])
         table.append([label.replace(new, ""), ", ".join(map(str, seeds)),
                       f"{ref.mean():.2f} ({ref.mean() / fps:.2f}×)", f"{f.mean():.2f} ({f.mean() / fps:.2f}×)",
-                      *_change(f, ref), f"{mb(base)} / {mb(label)}"])
+                      *_change(f, ref), f"{mb(ref_label)} / {mb(label)}", f"{d(ref_label)} / {d(label)}"])
     facts = r["setup"]["more_profiles"]
-    ship, var = (dadq.Profile.load(REPO / facts[k]["path"]) for k in (SHIPPED_PROFILE, other))
-    d_ratio = ", ".join(f"{(var.d_w[..., list(var.bits).index(b)].sum() / ship.d_w[..., list(ship.bits).index(b)].sum()):.2f}× "
+    was, var = (dadq.Profile.load(REPO / facts[k]["path"]) for k in (base, other))
+    d_ratio = ", ".join(f"{(var.d_w[..., list(var.bits).index(b)].sum() / was.d_w[..., list(was.bits).index(b)].sum()):.2f}× "
                         f"at {b} bits" for b in (3, 4))
-    built = "; ".join(f"{k}: {facts[k]['seconds']:.0f} s on {facts[k]['threads']} thread(s)" for k in (SHIPPED_PROFILE, other))
+    built = "; ".join(f"{k}: {facts[k]['seconds']:.0f} s on {facts[k]['threads']} thread(s)" for k in (base, other))
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
-            f"Profiles built in {built}. Summed weight D over groups and layers, {other} ÷ shipped: {d_ratio} (each "
+            f"Profiles built in {built}. Summed weight D over groups and layers, {other} ÷ {base}: {d_ratio} (each "
             "measured on its own profile's calibration inputs).\n\n"
-            f"{r['fid'][0]['n']:,} samples at {r['fid'][0]['sampler']} per row; each row over the shipped profile and "
-            f"over the same recipe with {PROFILE_VARIANTS[other]}, mean over the seeds both have; FP FID per seed: "
+            f"{r['fid'][0]['n']:,} samples at {r['fid'][0]['sampler']} per row; each row over the profile with "
+            f"{PROFILE_RECIPES[base]} ({base}{', shipped' if base == SHIPPED_PROFILE else ''}) and over the same recipe with {PROFILE_RECIPES[other]} ({other}), mean "
+            "over the seeds both have; FP FID per seed: "
             + ", ".join(f"{fp[s]:.2f} (seed {s})" for s in sorted(fp)) + ".\n\n"
-            + _table(["row", "seeds", "shipped profile: FID (× FP)", f"{PROFILE_VARIANTS[other]}: FID (× FP)", "change",
-                      "lower on", "stored weights, MB: shipped / other"], table) + "\n")
+            + _table(["row", "seeds", f"{base}: FID (× FP)", f"{other}: FID (× FP)", "change", "lower on",
+                      f"stored weights, MB: {base} / {other}", f"predicted D: {base} / {other}"], table) + "\n")
 
 
 def group_halves() -> str:
@@ -1021,6 +1032,50 @@ def rounding_5k() -> str:
             + ("\n" + "\n".join(lines) + "\n" if lines else ""))
 
 
+def largest_activation_d(name: str, bits: int = 8) -> str:
+    """Where a profile's (``--profiles`` name in sweep_bits10_1k) activation distortion at ``bits`` sits: its largest
+    (layer, group) and that one's share of the sum over every layer and group but the model input's (models.INPUT_LAYERS,
+    which the fp_input rows keep at full precision)."""
+    import dadq
+    from dadq.models import INPUT_LAYERS
+
+    prof = dadq.Profile.load(REPO / load("sweep_bits10_1k")["setup"]["more_profiles"][name]["path"])
+    d = prof.d_a[..., list(prof.bits).index(bits)].copy()
+    d[:, [i for i, n in enumerate(prof.layer_names) if n in INPUT_LAYERS]] = 0.0
+    g, li = np.unravel_index(np.nanargmax(d), d.shape)
+    return (f"In the {name} profile the largest activation D at {bits} bits, the model input aside, is "
+            f"`{prof.layer_names[li]}` in group {g} ({prof.groups.labels()[g]}): {d[g, li]:.2e}, "
+            f"{d[g, li] / np.nansum(d):.0%} of the activation D at {bits} bits summed over layers and groups.\n")
+
+
+def variants_5k() -> str:
+    """The 5k rows (sweep_rounding_5k) over the shipped profile's variants (PROFILE_RECIPES): FID and × FP of each,
+    with the target of its setting, and each DADQ row against the strong uniform baseline over the same profile."""
+    r, rows = _first_seed("sweep_rounding_5k")
+    fp = rows["FP"]
+    goals = {key: goal for key, _, _, goal in ROUNDING_SETTINGS}
+    table, lines = [], []
+    for name in (n for n in PROFILE_RECIPES if n not in (SHIPPED_PROFILE, "grp")):
+        for label, x in rows.items():
+            if f" {name} " not in label:
+                continue
+            key = next(k for k in goals if label.startswith(k + " "))
+            ratio = x["fid"] / fp["fid"]
+            ours = " exact " in label
+            table.append([label, PROFILE_RECIPES[name], _bits(x), f"{x['fid']:.2f}", f"{ratio:.2f}×",
+                          f"≤ {goals[key]:g}× {OK[ratio <= goals[key]] if ours else ''}".strip()])
+            u = rows.get(f"{key} uniform G=10 {name} ends@8" + (FP_INPUT if FP_INPUT in label else ""))
+            if ours and u:
+                df = x["fid"] / u["fid"] - 1
+                word = "level with" if abs(df) < FID_LEVEL else ("ahead of" if df < 0 else "**behind**")
+                lines.append(f"- **{label}** is {word} uniform bits with the first/last layers at 8 over the same "
+                             f"profile: FID {x['fid']:.2f} against {u['fid']:.2f} ({df:+.0%}).")
+    return (f"{fp['n']:,} samples at {fp['sampler']}, seed {fp['seed']}; FP FID {fp['fid']:.2f} "
+            f"(`experiments/results/sweep_rounding_5k.json`; its command heads the [5k grid](#base-quantizer-against-allocation-issue-18)).\n\n"
+            + _table(["row", "profile", "average bits used", "FID", "× FP", "issue 18's target"], table) + "\n"
+            + ("\n" + "\n".join(lines) + "\n" if lines else ""))
+
+
 def weight_curve_sums(rtn_path: Path, gptq_path: Path) -> str:
     """Per width: the summed weight D of an RTN and a GPTQ profile (mean over groups) and their ratio."""
     import dadq
@@ -1286,8 +1341,11 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
     "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "output_correlation": output_correlation, "group_halves": group_halves, "group_weight_powers": group_weight_powers,
     "group_weight_powers_5k": lambda: group_weight_powers("sweep_rounding_5k"),
-    "hessian_per_group": lambda: profile_against_shipped("sweep_hessian_1k", "grp"),
-    "calib32": lambda: profile_against_shipped("sweep_calib_1k", "c32"),
+    "hessian_per_group": lambda: profile_against("sweep_hessian_1k", "grp"),
+    "calib32": lambda: profile_against("sweep_calib_1k", "c32"),
+    "calib64": lambda: profile_against("sweep_calib64_1k", "c64"),
+    "variants_5k": variants_5k,
+    "bits10": lambda: profile_against("sweep_bits10_1k", "b10") + "\n" + largest_activation_d("c32"),
     "group_weight_powers_fashion": lambda: group_weight_powers("sweep_rounding_fashion_1k"), "levers_5k": levers_5k, "rounding_1k": rounding_1k,
     "rounding_1k_fashion": rounding_1k_fashion,
     "default_model": default_model,
