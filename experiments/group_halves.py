@@ -18,32 +18,47 @@ NAME = "group_halves"
 BUDGET = 4.0  # average weight bits of the allocation
 
 
-def quantize_only(dadq, model, prof, alloc, groups: list[int]):
-    """``alloc``'s quantized model with every layer at full precision outside ``groups``."""
+def quantize_only(dadq, model, prof, alloc, groups: list[int], fp_layers=()):
+    """``alloc``'s quantized model with every layer at full precision outside ``groups``, and the layers named in
+    ``fp_layers`` at full precision in every group."""
     from dadq.bitwidths import FP_BITS
 
     q = dadq.quantize(model, prof, alloc)
-    for ql in q.unet.layers.values():
-        ql.w_bits = [b if g in groups else FP_BITS for g, b in enumerate(ql.w_bits)]
-        ql.a_bits = [b if g in groups else FP_BITS for g, b in enumerate(ql.a_bits)]
+    for name, ql in q.unet.layers.items():
+        keep = set() if name in fp_layers else set(groups)
+        ql.w_bits = [b if g in keep else FP_BITS for g, b in enumerate(ql.w_bits)]
+        ql.a_bits = [b if g in keep else FP_BITS for g, b in enumerate(ql.a_bits)]
     return q
+
+
+def fid_rows(dadq, model, prof, alloc, args, variants) -> list[dict]:
+    """FID of FP and of ``alloc`` quantized per variant, (label, groups, fp_layers) each, all from the same
+    sampler and seed (``args``: n, steps, seed)."""
+    from dadq.metrics import dataset_reference
+
+    ref = dataset_reference("mnist")
+    rows = []
+    for label, groups, fp_layers in [("FP", None, ())] + list(variants):
+        m = model if groups is None else quantize_only(dadq, model, prof, alloc, groups, fp_layers)
+        x = dadq.sample(m, n=args.n, steps=args.steps, seed=args.seed, batch_size=SAMPLE_BATCH, desc=label[:40])
+        rows.append({"row": label, "groups": groups, "fp_layers": list(fp_layers), "fid": dadq.fid(x, reference=ref)})
+    return rows
+
+
+def halves(num_groups: int) -> list[tuple[str, list[int], tuple]]:
+    """The variants (label, groups, fp_layers) of every group, the low-noise half only and the high-noise half only."""
+    low, high = list(range(num_groups // 2)), list(range(num_groups // 2, num_groups))
+    return [("every group", low + high, ()), (f"low-noise groups {low[0]}-{low[-1]} only", low, ()),
+            (f"high-noise groups {high[0]}-{high[-1]} only", high, ())]
 
 
 def main(argv=None) -> int:
     import dadq
-    from dadq.metrics import dataset_reference
 
     args, model, prof = sampling_experiment(__doc__, argv, n=1000, seed=1, quick_n=64)
     alloc = dadq.allocate(prof, budget=BUDGET, target="w", method="exact", budget_scope="mean")
     G = prof.num_groups
-    low, high = list(range(G // 2)), list(range(G // 2, G))
-    ref = dataset_reference("mnist")
-    rows = []
-    for label, groups in (("FP", None), ("every group", low + high), (f"low-noise groups {low[0]}-{low[-1]} only", low),
-                          (f"high-noise groups {high[0]}-{high[-1]} only", high)):
-        m = model if groups is None else quantize_only(dadq, model, prof, alloc, groups)
-        x = dadq.sample(m, n=args.n, steps=args.steps, seed=args.seed, batch_size=SAMPLE_BATCH, desc=label[:40])
-        rows.append({"row": label, "groups": groups, "fid": dadq.fid(x, reference=ref)})
+    rows = fid_rows(dadq, model, prof, alloc, args, halves(G))
     print_table(["row", "FID"], [[r["row"], r["fid"]] for r in rows],
                 title=f"W {BUDGET:g} DADQ exact, mean over groups: {args.n} samples, DDIM-{args.steps}, seed {args.seed}")
     write_result(NAME, {"benchmark": NAME, "command": command_line(NAME, "experiments"), "machine": machine_facts(),

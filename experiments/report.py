@@ -622,10 +622,10 @@ def profile_against(name: str, other: str) -> str:
                       f"stored weights, MB: {base} / {other}", f"predicted D: {base} / {other}"], table) + "\n")
 
 
-def group_halves() -> str:
-    """FID of DADQ's W 4 allocation quantized in every group, only in the low-noise half and only in the high-noise
-    half (experiments.group_halves), beside FP: which half of the trajectory carries the gap."""
-    name = "group_halves"
+def group_halves(name: str = "group_halves") -> str:
+    """FID of a model quantized in every group, only in the low-noise half, only in the high-noise half (and in the
+    other rows of the result), beside FP: which half of the trajectory carries the gap. ``name``: group_halves (DADQ's
+    W 4 allocation) or activation_cost (8-bit activations, weights FP)."""
     if not (RESULTS / f"{name}.json").exists():
         return f"Not run yet (`experiments/results/{name}.json`).\n"
     r = load(name)
@@ -634,12 +634,20 @@ def group_halves() -> str:
     fp, every = fid["FP"], fid["every group"]
     rows = [[x["row"], f"{x['fid']:.2f}", f"{x['fid'] / fp:.2f}×", "–" if x["groups"] is None else
              _pct((x["fid"] - fp) / (every - fp))] for x in r["rows"]]
-    bits = " ".join(f"{b:.2f}" for b in st["group_avg_bits"])
+    if name == "group_halves":
+        bits = " ".join(f"{b:.2f}" for b in st["group_avg_bits"])
+        what = (f"W {st['budget']:g}, DADQ exact with the budget as the mean over groups, the shipped profile; weight "
+                f"bits per group (0 … {st['groups'] - 1}, group 0 the last steps): {bits}.")
+        head = "weights quantized in"
+    else:
+        what = (f"Weights at full precision, every layer's input at {st['bits']} bits (uniform, the shipped profile's "
+                f"ranges), the model input x_t at full precision. Timestep-embedding path: the timestep MLP and every ResNet's "
+                f"`time_emb_proj`, {len(st['time_layers'])} layers.")
+        head = "activations quantized in"
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
-            f"W {st['budget']:g}, DADQ exact with the budget as the mean over groups, the shipped profile; weight bits per "
-            f"group (0 … {st['groups'] - 1}, group 0 the last steps): {bits}. The layers of the groups not named run at "
-            f"full precision. {st['n']:,} samples, DDIM-{st['steps']}, seed {st['seed']}.\n\n"
-            + _table(["weights quantized in", "FID", "× FP", "share of the gap of every group"], rows) + "\n")
+            f"{what} The layers of the groups not named run at full precision. {st['n']:,} samples, "
+            f"DDIM-{st['steps']}, seed {st['seed']}.\n\n"
+            + _table([head, "FID", "× FP", "share of the gap of every group"], rows) + "\n")
 
 
 def output_correlation() -> str:
@@ -1340,6 +1348,7 @@ def dit() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
     "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "output_correlation": output_correlation, "group_halves": group_halves, "group_weight_powers": group_weight_powers,
+    "activation_cost": lambda: group_halves("activation_cost"),
     "group_weight_powers_5k": lambda: group_weight_powers("sweep_rounding_5k"),
     "hessian_per_group": lambda: profile_against("sweep_hessian_1k", "grp"),
     "calib32": lambda: profile_against("sweep_calib_1k", "c32"),
