@@ -1352,6 +1352,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "group_weight_powers_5k": lambda: group_weight_powers("sweep_rounding_5k"),
     "hessian_per_group": lambda: profile_against("sweep_hessian_1k", "grp"),
     "calib32": lambda: profile_against("sweep_calib_1k", "c32"),
+    "calib32_seeds": lambda: profile_against("sweep_calib_seeds_1k", "c32"),
     "calib64": lambda: profile_against("sweep_calib64_1k", "c64"),
     "variants_5k": variants_5k,
     "bits10": lambda: profile_against("sweep_bits10_1k", "b10") + "\n" + largest_activation_d("c32"),
