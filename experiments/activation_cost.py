@@ -6,7 +6,7 @@
 Weights stay at full precision; every layer's input is quantized to 8 bits (uniform, per-tensor ranges per
 group from the profile), the model input x_t kept at full precision (``fp_input``), as in the W4A8 rows. The
 model is sampled with those activations quantized in every group, only in the low-noise half, only in the
-high-noise half, and in every group but with the timestep-embedding path (``TIME_LAYERS``) at full precision;
+high-noise half, and in every group but with the timestep-embedding path (``time_layers``) at full precision;
 FP from the same sampler and seed beside them. At W4A8 the activations cost FID that the profile's per-step D
 does not show (docs/results.md, "Candidate bits up to 10"); this asks where it goes.
 """

@@ -589,11 +589,8 @@ def profile_against(name: str, other: str) -> str:
     row = {x["row"]: x for x in r["fid"]}
     base = PROFILE_BASES[other]
 
-    def mb(label):
-        return "–" if row[label].get("stored_weight_MB") is None else f"{row[label]['stored_weight_MB']:.3f}"
-
-    def d(label):
-        return "–" if row[label].get("predicted_D") is None else f"{row[label]['predicted_D']:.2e}"
+    def both(key, fmt):  # "base / other" of one recorded quantity, '–' where a row lacks it
+        return " / ".join("–" if row[x].get(key) is None else format(row[x][key], fmt) for x in (ref_label, label))
 
     new, old = f" {other}", f" {base}"
     table = []
@@ -605,7 +602,7 @@ def profile_against(name: str, other: str) -> str:
         fps = np.mean([fp[s] for s in seeds])
         table.append([label.replace(new, ""), ", ".join(map(str, seeds)),
                       f"{ref.mean():.2f} ({ref.mean() / fps:.2f}×)", f"{f.mean():.2f} ({f.mean() / fps:.2f}×)",
-                      *_change(f, ref), f"{mb(ref_label)} / {mb(label)}", f"{d(ref_label)} / {d(label)}"])
+                      *_change(f, ref), both("stored_weight_MB", ".3f"), both("predicted_D", ".2e")])
     facts = r["setup"]["more_profiles"]
     was, var = (dadq.Profile.load(REPO / facts[k]["path"]) for k in (base, other))
     d_ratio = ", ".join(f"{(var.d_w[..., list(var.bits).index(b)].sum() / was.d_w[..., list(was.bits).index(b)].sum()):.2f}× "
@@ -912,11 +909,22 @@ def _fp_input_lines(rows: dict, key: str, sname: str, fp_fid: float) -> list[str
                        f"to {fin['fid']:.2f} ({fin['fid'] / fp_fid:.2f}× FP), {_bits(fin)} average bits.")
     ours, base = rows.get(f"{key} {DADQ_GPTQ[1]}{FP_INPUT}"), rows.get(f"{key} {STRONG_UNIFORM[1]}{FP_INPUT}")
     if ours and base:
-        df = ours["fid"] / base["fid"] - 1
-        word = "level with" if abs(df) < FID_LEVEL else ("ahead of" if df < 0 else "**behind**")
+        word, vs = _standing(ours, base)
         out.append(f"- **{sname}, both with x_t at FP:** DADQ over GPTQ + bias curves is {word} the strong uniform "
-                   f"baseline: FID {ours['fid']:.2f} against {base['fid']:.2f} ({df:+.0%}).")
+                   f"baseline: {vs}.")
     return out
+
+
+def _standing(ours: dict, base: dict) -> tuple[str, str]:
+    """(word, comparison) of row ``ours`` against ``base``: ('ahead of', 'FID 13.00 against 16.98 (-23%)')."""
+    df = ours["fid"] / base["fid"] - 1
+    word = "level with" if abs(df) < FID_LEVEL else ("ahead of" if df < 0 else "**behind**")
+    return word, f"FID {ours['fid']:.2f} against {base['fid']:.2f} ({df:+.0%})"
+
+
+def _target_cell(ratio: float, goal: float, ours: bool) -> str:
+    """'≤ 1.15× ✔' for a DADQ row (its × FP ``ratio`` against issue 18's ``goal``), '≤ 1.15×' for a baseline."""
+    return f"≤ {goal:g}× {OK[ratio <= goal] if ours else ''}".strip()
 
 
 def _seed_grid(name: str, about: str, lines_of: Callable[[dict], list[str]]) -> str:
@@ -1024,15 +1032,14 @@ def rounding_5k() -> str:
                 ratio = x["fid"] / fp["fid"]
                 ours = suffix.removesuffix(FP_INPUT) in ours_rows
                 table.append([sname, what[suffix], _bits(x), f"{x['fid']:.2f}", f"{ratio:.2f}×",
-                              f"≤ {goal:g}× {OK[ratio <= goal] if ours else ''}".strip()])
+                              _target_cell(ratio, goal, ours)])
         dadq_rows = [rows[f"{key} {k}"] for k in DADQ_GPTQ if f"{key} {k}" in rows]
         strong = [rows[f"{key} {k}"] for k in STRONG_UNIFORM if f"{key} {k}" in rows]
         if dadq_rows and strong:
             dg, su = min(dadq_rows, key=lambda x: x["fid"]), min(strong, key=lambda x: x["fid"])
-            df = dg["fid"] / su["fid"] - 1
-            word = "level with" if abs(df) < FID_LEVEL else ("ahead of" if df < 0 else "**behind**")
+            word, vs = _standing(dg, su)
             lines.append(f"- **{sname}:** DADQ over GPTQ + bias curves is {word} the strong uniform baseline at this "
-                         f"size: FID {dg['fid']:.2f} against {su['fid']:.2f} ({df:+.0%}).")
+                         f"size: {vs}.")
         lines += _fp_input_lines(rows, key, sname, fp["fid"])
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n{fp['n']:,} samples at {fp['sampler']}, "
             f"seed {fp['seed']}; FP FID {fp['fid']:.2f}. Rows not listed are not run at this size yet.\n\n"
@@ -1063,7 +1070,7 @@ def variants_5k() -> str:
     fp = rows["FP"]
     goals = {key: goal for key, _, _, goal in ROUNDING_SETTINGS}
     table, lines = [], []
-    for name in (n for n in PROFILE_RECIPES if n not in (SHIPPED_PROFILE, "grp")):
+    for name in (n for n in PROFILE_RECIPES if n != SHIPPED_PROFILE):
         for label, x in rows.items():
             if f" {name} " not in label:
                 continue
@@ -1071,13 +1078,12 @@ def variants_5k() -> str:
             ratio = x["fid"] / fp["fid"]
             ours = " exact " in label
             table.append([label, PROFILE_RECIPES[name], _bits(x), f"{x['fid']:.2f}", f"{ratio:.2f}×",
-                          f"≤ {goals[key]:g}× {OK[ratio <= goals[key]] if ours else ''}".strip()])
+                          _target_cell(ratio, goals[key], ours)])
             u = rows.get(f"{key} uniform G=10 {name} ends@8" + (FP_INPUT if FP_INPUT in label else ""))
             if ours and u:
-                df = x["fid"] / u["fid"] - 1
-                word = "level with" if abs(df) < FID_LEVEL else ("ahead of" if df < 0 else "**behind**")
+                word, vs = _standing(x, u)
                 lines.append(f"- **{label}** is {word} uniform bits with the first/last layers at 8 over the same "
-                             f"profile: FID {x['fid']:.2f} against {u['fid']:.2f} ({df:+.0%}).")
+                             f"profile: {vs}.")
     return (f"{fp['n']:,} samples at {fp['sampler']}, seed {fp['seed']}; FP FID {fp['fid']:.2f} "
             f"(`experiments/results/sweep_rounding_5k.json`; its command heads the [5k grid](#base-quantizer-against-allocation-issue-18)).\n\n"
             + _table(["row", "profile", "average bits used", "FID", "× FP", "issue 18's target"], table) + "\n"
