@@ -145,8 +145,9 @@ def wire_model(w: layout.Widgets):
         return refresh(w, h.load_model(src, prof, progress=progress))
 
     @h.safe
-    def run_profile_ui(groups, bits, calib, mode, layers, rounding, bias_correction, progress=gr.Progress()):
-        return refresh(w, h.run_profile(groups, bits, calib, mode, layers, rounding, bias_correction,
+    def run_profile_ui(groups, bits, calib, mode, layers, rounding, bias_correction, weight_grid,
+                       progress=gr.Progress()):
+        return refresh(w, h.run_profile(groups, bits, calib, mode, layers, rounding, bias_correction, weight_grid,
                                         progress=progress))
 
     @h.safe
@@ -156,7 +157,7 @@ def wire_model(w: layout.Widgets):
     w.load_btn.click(load_model_ui, [w.model_box, w.prof_box], refresh_out, api_name="load_model",
                      show_progress_on=[w.model_status], **HEAVY)
     prof_evt = w.prof_btn.click(run_profile_ui, [w.p_groups, w.p_bits, w.p_calib, w.p_mode, w.p_layers, w.p_rounding,
-                                                  w.p_bias], refresh_out,
+                                                  w.p_bias, w.p_grid], refresh_out,
                                 api_name="run_profile", show_progress_on=[w.model_status], **HEAVY)
     w.cancel_btn.click(h.cancel_profile, None, w.model_status, api_name="cancel_profile", cancels=[prof_evt],
                        queue=False)

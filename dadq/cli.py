@@ -15,7 +15,7 @@ from .allocate import BUDGET_SCOPES, METHODS, TARGETS, WEIGHT_MODES
 from .bitwidths import parse_bits
 from .distortion import DEFAULT_METRIC, METRICS
 from .profile import MODES
-from .quant import ACT_GRANULARITIES
+from .quant import ACT_GRANULARITIES, WEIGHT_GRIDS
 from .rounding import ROUNDINGS
 
 
@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight rounding (default rtn; gptq: error-compensating; gptq-act: gptq in activation order; "
                         "-group: one Hessian per timestep group, one weight copy per group)")
     p.add_argument("--bias-correction", action="store_true", help="fold each quantized layer's mean output shift into its bias")
+    p.add_argument("--weight-grid", default="symmetric", choices=WEIGHT_GRIDS,
+                   help="per-channel weight grid: symmetric (zero point 0, narrow range; default) or asymmetric "
+                        "(a zero point per channel: every level of the width over the channel's range)")
     p.add_argument("--act-granularity", default="tensor", choices=ACT_GRANULARITIES,
                    help="activation ranges: one per tensor (default) or per token of each Linear input (transformers; "
                         "each token's range is counted in the activation size)")
@@ -247,7 +250,7 @@ def run(args) -> int:
                             calib_steps=args.calib_steps,
                             layers=args.layers, seed=args.seed, guidance_scale=args.guidance, rounding=args.rounding,
                             bias_correction=args.bias_correction, metric=args.metric, split_concat=args.split_concat,
-                            act_granularity=args.act_granularity)
+                            act_granularity=args.act_granularity, weight_grid=args.weight_grid)
         prof.save(args.out)
         if args.csv:
             _write_csv(prof.to_frame(), args.csv)

@@ -35,7 +35,7 @@ from .bitwidths import option_index
 from .groups import TimestepGroups
 from .io import atomic_path
 from .models import DiffusionModel, full_fp32
-from .quant import (ACT_CLIP_GRID, ACT_GRANULARITIES, FP_BITS, TOKEN_PARAM_BITS, WEIGHT_CLIP_GRID, QuantizedUNet,
+from .quant import (ACT_CLIP_GRID, ACT_GRANULARITIES, FP_BITS, TOKEN_PARAM_BITS, WEIGHT_CLIP_GRID, WEIGHT_GRIDS, QuantizedUNet,
                     activation_range, concat_splits, token_clip_ratio, token_layers)
 from .rounding import ROUNDINGS, needs_calibration
 from .rounding import describe as describe_rounding
@@ -168,7 +168,8 @@ class Profile:
         s = self.settings()
         call = conditioned_call(model, model.unet, profile_conditioning(model, self)) if needs_calibration(s) else None
         qunet.setup(self.calib_x, self.calib_t, rounding=s["rounding"], bias_correction=s["bias_correction"],
-                    a_split=self.split_layers(), call=call, a_token=self.token_layers())
+                    a_split=self.split_layers(), call=call, a_token=self.token_layers(),
+                    weight_grid=s.get("weight_grid", "symmetric"))
 
     def settings(self) -> dict:
         """The header facts an allocation depends on besides the model and the layers: how weights
@@ -179,6 +180,8 @@ class Profile:
         # absent when per tensor, so allocations saved before the option existed still match their profiles
         if self.meta.get("act_granularity", "tensor") != "tensor":
             out["act_granularity"] = self.meta["act_granularity"]
+        if self.meta.get("weight_grid", "symmetric") != "symmetric":  # the same, for the weight grid
+            out["weight_grid"] = self.meta["weight_grid"]
         return out
 
     def to_frame(self):
@@ -483,7 +486,7 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
             device: str | torch.device | None = None, progress=None, rounding: str = "rtn",
             bias_correction: bool = False, metric: str = DEFAULT_METRIC,
             split_concat: bool = SPLIT_CONCAT_DEFAULT, guidance_scale: float | None = None,
-            act_granularity: str = "tensor") -> Profile:
+            act_granularity: str = "tensor", weight_grid: str = "symmetric") -> Profile:
     """Measure RD curves of every quantizer in every timestep group.
 
     groups: G (equal split of T) or a TimestepGroups. bits: candidate bit widths (1..16).
@@ -506,11 +509,15 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     input, and each patch of a patchify conv's, gets its own dynamic range, shrunk by a calibrated clip
     ratio; TOKEN_PARAM_BITS per token are added to the activation size, ``Profile.a_overhead_bits``).
     Other convs keep per-tensor ranges. Recorded in meta (act_granularity, token_layers, token_param_bits).
+    weight_grid: 'symmetric' (zero point 0, the narrow grid) or 'asymmetric' (each output channel's own
+    zero point: all 2^bits levels over its [min, max]); ``quant.weight_grid``. Recorded in meta.
     """
     if act_granularity not in ACT_GRANULARITIES:
         raise ValueError(f"act_granularity={act_granularity!r}: choose one of {ACT_GRANULARITIES}.")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: choose one of {MODES}.")
+    if weight_grid not in WEIGHT_GRIDS:
+        raise ValueError(f"weight_grid={weight_grid!r}: choose one of {WEIGHT_GRIDS}.")
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding={rounding!r}: choose one of {ROUNDINGS}.")
     check_metric(metric)
@@ -535,7 +542,7 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     tokens = token_layers(model.unet, names) if act_granularity == "token" else {}
     splits = {n: s for n, s in splits.items() if n not in tokens}  # a token's range already fits each part
     qunet.setup(calib_x, calib_t, rounding=rounding, bias_correction=bias_correction, a_split=splits,
-                call=conditioned_call(model, model.unet, cond), a_token=tokens)
+                call=conditioned_call(model, model.unet, cond), a_token=tokens, weight_grid=weight_grid)
     measured = fast_bits(bits) if mode == "fast" else np.ones(len(bits), dtype=bool)
     G, M = groups.num_groups, len(bits)
     d = {k: np.full((G, len(names), M), np.nan) for k in KINDS}
@@ -603,8 +610,12 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         "seconds": round(time.perf_counter() - t_start, 2), "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "distortion": METRICS[metric], "ssim": SSIM_PARAMS, "metric": metric,
         "rounding": rounding, "bias_correction": bool(bias_correction), "split_concat": bool(split_concat),
-        "weight_quantizer": f"symmetric per-output-channel, narrow range, MSE clip search over {len(WEIGHT_CLIP_GRID)} ratios "
-                            f"{WEIGHT_CLIP_GRID[0]:.2f}-1.00; 1 bit = sign x mean|w|; "
+        "weight_grid": weight_grid,
+        "weight_quantizer": (f"symmetric per-output-channel, narrow range, MSE clip search over {len(WEIGHT_CLIP_GRID)} "
+                             f"ratios {WEIGHT_CLIP_GRID[0]:.2f}-1.00; 1 bit = sign x mean|w|; "
+                             if weight_grid == "symmetric" else
+                             f"asymmetric per-output-channel (a zero point per channel, 2^bits levels over [min, max] "
+                             f"shrunk by the MSE-best of {len(WEIGHT_CLIP_GRID)} ratios {WEIGHT_CLIP_GRID[0]:.2f}-1.00); ")
                             + describe_rounding(rounding)
                             + ("; bias corrected per group (mean output shift on the calibration inputs)"
                                if bias_correction else ""),

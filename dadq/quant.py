@@ -34,50 +34,70 @@ WEIGHT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_SEARCH_SAMPLES = 1 << 15
 ACT_GRANULARITIES = ("tensor", "token")
+WEIGHT_GRIDS = ("symmetric", "asymmetric")  # per-channel weight grid: zero point 0 (narrow) or its own
 TOKEN_PARAM_BITS = 32  # per token: fp16 scale + fp16 zero point, what a kernel keeps to dequantize it
 
 
-def weight_scale(flat: torch.Tensor, bits: int) -> torch.Tensor:
-    """Per-output-channel scale [C_out, 1] of a weight flat [C_out, K] at ``bits`` (1..16): mean |w| at
-    1 bit, else max |w| · ratio / q with the ratio of WEIGHT_CLIP_GRID that minimises the channel's
-    round-to-nearest weight MSE. Both roundings use it, fixed before any rounding."""
-    if bits == 1:
-        return flat.abs().mean(1, keepdim=True)
-    qmax = 2 ** (bits - 1) - 1
-    maxabs = flat.abs().amax(1, keepdim=True).clamp_min(1e-12)
+def weight_grid(flat: torch.Tensor, bits: int, grid: str = "symmetric") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-output-channel grid (scale [C_out, 1], zero [C_out, 1] or None) of a weight flat [C_out, K] at
+    ``bits`` (1..16), the clip ratio of WEIGHT_CLIP_GRID chosen per channel by round-to-nearest weight MSE.
+
+    grid 'symmetric': zero None, the narrow grid {-q..q} · scale (q = 2^(bits-1) - 1), scale = max |w| · ratio / q;
+    at 1 bit (either grid), sign(w) · mean |w| (a symmetric 1-bit grid would hold only zero). 'asymmetric': 2^bits levels
+    (k - zero) · scale, k = 0..2^bits - 1, spanning the channel's [min w, max w], each end shrunk by the ratio;
+    its zero point (an integer of ``bits`` bits per channel) is stored beside the scale. Every rounding uses
+    this grid, fixed before any rounding."""
+    if grid not in WEIGHT_GRIDS:
+        raise ValueError(f"weight_grid={grid!r}: choose one of {WEIGHT_GRIDS}.")
+    if bits == 1:  # either grid: two levels of one grid would waste one on zero
+        return flat.abs().mean(1, keepdim=True), None
     best_err = torch.full((flat.shape[0], 1), float("inf"), device=flat.device)
-    best = maxabs / qmax
+    best = best_zero = None
     for ratio in WEIGHT_CLIP_GRID:
-        scale = maxabs * float(ratio) / qmax
-        err = (round_to_grid(flat, scale, bits) - flat).pow(2).mean(1, keepdim=True)
+        scale, zero = _clipped_grid(flat, bits, grid, float(ratio))
+        err = (round_to_grid(flat, scale, bits, zero) - flat).pow(2).mean(1, keepdim=True)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
-        best = torch.where(better, scale, best)
-    return best
+        best = scale if best is None else torch.where(better, scale, best)
+        if zero is not None:
+            best_zero = zero if best_zero is None else torch.where(better, zero, best_zero)
+    return best, best_zero
 
 
-def quantize_weight(w: torch.Tensor, bits: int, factor: tuple | None = None) -> torch.Tensor:
-    """Fake-quantized copy of a weight [C_out, ...] at ``bits`` (per output channel).
+def _clipped_grid(flat: torch.Tensor, bits: int, grid: str, ratio: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(scale, zero) [C_out, 1] of ``weight_grid`` at one clip ratio."""
+    if grid == "symmetric":
+        qmax = 2 ** (bits - 1) - 1
+        return flat.abs().amax(1, keepdim=True).clamp_min(1e-12) * ratio / qmax, None
+    lo = flat.amin(1, keepdim=True).clamp_max(0.0) * ratio  # the grid always holds 0: a zero weight stays zero
+    hi = flat.amax(1, keepdim=True).clamp_min(0.0) * ratio
+    scale = (hi - lo).clamp_min(1e-12) / (2 ** bits - 1)
+    return scale, torch.round(-lo / scale)
+
+
+def quantize_weight(w: torch.Tensor, bits: int, factor: tuple | None = None, grid: str = "symmetric") -> torch.Tensor:
+    """Fake-quantized copy of a weight [C_out, ...] at ``bits`` (per output channel, on ``weight_grid``'s grid).
 
     factor: None rounds to nearest; (U [cg, K, K], dead [cg, K], perm [cg, K] or None) from
     ``rounding.hessian_factor`` rounds by GPTQ, conv group by conv group (columns in perm's order),
-    with the same per-channel scales.
+    on the same per-channel grid.
     """
     if is_fp(bits):
         return w.detach().clone()
     flat = w.detach().float().reshape(w.shape[0], -1)
-    scale = weight_scale(flat, bits)
+    scale, zero = weight_grid(flat, bits, grid)
     if factor is None:
-        return round_to_grid(flat, scale, bits).reshape(w.shape)
+        return round_to_grid(flat, scale, bits, zero).reshape(w.shape)
     u, dead, perm = factor
     rows = flat.shape[0] // u.shape[0]
     q = []
     for k in range(u.shape[0]):
-        wk, sk = flat[k * rows:(k + 1) * rows], scale[k * rows:(k + 1) * rows]
+        part = slice(k * rows, (k + 1) * rows)
+        wk, sk, zk = flat[part], scale[part], None if zero is None else zero[part]
         if perm is None:
-            q.append(gptq(wk, u[k], dead[k], sk, bits))
+            q.append(gptq(wk, u[k], dead[k], sk, bits, zk))
         else:
-            q.append(gptq(wk[:, perm[k]], u[k], dead[k], sk, bits)[:, torch.argsort(perm[k])])
+            q.append(gptq(wk[:, perm[k]], u[k], dead[k], sk, bits, zk)[:, torch.argsort(perm[k])])
     return torch.cat(q).reshape(w.shape)
 
 
@@ -231,7 +251,7 @@ class LayerCalibration:
 
     factor: GPTQ's (U [cg, K, K], dead [cg, K], perm [cg, K] or None), a list of them, one per timestep
     group (per-group Hessians), or None (round to nearest); in_mean: E[x] columns per group [G, cg, K]
-    or None (no bias correction). wq {(bits, copy): weight}, bq {(bits, g): bias}: every quantized
+    or None (no bias correction). wq {(bits, copy, grid): weight}, bq {(bits, g, grid): bias}: every quantized
     weight and corrected bias is computed once and kept here, shared by every wrapper built on the
     same calibration (``QuantizedUNet.setup`` memoises it); ``copy`` is the group with per-group
     Hessians, else 0 (one weight for all groups).
@@ -285,16 +305,17 @@ class QuantLayer(nn.Module):
         # ratio (twice) instead of (lo, hi)
         self.a_token = 0
         self.patch = tuple(layer.kernel_size) if self.is_conv else None
+        self.weight_grid = "symmetric"
         self.calib = LayerCalibration()
 
     def quantized_weight(self, bits: int, g: int = 0) -> torch.Tensor:
         """The weight at ``bits`` that group g uses (the same copy for every group unless the Hessian is per group)."""
         if is_fp(bits):
             return self.weight
-        key = (bits, self.calib.copy_of(g))
+        key = (bits, self.calib.copy_of(g), self.weight_grid)
         w = self.calib.wq.get(key)
         if w is None:
-            w = quantize_weight(self.weight, bits, self.calib.factor_of(g)).to(self.weight.dtype)
+            w = quantize_weight(self.weight, bits, self.calib.factor_of(g), self.weight_grid).to(self.weight.dtype)
             w = self.calib.wq[key] = fast_layout_like(w, self.weight)
         return w
 
@@ -303,11 +324,11 @@ class QuantLayer(nn.Module):
         if the layer has none) minus the mean output shift of the quantized weight on g's inputs."""
         if is_fp(bits) or self.calib.in_mean is None:
             return self.bias
-        b = self.calib.bq.get((bits, g))
+        b = self.calib.bq.get((bits, g, self.weight_grid))
         if b is None:
             shift = output_shift(self.quantized_weight(bits, g) - self.weight, self.calib.in_mean[g])
             base = self.bias.double() if self.bias is not None else 0.0
-            b = self.calib.bq[(bits, g)] = (base - shift).to(self.weight.dtype)
+            b = self.calib.bq[(bits, g, self.weight_grid)] = (base - shift).to(self.weight.dtype)
         return b
 
     def quantize_input(self, x: torch.Tensor, bits: int, g: int) -> torch.Tensor:
@@ -406,7 +427,8 @@ class QuantizedUNet(nn.Module):
                                     for g in range(a_bits.shape[0])]
 
     def setup(self, calib_x, calib_t, rounding: str = "rtn", bias_correction: bool = False,
-              a_split: dict[str, int] | None = None, call=None, a_token: dict[str, int] | None = None) -> None:
+              a_split: dict[str, int] | None = None, call=None, a_token: dict[str, int] | None = None,
+              weight_grid: str = "symmetric") -> None:
         """Give the quantizers what they learn beyond bits and ranges.
 
         rounding 'gptq' / 'gptq-act': each layer's Hessian factor; bias_correction: its mean input per group. Both
@@ -416,9 +438,14 @@ class QuantizedUNet(nn.Module):
         after it compute each weight once. a_split: {layer: split channel} (``concat_splits``).
         call(x, t): how the FP model runs on the calibration inputs (conditioning), default fp_unet(x, t).
         a_token: {layer: token elements} of the layers with per-token activation ranges (``token_layers``).
+        weight_grid: the per-channel weight grid of every layer (``weight_grid``).
         """
         if rounding not in ROUNDINGS:
             raise ValueError(f"rounding={rounding!r}: choose one of {ROUNDINGS}.")
+        if weight_grid not in WEIGHT_GRIDS:
+            raise ValueError(f"weight_grid={weight_grid!r}: choose one of {WEIGHT_GRIDS}.")
+        for ql in self.layers.values():
+            ql.weight_grid = weight_grid
         for name, split in (a_split or {}).items():
             if name in self.layers:
                 self.layers[name].a_split = int(split)
@@ -494,7 +521,8 @@ def quantize(model: DiffusionModel, profile=None, allocation=None) -> DiffusionM
                              "inputs; call dadq.quantize(model, profile, allocation).")
         tokens = (token_layers(model.unet, allocation.layer_names)
                   if s.get("act_granularity", "tensor") == "token" else None)
-        qunet.setup(None, None, a_split=allocation.split_layers(), a_token=tokens)
+        qunet.setup(None, None, a_split=allocation.split_layers(), a_token=tokens,
+                    weight_grid=s.get("weight_grid", "symmetric"))
     qunet.configure(allocation.w_bits, allocation.a_bits, allocation.act_range, allocation.layer_names,
                     allocation.act_range_parts)
     qunet.eval()

@@ -1,6 +1,6 @@
 """Weight rounding onto the per-channel grid: round to nearest (``rtn``) or GPTQ (``gptq``).
 
-Both use the same per-output-channel scale (``dadq.quant.weight_scale``, fixed before any rounding).
+Both use the same per-output-channel grid (``dadq.quant.weight_grid``, fixed before any rounding).
 GPTQ (Frantar et al. 2022) rounds one input column at a time (left to right, or with ``gptq-act`` in
 order of falling Hessian diagonal) and spreads each column's rounding
 error over the columns not yet rounded, weighted by the inverse of the layer's input Hessian
@@ -66,9 +66,12 @@ def needs_calibration(settings: dict) -> bool:
     return settings.get("rounding", "rtn") != "rtn" or bool(settings.get("bias_correction"))
 
 
-def round_to_grid(w: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
-    """Nearest point of the symmetric narrow grid {-q..q} · scale (q = 2^(bits-1) - 1); at 1 bit,
-    sign(w) · scale, since that grid would hold only zero. w [R, K], scale [R, 1] -> [R, K]."""
+def round_to_grid(w: torch.Tensor, scale: torch.Tensor, bits: int, zero: torch.Tensor | None = None) -> torch.Tensor:
+    """Nearest point of the per-row grid: zero None, the symmetric narrow grid {-q..q} · scale
+    (q = 2^(bits-1) - 1; at 1 bit sign(w) · scale, since that grid would hold only zero); else the
+    asymmetric grid (k - zero) · scale, k = 0..2^bits - 1. w [R, K], scale and zero [R, 1] -> [R, K]."""
+    if zero is not None:
+        return (torch.clamp(torch.round(w / scale) + zero, 0, 2 ** bits - 1) - zero) * scale
     if bits == 1:
         return torch.sign(w) * scale
     qmax = 2 ** (bits - 1) - 1
@@ -195,11 +198,11 @@ def hessian_factor(h: torch.Tensor, damp: float = DAMP, act_order: bool = False
 
 
 def gptq(w: torch.Tensor, u: torch.Tensor, dead: torch.Tensor, scale: torch.Tensor, bits: int,
-         block: int = BLOCK) -> torch.Tensor:
+         zero: torch.Tensor | None = None, block: int = BLOCK) -> torch.Tensor:
     """GPTQ-rounded copy of one conv group's weight rows w [R, K] (R output channels, K columns).
 
-    u [K, K], dead [K]: ``hessian_factor`` of this conv group. scale [R, 1]: the fixed per-channel
-    scale. Columns are rounded in the order given (``quantize_weight`` permutes them for act order). Lazy batch: inside a
+    u [K, K], dead [K]: ``hessian_factor`` of this conv group. scale, zero [R, 1] (zero None: symmetric):
+    the fixed per-channel grid (``round_to_grid``). Columns are rounded in the order given (``quantize_weight`` permutes them for act order). Lazy batch: inside a
     block of ``block`` columns each error updates the block's later columns at once; the trailing
     columns get the block's errors in one matmul.
     """
@@ -214,7 +217,7 @@ def gptq(w: torch.Tensor, u: torch.Tensor, dead: torch.Tensor, scale: torch.Tens
         u1 = u[i1:i2, i1:i2]
         for i in range(i2 - i1):
             col = w1[:, i:i + 1]
-            qc = round_to_grid(col, scale, bits)
+            qc = round_to_grid(col, scale, bits, zero)
             q[:, i1 + i:i1 + i + 1] = qc
             e = (col - qc) / u1[i, i]
             w1[:, i:] -= e * u1[i:i + 1, i:]

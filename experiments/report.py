@@ -1133,6 +1133,23 @@ def gptq_order() -> str:
                       "summed MSE, GPTQ ÷ act order"], rows) + "\n")
 
 
+def weight_grid() -> str:
+    """The asymmetric per-channel weight grid against the symmetric one, held-out layer output MSE
+    (rounding_ablation --parts grid)."""
+    r = load("rounding_ablation_grid")
+    rows = [[str(x["bits"]), f"{x['rtn_asym_over_rtn_geo']:.3f}", f"{x['ratio_geo']:.3f}", f"{x['ratio_median']:.3f}",
+             f"{x['lower_in_layers']} of {x['layers']}", f"{x['sum_mse']['gptq_act'] / x['sum_mse']['gptq_act_asym']:.2f}×"]
+            for x in r["grid"]["summary"]]
+    st = r["setup"]
+    return (f"`{_cmd(r['command'])}` → `experiments/results/rounding_ablation_grid.json`\n\n"
+            f"Each quantizable layer's output MSE on held-out inputs (calibration seed {st['held_out_seed']}; Hessians "
+            f"from seed {st['estimation_seed']}; {st['groups']} groups × {st['calib_per_group']} samples each), "
+            "asymmetric grid ÷ symmetric grid per layer, geometric mean over groups; then the geometric mean and the "
+            "median over layers:\n\n"
+            + _table(["weight bits", "RTN: asym ÷ sym", "GPTQ act order: asym ÷ sym", "median over layers",
+                      "asym lower in", "summed MSE, sym ÷ asym"], rows) + "\n")
+
+
 # --- the embedded models' quality cards -------------------------------------------------------------
 
 QUALITY_ROWS = [("train_10k_vs_test", "{data} train images (sanity: near 0)"), ("ddim50_1k", "model, DDIM-50"),
@@ -1367,7 +1384,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
-    "bias_out_of_sample": bias_out_of_sample, "gptq_order": gptq_order, "gptq_order_fid": gptq_order_fid, "metric_grid": metric_grid,
+    "bias_out_of_sample": bias_out_of_sample, "gptq_order": gptq_order, "weight_grid": weight_grid, "gptq_order_fid": gptq_order_fid, "metric_grid": metric_grid,
     "rounding_grid_fashion": lambda: rounding_grid("sweep_rounding_fashion"), "rounding_5k": rounding_5k, "dit": dit,
 }
 

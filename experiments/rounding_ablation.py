@@ -15,6 +15,9 @@ and 1 (held out), G groups, N samples per group.
                -out set, with and without bias correction estimated on the estimation set; rtn and gptq.
   split_concat D of the A-curves (one layer's input quantized) of the up blocks' concatenated inputs at
                4 and 6 bits, with one range per part vs one range for the whole tensor (profile, exact).
+  grid         the asymmetric per-channel weight grid (a zero point per channel) against the symmetric narrow
+               one, for GPTQ in activation order and for round to nearest: every quantizable layer's output
+               MSE on the held-out inputs, at 2-5 bits; ratio asymmetric / symmetric, geometric mean over groups.
   timing       dadq.profile of a layer subset, rtn vs gptq (same everything else), seconds and ratio;
                and the GPTQ setup (Hessians of all layers + GPTQ of every layer at every width) alone.
 """
@@ -77,10 +80,31 @@ def hessian_rows(model, est, held, bits=(3, 4)) -> list[dict]:
     return rows
 
 
+ORDER_VARIANTS = {  # name: weight at bits b from (weight, b, plain GPTQ factor, act-order factor)
+    "rtn": lambda w, b, plain, act: _qw(w, b),
+    "gptq": lambda w, b, plain, act: _qw(w, b, plain),
+    "gptq_act": lambda w, b, plain, act: _qw(w, b, act),
+}
+GRID_VARIANTS = {
+    "rtn": lambda w, b, plain, act: _qw(w, b),
+    "rtn_asym": lambda w, b, plain, act: _qw(w, b, grid="asymmetric"),
+    "gptq_act": lambda w, b, plain, act: _qw(w, b, act),
+    "gptq_act_asym": lambda w, b, plain, act: _qw(w, b, act, grid="asymmetric"),
+}
+
+
+def _qw(w, b, factor=None, grid="symmetric"):
+    from dadq.quant import quantize_weight
+
+    return quantize_weight(w, b, factor, grid)
+
+
 @torch.no_grad()
-def order_rows(model, est, held, bits=WIDTHS) -> list[dict]:
+def held_out_rows(model, est, held, variants: dict, bits=WIDTHS) -> list[dict]:
+    """Every quantizable layer's output MSE on the held-out inputs of each group, per weight variant
+    (``ORDER_VARIANTS``, ``GRID_VARIANTS``), the GPTQ Hessians from the estimation set."""
     from dadq.models import quantizable_layers
-    from dadq.quant import QuantizedUNet, quantize_weight
+    from dadq.quant import QuantizedUNet
     from dadq.rounding import calibration_stats, hessian_factor
 
     (x0, t0), (x1, t1) = est, held
@@ -97,13 +121,35 @@ def order_rows(model, est, held, bits=WIDTHS) -> list[dict]:
             fp = [ql.op(a, ql.weight, None) for a in ins[name]]
             plain, act = (hessian_factor(stats[name].hessian(), act_order=a) for a in (False, True))
             for b in bits:
-                ws = {"rtn": quantize_weight(ql.weight, b), "gptq": quantize_weight(ql.weight, b, plain),
-                      "gptq_act": quantize_weight(ql.weight, b, act)}
+                ws = {k: make(ql.weight, b, plain, act) for k, make in variants.items()}
                 for g in range(G):
                     rows.append({"layer": name, "bits": b, "group": g,
                                  **{k: _output_mse(ql, ins[name][g], fp[g], w) for k, w in ws.items()}})
         del ins
     return rows
+
+
+def ratio_summary(rows: list[dict], num: str, den: str, extra: dict) -> tuple[list[dict], list[dict]]:
+    """(per layer and width: geometric mean over groups of row[num] / row[den] and of each ``extra``
+    ratio {name: (num, den)}; per width: those ratios' geometric mean and median over layers, the
+    layers where num is lower, and the summed MSE of every variant, mean over groups)."""
+    G = len({r["group"] for r in rows})
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    widths = sorted({r["bits"] for r in rows})
+    keys = [k for k in rows[0] if k not in ("layer", "bits", "group")]
+    per_layer = [{"layer": n, "bits": b, "ratio": geo_ratio(sel, num, den),
+                  **{k: geo_ratio(sel, a, c) for k, (a, c) in extra.items()}}
+                 for n in layers for b in widths
+                 for sel in [[r for r in rows if r["layer"] == n and r["bits"] == b]]]
+    summ = []
+    for b in widths:
+        sel = [p for p in per_layer if p["bits"] == b]
+        ratios = np.array([p["ratio"] for p in sel])
+        summ.append({"bits": b, "layers": len(sel), "ratio_geo": float(np.exp(np.mean(np.log(ratios)))),
+                     "ratio_median": float(np.median(ratios)), "lower_in_layers": int((ratios < 1).sum()),
+                     **{f"{k}_geo": float(np.exp(np.mean([np.log(p[k]) for p in sel]))) for k in extra},
+                     "sum_mse": {k: float(sum(r[k] for r in rows if r["bits"] == b) / G) for k in keys}})
+    return summ, per_layer
 
 
 def geo_ratio(rows: list[dict], num: str, den: str) -> float:
@@ -201,14 +247,14 @@ def main(argv=None) -> int:
     p.add_argument("--calib", type=int, default=8, help="calibration samples per group")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps of the calibration trajectories")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--parts", default="hessian,order,bias,split,timing")
+    p.add_argument("--parts", default="hessian,order,bias,grid,split,timing")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     setup_threads(args.threads)
     parts = set(args.parts.split(","))
     model = dadq.load_model("default")
     G = args.groups
-    if parts & {"hessian", "order", "bias"}:
+    if parts & {"hessian", "order", "bias", "grid"}:
         est = calibration_inputs(model, model_groups(G), args.calib, seed=0, steps=args.steps)
         held = calibration_inputs(model, model_groups(G), args.calib, seed=1, steps=args.steps)
     result = {"experiment": NAME, "command": command_line(NAME, "experiments"),
@@ -229,27 +275,26 @@ def main(argv=None) -> int:
                      for s in summ], title="held-out layer output MSE, geometric mean over groups")
         result["hessian"] = {"summary": summ, "rows": rows}
     if "order" in parts:
-        rows = order_rows(model, est, held)
-        layers = list(dict.fromkeys(r["layer"] for r in rows))
-        per_layer = [{"layer": n, "bits": b, "act_over_plain": geo_ratio(sel, "gptq_act", "gptq"),
-                      "plain_over_rtn": geo_ratio(sel, "gptq", "rtn")}
-                     for n in layers for b in WIDTHS
-                     for sel in [[r for r in rows if r["layer"] == n and r["bits"] == b]]]
-        summ = []
-        for b in WIDTHS:
-            sel = [p for p in per_layer if p["bits"] == b]
-            ratios = np.array([p["act_over_plain"] for p in sel])
-            summ.append({"bits": b, "layers": len(sel), "act_over_plain_geo": float(np.exp(np.mean(np.log(ratios)))),
-                         "act_over_plain_median": float(np.median(ratios)),
-                         "act_lower_in_layers": int((ratios < 1).sum()),
-                         "plain_over_rtn_geo": float(np.exp(np.mean([np.log(p["plain_over_rtn"]) for p in sel]))),
-                         "sum_mse": {k: float(sum(r[k] for r in rows if r["bits"] == b) / G)
-                                     for k in ("rtn", "gptq", "gptq_act")}})
+        summ, per_layer = ratio_summary(held_out_rows(model, est, held, ORDER_VARIANTS), "gptq_act", "gptq",
+                                        {"plain_over_rtn": ("gptq", "rtn")})
+        summ = [{"bits": r["bits"], "layers": r["layers"], "act_over_plain_geo": r["ratio_geo"],
+                 "act_over_plain_median": r["ratio_median"], "act_lower_in_layers": r["lower_in_layers"],
+                 "plain_over_rtn_geo": r["plain_over_rtn_geo"], "sum_mse": r["sum_mse"]} for r in summ]
+        per_layer = [{"layer": p["layer"], "bits": p["bits"], "act_over_plain": p["ratio"],
+                      "plain_over_rtn": p["plain_over_rtn"]} for p in per_layer]
         print_table(["bits", "layers", "act/plain (geo)", "median", "act lower in", "plain/rtn (geo)"],
                     [[s["bits"], s["layers"], s["act_over_plain_geo"], s["act_over_plain_median"], s["act_lower_in_layers"],
                       s["plain_over_rtn_geo"]] for s in summ],
                     title="held-out layer output MSE, GPTQ in activation order against left to right")
         result["order"] = {"summary": summ, "per_layer": per_layer}
+    if "grid" in parts:
+        summ, per_layer = ratio_summary(held_out_rows(model, est, held, GRID_VARIANTS), "gptq_act_asym", "gptq_act",
+                                        {"rtn_asym_over_rtn": ("rtn_asym", "rtn")})
+        print_table(["bits", "layers", "asym/sym GPTQ-act (geo)", "median", "asym lower in", "asym/sym RTN (geo)"],
+                    [[s["bits"], s["layers"], s["ratio_geo"], s["ratio_median"], s["lower_in_layers"],
+                      s["rtn_asym_over_rtn_geo"]] for s in summ],
+                    title="held-out layer output MSE, asymmetric per-channel weight grid against symmetric")
+        result["grid"] = {"summary": summ, "per_layer": per_layer}
     if "bias" in parts:
         rows = bias_rows(model, est, held)
         summ = []

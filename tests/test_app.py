@@ -605,8 +605,11 @@ def test_profile_rounding_and_bias_are_recorded_and_shown(client, assets):
     assert data["budget_scope"] == "mean"
     with pytest.raises(AppError, match="'nearest'.*'rtn', 'gptq'"):  # gradio's radio names the choices
         client.predict(3, "2,4,8", 1, "fast", "", "nearest", False, api_name="/run_profile")
+    out = client.predict(3, "2,4,8", 1, "fast", "", "rtn", False, "asymmetric", api_name="/run_profile")
+    assert "weight grid asymmetric" in out[0] and "weight grid asymmetric" in out[1]["value"], out[0]
+    assert "weight grid asymmetric" in alloc(client, budget=4.0)[2]
     out = client.predict(handle_file(assets["tiny_profile"]), api_name="/upload_profile")  # back to the RTN one
-    assert "rounding rtn · bias correction off" in out[1]["value"]
+    assert "rounding rtn · bias correction off · weight grid symmetric" in out[1]["value"]
     assert "rounding rtn · bias correction off" in alloc(client, budget=4.0)[2]
 
 

@@ -471,9 +471,10 @@ def load_model(src="default", profile_path="", progress=gr.Progress()):
 
 @safe
 def run_profile(groups=10, bits="2-8", calib=8, mode="fast", layers="", rounding="rtn", bias_correction=False,
-                progress=gr.Progress()):
-    """Profile the loaded (or pending) model with the chosen weight rounding (``dadq.rounding.ROUNDINGS``)
-    and bias correction (both recorded in the profile's header); Cancel leaves the previous profile."""
+                weight_grid="symmetric", progress=gr.Progress()):
+    """Profile the loaded (or pending) model with the chosen weight rounding (``dadq.rounding.ROUNDINGS``),
+    bias correction and weight grid (``dadq.quant.WEIGHT_GRIDS``), all recorded in the profile's header;
+    Cancel leaves the previous profile."""
     if STATE.model is None and STATE.pending is None:
         raise ValueError("no model is loaded; load one first.")
     if rounding not in ROUNDINGS:
@@ -490,7 +491,8 @@ def run_profile(groups=10, bits="2-8", calib=8, mode="fast", layers="", rounding
 
     progress(0.0, desc="calibration trajectories (FP sampling)")
     prof = dadq.profile(model, groups=int(groups), bits=parse_bits(bits), calib_per_group=int(calib), mode=mode,
-                        layers=layer_sel, progress=prog, rounding=rounding, bias_correction=bool(bias_correction))
+                        layers=layer_sel, progress=prog, rounding=rounding, bias_correction=bool(bias_correction),
+                        weight_grid=weight_grid)
     path = prof.save(STATE.workdir / f"profile_{prof.fingerprint}_{int(time.time())}.safetensors")
     STATE.install(model, src, prof, path)
     made = f"{views.settings_text(prof.settings())}, {prof.meta.get('seconds')} s"

@@ -220,6 +220,9 @@ def model_tab(w: Widgets, model_src: str):
                                       "gptq-act-group")],
                                     value="rtn", label="weight rounding", elem_id="profile-rounding")
             w.p_bias = gr.Checkbox(value=False, label="bias correction (per group)", elem_id="profile-bias")
+            w.p_grid = gr.Radio([("symmetric (zero point 0)", "symmetric"),
+                                 ("asymmetric (a zero point per channel: every level of the width)", "asymmetric")],
+                                value="symmetric", label="weight grid", elem_id="profile-grid")
         with gr.Row():
             w.prof_btn = gr.Button("Run profile", variant="primary", elem_id="profile-btn")
             w.cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")

@@ -52,11 +52,11 @@ def header_md() -> str:
 
 
 def settings_text(settings: dict) -> str:
-    """A profile's (or allocation's) rounding, bias correction and distortion metric in words
+    """A profile's (or allocation's) rounding, bias correction, weight grid and distortion metric in words
     (``Profile.settings`` / ``Allocation.settings``)."""
     bias = "on" if settings.get("bias_correction") else "off"
     return (f"rounding {settings.get('rounding', 'rtn')} · bias correction {bias} · "
-            f"metric {settings.get('metric', '?')}")
+            f"weight grid {settings.get('weight_grid', 'symmetric')} · metric {settings.get('metric', '?')}")
 
 
 def fid_note() -> str:
