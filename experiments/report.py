@@ -226,14 +226,15 @@ def headline_rows(key: str) -> tuple[str, str]:
 # the --profiles name of the shipped profile in the sweeps that set another recipe beside it
 SHIPPED_PROFILE = "act"
 # the shipped profile's recipe and its variants, by --profiles name: what each one's calibration is (all GPTQ in
-# activation order with bias correction, candidate bits 2-8 unless named), and the profile each is compared with
-# (``profile_against``), which differs from it in one setting
+# activation order with bias correction, candidate bits 2-8 and the symmetric weight grid unless named), and the profile
+# each is compared with (``profile_against``), which differs from it in one setting
 PROFILE_RECIPES = {"act": "16 calibration samples per group",
                    "grp": "one Hessian per group (`gptq-act-group`), 16 calibration samples per group",
                    "c32": "32 calibration samples per group",
                    "c64": "64 calibration samples per group",
-                   "b10": "32 calibration samples per group, candidate bits 2–10"}
-PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32"}
+                   "b10": "32 calibration samples per group, candidate bits 2–10",
+                   "asym": "32 calibration samples per group, asymmetric weight grid"}
+PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym": "c32"}
 
 
 # the group weights the headline also shows DADQ with: each group's D times its trajectory gain ** this (the sweep's
@@ -1117,37 +1118,39 @@ def bias_out_of_sample() -> str:
                       "gain in sample"], rows) + "\n")
 
 
+def _held_out_mse(name: str, part: str, ratio_words: str, headers: list[str], row) -> str:
+    """A rounding_ablation part that compares weight variants by each layer's held-out output MSE: the command, the
+    calibration sets, and one table row ``row(summary entry)`` per width."""
+    r = load(name)
+    st = r["setup"]
+    return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
+            f"Each quantizable layer's output MSE on held-out inputs (calibration seed {st['held_out_seed']}; Hessians "
+            f"from seed {st['estimation_seed']}; {st['groups']} groups × {st['calib_per_group']} samples each), "
+            f"{ratio_words} per layer, geometric mean over groups; then the geometric mean and the median over layers:\n\n"
+            + _table(headers, [row(x) for x in r[part]["summary"]]) + "\n")
+
+
 def gptq_order() -> str:
     """GPTQ in activation order against left to right, held-out layer output MSE (rounding_ablation --parts order)."""
-    r = load("rounding_ablation_order")
-    summ = r["order"]["summary"]
-    rows = [[str(x["bits"]), f"{x['plain_over_rtn_geo']:.3f}", f"{x['act_over_plain_geo']:.3f}",
-             f"{x['act_over_plain_median']:.3f}", f"{x['act_lower_in_layers']} of {x['layers']}",
-             f"{x['sum_mse']['gptq'] / x['sum_mse']['gptq_act']:.2f}×"] for x in summ]
-    st = r["setup"]
-    return (f"`{_cmd(r['command'])}` → `experiments/results/rounding_ablation_order.json`\n\n"
-            f"Each quantizable layer's output MSE on held-out inputs (calibration seed {st['held_out_seed']}; Hessians "
-            f"from seed {st['estimation_seed']}; {st['groups']} groups × {st['calib_per_group']} samples each), as a "
-            "ratio per layer, geometric mean over groups; then the geometric mean and the median over layers:\n\n"
-            + _table(["weight bits", "GPTQ ÷ RTN", "act order ÷ GPTQ", "median over layers", "act order lower in",
-                      "summed MSE, GPTQ ÷ act order"], rows) + "\n")
+    return _held_out_mse(
+        "rounding_ablation_order", "order", "as a ratio",
+        ["weight bits", "GPTQ ÷ RTN", "act order ÷ GPTQ", "median over layers", "act order lower in",
+         "summed MSE, GPTQ ÷ act order"],
+        lambda x: [str(x["bits"]), f"{x['plain_over_rtn_geo']:.3f}", f"{x['act_over_plain_geo']:.3f}",
+                   f"{x['act_over_plain_median']:.3f}", f"{x['act_lower_in_layers']} of {x['layers']}",
+                   f"{x['sum_mse']['gptq'] / x['sum_mse']['gptq_act']:.2f}×"])
 
 
 def weight_grid() -> str:
     """The asymmetric per-channel weight grid against the symmetric one, held-out layer output MSE
     (rounding_ablation --parts grid)."""
-    r = load("rounding_ablation_grid")
-    rows = [[str(x["bits"]), f"{x['rtn_asym_over_rtn_geo']:.3f}", f"{x['ratio_geo']:.3f}", f"{x['ratio_median']:.3f}",
-             f"{x['lower_in_layers']} of {x['layers']}", f"{x['sum_mse']['gptq_act'] / x['sum_mse']['gptq_act_asym']:.2f}×"]
-            for x in r["grid"]["summary"]]
-    st = r["setup"]
-    return (f"`{_cmd(r['command'])}` → `experiments/results/rounding_ablation_grid.json`\n\n"
-            f"Each quantizable layer's output MSE on held-out inputs (calibration seed {st['held_out_seed']}; Hessians "
-            f"from seed {st['estimation_seed']}; {st['groups']} groups × {st['calib_per_group']} samples each), "
-            "asymmetric grid ÷ symmetric grid per layer, geometric mean over groups; then the geometric mean and the "
-            "median over layers:\n\n"
-            + _table(["weight bits", "RTN: asym ÷ sym", "GPTQ act order: asym ÷ sym", "median over layers",
-                      "asym lower in", "summed MSE, sym ÷ asym"], rows) + "\n")
+    return _held_out_mse(
+        "rounding_ablation_grid", "grid", "asymmetric grid ÷ symmetric grid",
+        ["weight bits", "RTN: asym ÷ sym", "GPTQ act order: asym ÷ sym", "median over layers", "asym lower in",
+         "summed MSE, sym ÷ asym"],
+        lambda x: [str(x["bits"]), f"{x['rtn_asym_over_rtn_geo']:.3f}", f"{x['ratio_geo']:.3f}",
+                   f"{x['ratio_median']:.3f}", f"{x['lower_in_layers']} of {x['layers']}",
+                   f"{x['sum_mse']['gptq_act'] / x['sum_mse']['gptq_act_asym']:.2f}×"])
 
 
 # --- the embedded models' quality cards -------------------------------------------------------------
