@@ -128,11 +128,11 @@ def test_cli_profile_records_rounding_options(tiny_folder, tmp_path):
     prof = tmp_path / "g.safetensors"
     r = dadq_cli("profile", "--model", str(tiny_folder), "--groups", "2", "--bits", "3,4", "--calib", "2",
                  "--layers", "conv_*", "--rounding", "gptq", "--bias-correction", "--metric", "mse",
-                 "--no-split-concat", "--out", str(prof))
+                 "--no-split-concat", "--weight-grid", "asymmetric", "--out", str(prof))
     assert r.returncode == 0, r.stderr
     settings = dadq.Profile.load(prof).settings()
-    assert (settings["rounding"], settings["bias_correction"], settings["metric"], settings["split_concat"]) == \
-        ("gptq", True, "mse", False)
+    assert (settings["rounding"], settings["bias_correction"], settings["metric"], settings["split_concat"],
+            settings["weight_grid"]) == ("gptq", True, "mse", False, "asymmetric")
     alloc = tmp_path / "a.json"
     r = dadq_cli("allocate", "--profile", str(prof), "--budget", "4", "--method", "exact", "--out", str(alloc),
                  "--measure", "--model", str(tiny_folder))

@@ -103,7 +103,7 @@ def test_cpu_models_run_in_channels_last_and_match_the_default_layout(tiny_model
     hook.remove()
     for name in ("conv_in", "conv_out"):
         layer = q.unet.layers[name]
-        assert layer.calib.wq[(4, 0)].stride() == layer.weight.stride(), name
-    assert q.unet.layers["conv_out"].calib.wq[(4, 0)].is_contiguous(memory_format=torch.channels_last)
-    assert not q.unet.layers["conv_out"].calib.wq[(4, 0)].is_contiguous()
+        assert layer.quantized_weight(4).stride() == layer.weight.stride(), name
+    assert q.unet.layers["conv_out"].quantized_weight(4).is_contiguous(memory_format=torch.channels_last)
+    assert not q.unet.layers["conv_out"].quantized_weight(4).is_contiguous()
     assert seen and all(a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous() for a in seen)
