@@ -35,8 +35,8 @@ from .bitwidths import option_index
 from .groups import TimestepGroups
 from .io import atomic_path
 from .models import DiffusionModel, full_fp32
-from .quant import (ACT_CLIP_GRID, ACT_GRANULARITIES, FP_BITS, TOKEN_PARAM_BITS, WEIGHT_CLIP_GRID, WEIGHT_GRIDS, QuantizedUNet,
-                    activation_range, concat_splits, token_clip_ratio, token_layers)
+from .quant import (ACT_CLIP_GRID, ACT_GRANULARITIES, FP_BITS, TOKEN_PARAM_BITS, WEIGHT_CLIP_GRID, QuantizedUNet,
+                    activation_range, check_weight_grid, concat_splits, grid_of, token_clip_ratio, token_layers)
 from .rounding import ROUNDINGS, needs_calibration
 from .rounding import describe as describe_rounding
 
@@ -169,7 +169,7 @@ class Profile:
         call = conditioned_call(model, model.unet, profile_conditioning(model, self)) if needs_calibration(s) else None
         qunet.setup(self.calib_x, self.calib_t, rounding=s["rounding"], bias_correction=s["bias_correction"],
                     a_split=self.split_layers(), call=call, a_token=self.token_layers(),
-                    weight_grid=s.get("weight_grid", "symmetric"))
+                    weight_grid=grid_of(s))
 
     def settings(self) -> dict:
         """The header facts an allocation depends on besides the model and the layers: how weights
@@ -180,7 +180,7 @@ class Profile:
         # absent when per tensor, so allocations saved before the option existed still match their profiles
         if self.meta.get("act_granularity", "tensor") != "tensor":
             out["act_granularity"] = self.meta["act_granularity"]
-        if self.meta.get("weight_grid", "symmetric") != "symmetric":  # the same, for the weight grid
+        if grid_of(self.meta) != grid_of({}):  # the same, for the weight grid
             out["weight_grid"] = self.meta["weight_grid"]
         return out
 
@@ -516,8 +516,7 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         raise ValueError(f"act_granularity={act_granularity!r}: choose one of {ACT_GRANULARITIES}.")
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}: choose one of {MODES}.")
-    if weight_grid not in WEIGHT_GRIDS:
-        raise ValueError(f"weight_grid={weight_grid!r}: choose one of {WEIGHT_GRIDS}.")
+    check_weight_grid(weight_grid)
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding={rounding!r}: choose one of {ROUNDINGS}.")
     check_metric(metric)

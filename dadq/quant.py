@@ -38,6 +38,18 @@ WEIGHT_GRIDS = ("symmetric", "asymmetric")  # per-channel weight grid: zero poin
 TOKEN_PARAM_BITS = 32  # per token: fp16 scale + fp16 zero point, what a kernel keeps to dequantize it
 
 
+def check_weight_grid(grid: str) -> None:
+    """Refuse a weight grid that is none of WEIGHT_GRIDS."""
+    if grid not in WEIGHT_GRIDS:
+        raise ValueError(f"weight_grid={grid!r}: choose one of {WEIGHT_GRIDS}.")
+
+
+def grid_of(settings: dict) -> str:
+    """The weight grid of ``Profile.settings`` / ``Allocation.settings``: absent means symmetric, the grid of every
+    profile made before the option existed."""
+    return settings.get("weight_grid", WEIGHT_GRIDS[0])
+
+
 def weight_grid(flat: torch.Tensor, bits: int, grid: str = "symmetric") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-output-channel grid (scale [C_out, 1], zero [C_out, 1] or None) of a weight flat [C_out, K] at
     ``bits`` (1..16), the clip ratio of WEIGHT_CLIP_GRID chosen per channel by round-to-nearest weight MSE.
@@ -47,32 +59,34 @@ def weight_grid(flat: torch.Tensor, bits: int, grid: str = "symmetric") -> tuple
     (k - zero) · scale, k = 0..2^bits - 1, spanning the channel's [min w, max w], each end shrunk by the ratio;
     its zero point (an integer of ``bits`` bits per channel) is stored beside the scale. Every rounding uses
     this grid, fixed before any rounding."""
-    if grid not in WEIGHT_GRIDS:
-        raise ValueError(f"weight_grid={grid!r}: choose one of {WEIGHT_GRIDS}.")
+    check_weight_grid(grid)
     if bits == 1:  # either grid: two levels of one grid would waste one on zero
         return flat.abs().mean(1, keepdim=True), None
+    if grid == "symmetric":
+        qmax = 2 ** (bits - 1) - 1
+        maxabs = flat.abs().amax(1, keepdim=True).clamp_min(1e-12)
+
+        def at(ratio):
+            return maxabs * ratio / qmax, None
+    else:
+        lo0 = flat.amin(1, keepdim=True).clamp_max(0.0)  # the grid always holds 0: a zero weight stays zero
+        hi0 = flat.amax(1, keepdim=True).clamp_min(0.0)
+
+        def at(ratio):
+            lo = lo0 * ratio
+            scale = (hi0 * ratio - lo).clamp_min(1e-12) / (2 ** bits - 1)
+            return scale, torch.round(-lo / scale)
     best_err = torch.full((flat.shape[0], 1), float("inf"), device=flat.device)
-    best = best_zero = None
+    best, best_zero = at(1.0)
     for ratio in WEIGHT_CLIP_GRID:
-        scale, zero = _clipped_grid(flat, bits, grid, float(ratio))
+        scale, zero = at(float(ratio))
         err = (round_to_grid(flat, scale, bits, zero) - flat).pow(2).mean(1, keepdim=True)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
-        best = scale if best is None else torch.where(better, scale, best)
+        best = torch.where(better, scale, best)
         if zero is not None:
-            best_zero = zero if best_zero is None else torch.where(better, zero, best_zero)
+            best_zero = torch.where(better, zero, best_zero)
     return best, best_zero
-
-
-def _clipped_grid(flat: torch.Tensor, bits: int, grid: str, ratio: float) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(scale, zero) [C_out, 1] of ``weight_grid`` at one clip ratio."""
-    if grid == "symmetric":
-        qmax = 2 ** (bits - 1) - 1
-        return flat.abs().amax(1, keepdim=True).clamp_min(1e-12) * ratio / qmax, None
-    lo = flat.amin(1, keepdim=True).clamp_max(0.0) * ratio  # the grid always holds 0: a zero weight stays zero
-    hi = flat.amax(1, keepdim=True).clamp_min(0.0) * ratio
-    scale = (hi - lo).clamp_min(1e-12) / (2 ** bits - 1)
-    return scale, torch.round(-lo / scale)
 
 
 def quantize_weight(w: torch.Tensor, bits: int, factor: tuple | None = None, grid: str = "symmetric") -> torch.Tensor:
@@ -442,8 +456,7 @@ class QuantizedUNet(nn.Module):
         """
         if rounding not in ROUNDINGS:
             raise ValueError(f"rounding={rounding!r}: choose one of {ROUNDINGS}.")
-        if weight_grid not in WEIGHT_GRIDS:
-            raise ValueError(f"weight_grid={weight_grid!r}: choose one of {WEIGHT_GRIDS}.")
+        check_weight_grid(weight_grid)
         for ql in self.layers.values():
             ql.weight_grid = weight_grid
         for name, split in (a_split or {}).items():
@@ -522,7 +535,7 @@ def quantize(model: DiffusionModel, profile=None, allocation=None) -> DiffusionM
         tokens = (token_layers(model.unet, allocation.layer_names)
                   if s.get("act_granularity", "tensor") == "token" else None)
         qunet.setup(None, None, a_split=allocation.split_layers(), a_token=tokens,
-                    weight_grid=s.get("weight_grid", "symmetric"))
+                    weight_grid=grid_of(s))
     qunet.configure(allocation.w_bits, allocation.a_bits, allocation.act_range, allocation.layer_names,
                     allocation.act_range_parts)
     qunet.eval()

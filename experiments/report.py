@@ -262,11 +262,7 @@ def headline() -> str:
     for key, _, tname, goal in ROUNDING_SETTINGS:
         d, u = (rows.get(label) for label in headline_rows(key))
         w = rows.get(headline_rows(key)[0] + gain)
-        variants = [(rows[label], v, weighted) for v in PROFILE_RECIPES if v != SHIPPED_PROFILE
-                    for weighted in (False, True)
-                    for label in [headline_rows(key)[0].replace(f" {SHIPPED_PROFILE} ", f" {v} ") + (gain if weighted else "")]
-                    if label in rows]
-        best = min(variants, key=lambda t: t[0]["fid"], default=None)
+        best = _lowest_variant(rows, headline_rows(key)[0], gain)
         table.append([tname + ("" if key.startswith("W ") else ", x_t at FP"), cell(d), cell(u),
                       f"{1 - d['fid'] / u['fid']:.0%}" if d and u else "–", f"≤ {goal:g}×",
                       OK[d["fid"] / fp["fid"] <= goal] if d else "–", meets(w, goal),
@@ -285,6 +281,18 @@ def headline() -> str:
               "variant of the shipped profile's recipe (more calibration samples, the asymmetric weight grid; every "
               "such row is in results, \"Calibration variants at 5k\"), named, with the gain's power where it is "
               "named; – where none was run.\n")
+
+
+def _lowest_variant(rows: dict, label: str, gain: str) -> tuple[dict, str, bool] | None:
+    """(row, profile name, weighted) of the lowest-FID row of ``label`` (a row over the shipped profile) over one of
+    its variants (PROFILE_RECIPES), unweighted or with the ``gain`` suffix; None where none was run."""
+    found = []
+    for v in PROFILE_RECIPES:
+        if v == SHIPPED_PROFILE:
+            continue
+        other = label.replace(f" {SHIPPED_PROFILE} ", f" {v} ")
+        found += [(rows[lab], v, weighted) for lab, weighted in ((other, False), (other + gain, True)) if lab in rows]
+    return min(found, key=lambda t: t[0]["fid"], default=None)
 
 
 def fid_5k_vs_1k() -> str:
@@ -1065,6 +1073,25 @@ def largest_activation_d(name: str, bits: int = 8) -> str:
             f"{d[g, li] / np.nansum(d):.0%} of the activation D at {bits} bits summed over layers and groups.\n")
 
 
+def weight_d_rises(name: str, base: str, other: str) -> str:
+    """The widths where profile ``other``'s summed weight D (layers, mean over groups) is above ``base``'s, and the
+    layer that adds most of the rise; both are --profiles names of the sweep result ``name``."""
+    import dadq
+
+    paths = load(name)["setup"]["more_profiles"]
+    a, b = (dadq.Profile.load(REPO / paths[k]["path"]) for k in (base, other))
+    lines = []
+    for m, bits in enumerate(b.bits):
+        da, db = a.d_w[:, :, m].mean(0), b.d_w[:, :, m].mean(0)
+        if db.sum() > da.sum():
+            li = int(np.argmax(db - da))
+            lines.append(f"- at {bits} bits: {db.sum() / da.sum():.2f}× {base}'s; `{b.layer_names[li]}` adds "
+                         f"{(db - da)[li] / (db.sum() - da.sum()):.0%} of the rise "
+                         f"({b.w_numel[li]:,} weights).")
+    return (f"Widths where the {other} profile's summed weight D is above the {base} profile's:\n\n"
+            + ("\n".join(lines) if lines else "- none.") + "\n")
+
+
 def variants_5k() -> str:
     """The 5k rows (sweep_rounding_5k) over the shipped profile's variants (PROFILE_RECIPES): FID and × FP of each,
     with the target of its setting, and each DADQ row against the strong uniform baseline over the same profile."""
@@ -1382,7 +1409,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "calib32_seeds": lambda: profile_against("sweep_calib_seeds_1k", "c32"),
     "calib64": lambda: profile_against("sweep_calib64_1k", "c64"),
     "variants_5k": variants_5k,
-    "weight_grid_5k": lambda: profile_against("sweep_grid_5k", "asym"),
+    "weight_grid_5k": lambda: profile_against("sweep_grid_5k", "asym") + "\n" + weight_d_rises("sweep_grid_5k", "c32", "asym"),
     "bits10": lambda: profile_against("sweep_bits10_1k", "b10") + "\n" + largest_activation_d("c32"),
     "group_weight_powers_fashion": lambda: group_weight_powers("sweep_rounding_fashion_1k"), "levers_5k": levers_5k, "rounding_1k": rounding_1k,
     "rounding_1k_fashion": rounding_1k_fashion,

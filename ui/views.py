@@ -13,6 +13,7 @@ from dadq import plots
 from dadq.allocate import lambda_range, uniform_shortfall
 from dadq.profile import most_group_dependent_layer, most_sensitive_layer
 from dadq.features import IMAGE_SHAPE as FID_IMAGE_SHAPE
+from dadq.quant import grid_of
 from dadq.metrics import FID_LABEL
 
 from .state import STATE, default_budget
@@ -56,7 +57,7 @@ def settings_text(settings: dict) -> str:
     (``Profile.settings`` / ``Allocation.settings``)."""
     bias = "on" if settings.get("bias_correction") else "off"
     return (f"rounding {settings.get('rounding', 'rtn')} · bias correction {bias} · "
-            f"weight grid {settings.get('weight_grid', 'symmetric')} · metric {settings.get('metric', '?')}")
+            f"weight grid {grid_of(settings)} · metric {settings.get('metric', '?')}")
 
 
 def fid_note() -> str:
