@@ -6,22 +6,37 @@
 Weights stay at full precision; every layer's input is quantized to 8 bits (uniform, per-tensor ranges per
 group from the profile), the model input x_t kept at full precision (``fp_input``), as in the W4A8 rows. The
 model is sampled with those activations quantized in every group, only in the low-noise half, only in the
-high-noise half, and in every group but with the timestep-embedding path (``time_layers``) at full precision;
-FP from the same sampler and seed beside them. At W4A8 the activations cost FID that the profile's per-step D
+high-noise half, in every group but with the timestep-embedding path (``time_layers``) at full precision, in every
+group with every range at the calibration min/max (no clipping), and in every group but with the layers the
+profile prices highest at 8 bits in the high-noise half (``sensitive_layers``) at full precision; FP from the same
+sampler and seed beside them. Rows of an earlier run of the same setup are reused (``previous_rows``). At W4A8 the activations cost FID that the profile's per-step D
 does not show (docs/results.md, "Candidate bits up to 10"); this asks where it goes.
 """
 from __future__ import annotations
 
 from benchmarks.common import EXPERIMENT_RESULTS, command_line, machine_facts, print_table, sampling_experiment, write_result
-from experiments.group_halves import fid_rows, halves
+from experiments.group_halves import fid_rows, halves, previous_rows
 
 NAME = "activation_cost"
 BITS = 8  # activation bits of every quantized input
+SENSITIVE = 2  # layers at full precision in the sensitive-layers row
 
 
 def time_layers(names: list[str]) -> tuple[str, ...]:
     """The layers that read the timestep embedding: its MLP and every ResNet's projection of it."""
     return tuple(n for n in names if n.startswith("time_embedding.") or n.endswith(".time_emb_proj"))
+
+
+def sensitive_layers(prof, bits: int = BITS, count: int = SENSITIVE) -> tuple[str, ...]:
+    """The ``count`` layers with the largest activation D at ``bits`` summed over the high-noise half of the groups
+    (the layers that read the model input aside: it stays at full precision), largest first."""
+    import numpy as np
+    from dadq.models import INPUT_LAYERS
+
+    m = list(prof.bits).index(bits)
+    d = prof.d_a[prof.num_groups // 2:, :, m].sum(0)
+    order = [li for li in np.argsort(-d) if prof.layer_names[li] not in INPUT_LAYERS]
+    return tuple(prof.layer_names[li] for li in order[:count])
 
 
 def main(argv=None) -> int:
@@ -31,15 +46,22 @@ def main(argv=None) -> int:
     alloc = dadq.allocate(prof, budget=BITS, target="a", method="uniform", fp_input=True)
     G = prof.num_groups
     fp_time = time_layers(prof.layer_names)
+    sensitive = sensitive_layers(prof)
+    every = list(range(G))
+    setup = {"n": args.n, "steps": args.steps, "seed": args.seed, "groups": G, "bits": BITS,
+             "time_layers": list(fp_time), "sensitive_layers": list(sensitive), "profile_settings": prof.settings(),
+             "fingerprint": prof.fingerprint}
+    from benchmarks.common import result_path
+
     rows = fid_rows(dadq, model, prof, alloc, args,
-                    halves(G) + [("every group, timestep embedding at FP", list(range(G)), fp_time)])
+                    halves(G) + [("every group, timestep embedding at FP", every, fp_time),
+                                 ("every group, ranges at the calibration min/max", every, (), True),
+                                 (f"every group, {' and '.join(sensitive)} at FP", every, sensitive)],
+                    previous=previous_rows(result_path(NAME, args.out, EXPERIMENT_RESULTS), setup))
     print_table(["row", "FID"], [[r["row"], r["fid"]] for r in rows],
                 title=f"A {BITS}, weights FP, x_t FP: {args.n} samples, DDIM-{args.steps}, seed {args.seed}")
     write_result(NAME, {"benchmark": NAME, "command": command_line(NAME, "experiments"), "machine": machine_facts(),
-                        "setup": {"n": args.n, "steps": args.steps, "seed": args.seed, "groups": G, "bits": BITS,
-                                  "time_layers": list(fp_time), "profile_settings": prof.settings(),
-                                  "fingerprint": prof.fingerprint},
-                        "rows": rows}, args.out, EXPERIMENT_RESULTS)
+                        "setup": setup, "rows": rows}, args.out, EXPERIMENT_RESULTS)
     return 0
 
 

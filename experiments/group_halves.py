@@ -18,9 +18,10 @@ NAME = "group_halves"
 BUDGET = 4.0  # average weight bits of the allocation
 
 
-def quantize_only(dadq, model, prof, alloc, groups: list[int], fp_layers=()):
+def quantize_only(dadq, model, prof, alloc, groups: list[int], fp_layers=(), minmax: bool = False):
     """``alloc``'s quantized model with every layer at full precision outside ``groups``, and the layers named in
-    ``fp_layers`` at full precision in every group."""
+    ``fp_layers`` at full precision in every group. minmax: every activation range is the calibration min/max of
+    the layer's input (``Profile.act_minmax``) instead of the profile's clipped range."""
     from dadq.bitwidths import FP_BITS
 
     q = dadq.quantize(model, prof, alloc)
@@ -28,21 +29,45 @@ def quantize_only(dadq, model, prof, alloc, groups: list[int], fp_layers=()):
         keep = set() if name in fp_layers else set(groups)
         ql.w_bits = [b if g in keep else FP_BITS for g, b in enumerate(ql.w_bits)]
         ql.a_bits = [b if g in keep else FP_BITS for g, b in enumerate(ql.a_bits)]
+        if minmax:
+            li = prof.layer_names.index(name)
+            ql.a_range = [tuple(float(v) for v in prof.act_minmax[g, li]) for g in range(prof.num_groups)]
     return q
 
 
-def fid_rows(dadq, model, prof, alloc, args, variants) -> list[dict]:
-    """FID of FP and of ``alloc`` quantized per variant, (label, groups, fp_layers) each, all from the same
-    sampler and seed (``args``: n, steps, seed)."""
+def fid_rows(dadq, model, prof, alloc, args, variants, previous: dict | None = None) -> list[dict]:
+    """FID of FP and of ``alloc`` quantized per variant, (label, groups, fp_layers[, minmax]) each, all from the
+    same sampler and seed (``args``: n, steps, seed). previous: {label: row} of an earlier run of the same setup,
+    reused instead of sampled again (``previous_rows``)."""
     from dadq.metrics import dataset_reference
 
     ref = dataset_reference("mnist")
     rows = []
-    for label, groups, fp_layers in [("FP", None, ())] + list(variants):
-        m = model if groups is None else quantize_only(dadq, model, prof, alloc, groups, fp_layers)
-        x = dadq.sample(m, n=args.n, steps=args.steps, seed=args.seed, batch_size=SAMPLE_BATCH, desc=label[:40])
-        rows.append({"row": label, "groups": groups, "fp_layers": list(fp_layers), "fid": dadq.fid(x, reference=ref)})
+    for label, groups, fp_layers, *minmax in [("FP", None, ())] + list(variants):
+        minmax = bool(minmax and minmax[0])
+        row = (previous or {}).get(label)
+        if row is None:
+            m = model if groups is None else quantize_only(dadq, model, prof, alloc, groups, fp_layers, minmax)
+            x = dadq.sample(m, n=args.n, steps=args.steps, seed=args.seed, batch_size=SAMPLE_BATCH, desc=label[:40])
+            row = {"row": label, "groups": groups, "fp_layers": list(fp_layers), "fid": dadq.fid(x, reference=ref)}
+            if minmax:
+                row["ranges"] = "calibration min/max"
+        rows.append(row)
     return rows
+
+
+def previous_rows(path, setup: dict, keys=("n", "steps", "seed", "fingerprint")) -> dict:
+    """{label: row} of the result at ``path`` when its setup has the same ``keys`` as ``setup`` (samples, sampler,
+    seed, profile), else {}: rows a rerun with more variants need not sample again."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    same = all(old.get("setup", {}).get(k) == setup.get(k) for k in keys)
+    return {r["row"]: r for r in old["rows"]} if same else {}
 
 
 def halves(num_groups: int) -> list[tuple[str, list[int], tuple]]:

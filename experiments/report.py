@@ -650,6 +650,9 @@ def group_halves(name: str = "group_halves") -> str:
         what = (f"Weights at full precision, every layer's input at {st['bits']} bits (uniform, the shipped profile's "
                 f"ranges), the model input x_t at full precision. Timestep-embedding path: the timestep MLP and every ResNet's "
                 f"`time_emb_proj`, {len(st['time_layers'])} layers.")
+        if st.get("sensitive_layers"):
+            what += (f" The {len(st['sensitive_layers'])} layers at FP in the last row are those with the largest "
+                     f"{st['bits']}-bit activation D summed over the high-noise groups.")
         head = "activations quantized in"
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
             f"{what} The layers of the groups not named run at full precision. {st['n']:,} samples, "
