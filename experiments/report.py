@@ -1412,6 +1412,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "calib32_seeds": lambda: profile_against("sweep_calib_seeds_1k", "c32"),
     "calib64": lambda: profile_against("sweep_calib64_1k", "c64"),
     "variants_5k": variants_5k,
+    "weight_grid_1k": lambda: profile_against("sweep_grid_1k", "asym"),
     "weight_grid_5k": lambda: profile_against("sweep_grid_5k", "asym") + "\n" + weight_d_rises("sweep_grid_5k", "c32", "asym"),
     "bits10": lambda: profile_against("sweep_bits10_1k", "b10") + "\n" + largest_activation_d("c32"),
     "group_weight_powers_fashion": lambda: group_weight_powers("sweep_rounding_fashion_1k"), "levers_5k": levers_5k, "rounding_1k": rounding_1k,
