@@ -7,7 +7,8 @@ Weights stay at full precision; every layer's input is quantized to 8 bits (unif
 group from the profile), the model input x_t kept at full precision (``fp_input``), as in the W4A8 rows. The
 model is sampled with those activations quantized in every group, only in the low-noise half, only in the
 high-noise half, in every group but with the timestep-embedding path (``time_layers``) at full precision, in every
-group with every range at the calibration min/max (no clipping), and in every group but with the layers the
+group with every range at the calibration min/max (no clipping, ``minmax_ranges``), in every group with every
+input channel scaled to the same calibration max (``channel_scales``), and in every group but with the layers the
 profile prices highest at 8 bits in the high-noise half (``sensitive_layers``) at full precision; FP from the same
 sampler and seed beside them. Rows of an earlier run of the same setup are reused (``previous_rows``). At W4A8 the activations cost FID that the profile's per-step D
 does not show (docs/results.md, "Candidate bits up to 10"); this asks where it goes.
@@ -39,6 +40,60 @@ def sensitive_layers(prof, bits: int = BITS, count: int = SENSITIVE) -> tuple[st
     return tuple(prof.layer_names[li] for li in order[:count])
 
 
+def minmax_ranges(q, prof) -> None:
+    """Every activation range of ``q`` set to its layer's calibration min/max per group (``Profile.act_minmax``):
+    no clipping of what the calibration saw."""
+    for li, name in enumerate(prof.layer_names):
+        q.unet.layers[name].a_range = [tuple(float(v) for v in prof.act_minmax[g, li]) for g in range(prof.num_groups)]
+
+
+def channel_scales(q, prof, bits: int = BITS) -> None:
+    """Every quantized input of ``q`` divided per channel by that channel's calibration max |x| (pooled over the
+    groups) before its per-tensor quantization, and multiplied back after. Folded into the next layer's weights
+    this is SmoothQuant's migration with alpha 1; with full-precision weights it is exact, so the row bounds what
+    per-channel activation scales can buy. The range per group: ``activation_range`` on the scaled calibration inputs."""
+    import torch
+    from dadq.quant import activation_range, fake_quant_activation
+
+    G = prof.num_groups
+    seen: dict = {}
+    layers = q.unet.layers
+
+    def channel_dim(ql, x):
+        return 1 if ql.is_conv else x.ndim - 1
+
+    def hook(name):
+        def pre(module, args):
+            seen.setdefault(name, []).append(args[0].detach())
+        return pre
+
+    fp = q.unet.fp_unet
+    handles = [fp.get_submodule(n).register_forward_pre_hook(hook(n)) for n in layers]
+    per_group = []
+    try:
+        with torch.no_grad():
+            for g in range(G):
+                seen.clear()
+                fp(torch.as_tensor(prof.calib_x[g]), torch.as_tensor(prof.calib_t[g]))
+                per_group.append({n: torch.cat(v) for n, v in seen.items()})
+    finally:
+        for h in handles:
+            h.remove()
+    for name, ql in layers.items():
+        d = channel_dim(ql, per_group[0][name])
+        dims = [i for i in range(per_group[0][name].ndim) if i != d]
+        scale = torch.stack([x[name].abs().amax(dim=dims) for x in per_group]).amax(0).clamp_min(1e-8)
+        shape = [1] * per_group[0][name].ndim
+        shape[d] = -1
+        scale = scale.view(shape)
+        ranges = [activation_range(per_group[g][name] / scale, bits) for g in range(G)]
+
+        def quantize_input(x, b, g, scale=scale, ranges=ranges):
+            lo, hi = ranges[g]
+            return fake_quant_activation(x / scale, lo, hi, b) * scale
+        ql.quantize_input = quantize_input
+
+
 def main(argv=None) -> int:
     import dadq
 
@@ -55,7 +110,9 @@ def main(argv=None) -> int:
 
     rows = fid_rows(dadq, model, prof, alloc, args,
                     halves(G) + [("every group, timestep embedding at FP", every, fp_time),
-                                 ("every group, ranges at the calibration min/max", every, (), True),
+                                 ("every group, ranges at the calibration min/max", every, (), minmax_ranges),
+                                 ("every group, every input channel scaled to the same calibration max", every, (),
+                                  channel_scales),
                                  (f"every group, {' and '.join(sensitive)} at FP", every, sensitive)],
                     previous=previous_rows(result_path(NAME, args.out, EXPERIMENT_RESULTS), setup))
     print_table(["row", "FID"], [[r["row"], r["fid"]] for r in rows],

@@ -18,10 +18,9 @@ NAME = "group_halves"
 BUDGET = 4.0  # average weight bits of the allocation
 
 
-def quantize_only(dadq, model, prof, alloc, groups: list[int], fp_layers=(), minmax: bool = False):
+def quantize_only(dadq, model, prof, alloc, groups: list[int], fp_layers=()):
     """``alloc``'s quantized model with every layer at full precision outside ``groups``, and the layers named in
-    ``fp_layers`` at full precision in every group. minmax: every activation range is the calibration min/max of
-    the layer's input (``Profile.act_minmax``) instead of the profile's clipped range."""
+    ``fp_layers`` at full precision in every group."""
     from dadq.bitwidths import FP_BITS
 
     q = dadq.quantize(model, prof, alloc)
@@ -29,29 +28,29 @@ def quantize_only(dadq, model, prof, alloc, groups: list[int], fp_layers=(), min
         keep = set() if name in fp_layers else set(groups)
         ql.w_bits = [b if g in keep else FP_BITS for g, b in enumerate(ql.w_bits)]
         ql.a_bits = [b if g in keep else FP_BITS for g, b in enumerate(ql.a_bits)]
-        if minmax:
-            li = prof.layer_names.index(name)
-            ql.a_range = [tuple(float(v) for v in prof.act_minmax[g, li]) for g in range(prof.num_groups)]
     return q
 
 
 def fid_rows(dadq, model, prof, alloc, args, variants, previous: dict | None = None) -> list[dict]:
-    """FID of FP and of ``alloc`` quantized per variant, (label, groups, fp_layers[, minmax]) each, all from the
-    same sampler and seed (``args``: n, steps, seed). previous: {label: row} of an earlier run of the same setup,
-    reused instead of sampled again (``previous_rows``)."""
+    """FID of FP and of ``alloc`` quantized per variant, (label, groups, fp_layers[, adjust]) each, all from the
+    same sampler and seed (``args``: n, steps, seed). adjust(q, prof): changes the quantized model further (its
+    name is kept in the row). previous: {label: row} of an earlier run of the same setup, reused instead of
+    sampled again (``previous_rows``)."""
     from dadq.metrics import dataset_reference
 
     ref = dataset_reference("mnist")
     rows = []
-    for label, groups, fp_layers, *minmax in [("FP", None, ())] + list(variants):
-        minmax = bool(minmax and minmax[0])
+    for label, groups, fp_layers, *adjust in [("FP", None, ())] + list(variants):
+        adjust = adjust[0] if adjust else None
         row = (previous or {}).get(label)
         if row is None:
-            m = model if groups is None else quantize_only(dadq, model, prof, alloc, groups, fp_layers, minmax)
+            m = model if groups is None else quantize_only(dadq, model, prof, alloc, groups, fp_layers)
+            if adjust is not None:
+                adjust(m, prof)
             x = dadq.sample(m, n=args.n, steps=args.steps, seed=args.seed, batch_size=SAMPLE_BATCH, desc=label[:40])
             row = {"row": label, "groups": groups, "fp_layers": list(fp_layers), "fid": dadq.fid(x, reference=ref)}
-            if minmax:
-                row["ranges"] = "calibration min/max"
+            if adjust is not None:
+                row["adjust"] = adjust.__name__
         rows.append(row)
     return rows
 
