@@ -10,12 +10,14 @@ high-noise half, in every group but with the timestep-embedding path (``time_lay
 group with every range at the calibration min/max (no clipping, ``minmax_ranges``), in every group with every
 input channel scaled to the same calibration max (``channel_scales``), and in every group but with the layers the
 profile prices highest at 8 bits in the high-noise half (``sensitive_layers``) at full precision; FP from the same
-sampler and seed beside them. Rows of an earlier run of the same setup are reused (``previous_rows``). At W4A8 the activations cost FID that the profile's per-step D
-does not show (docs/results.md, "Candidate bits up to 10"); this asks where it goes.
+sampler and seed beside them. Rows of an earlier run of the same setup are reused (``previous_rows``). At W4A8 the
+activations cost FID that the profile's per-step D does not show (docs/results.md, "Candidate bits up to 10"); this
+asks where it goes.
 """
 from __future__ import annotations
 
-from benchmarks.common import EXPERIMENT_RESULTS, command_line, machine_facts, print_table, sampling_experiment, write_result
+from benchmarks.common import (EXPERIMENT_RESULTS, command_line, machine_facts, print_table, result_path,
+                               sampling_experiment, write_result)
 from experiments.group_halves import fid_rows, halves, previous_rows
 
 NAME = "activation_cost"
@@ -53,40 +55,19 @@ def channel_scales(q, prof, bits: int = BITS) -> None:
     this is SmoothQuant's migration with alpha 1; with full-precision weights it is exact, so the row bounds what
     per-channel activation scales can buy. The range per group: ``activation_range`` on the scaled calibration inputs."""
     import torch
+    from dadq.calibrate import layer_inputs
     from dadq.quant import activation_range, fake_quant_activation
 
-    G = prof.num_groups
-    seen: dict = {}
     layers = q.unet.layers
-
-    def channel_dim(ql, x):
-        return 1 if ql.is_conv else x.ndim - 1
-
-    def hook(name):
-        def pre(module, args):
-            seen.setdefault(name, []).append(args[0].detach())
-        return pre
-
-    fp = q.unet.fp_unet
-    handles = [fp.get_submodule(n).register_forward_pre_hook(hook(n)) for n in layers]
-    per_group = []
-    try:
-        with torch.no_grad():
-            for g in range(G):
-                seen.clear()
-                fp(torch.as_tensor(prof.calib_x[g]), torch.as_tensor(prof.calib_t[g]))
-                per_group.append({n: torch.cat(v) for n, v in seen.items()})
-    finally:
-        for h in handles:
-            h.remove()
+    inputs = layer_inputs(q.unet.fp_unet, list(layers), torch.as_tensor(prof.calib_x), torch.as_tensor(prof.calib_t))
     for name, ql in layers.items():
-        d = channel_dim(ql, per_group[0][name])
-        dims = [i for i in range(per_group[0][name].ndim) if i != d]
-        scale = torch.stack([x[name].abs().amax(dim=dims) for x in per_group]).amax(0).clamp_min(1e-8)
-        shape = [1] * per_group[0][name].ndim
+        per_group = inputs[name]
+        d = 1 if ql.is_conv else per_group[0].ndim - 1  # the channel dimension
+        dims = [i for i in range(per_group[0].ndim) if i != d]
+        shape = [1] * per_group[0].ndim
         shape[d] = -1
-        scale = scale.view(shape)
-        ranges = [activation_range(per_group[g][name] / scale, bits) for g in range(G)]
+        scale = torch.stack([x.abs().amax(dim=dims) for x in per_group]).amax(0).clamp_min(1e-8).view(shape)
+        ranges = [activation_range(x / scale, bits) for x in per_group]
 
         def quantize_input(x, b, g, scale=scale, ranges=ranges):
             lo, hi = ranges[g]
@@ -106,8 +87,6 @@ def main(argv=None) -> int:
     setup = {"n": args.n, "steps": args.steps, "seed": args.seed, "groups": G, "bits": BITS,
              "time_layers": list(fp_time), "sensitive_layers": list(sensitive), "profile_settings": prof.settings(),
              "fingerprint": prof.fingerprint}
-    from benchmarks.common import result_path
-
     rows = fid_rows(dadq, model, prof, alloc, args,
                     halves(G) + [("every group, timestep embedding at FP", every, fp_time),
                                  ("every group, ranges at the calibration min/max", every, (), minmax_ranges),
