@@ -88,6 +88,7 @@ def machine_facts() -> dict:
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_model": _cpu_model(),
         "cuda_available": bool(torch.cuda.is_available()),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
@@ -268,13 +269,14 @@ def render_png(fig, width: int, height: int) -> bytes:
 
 # --- models and profiles ---------------------------------------------------------------------------
 
-def load_model(which: str = "default"):
-    """'default' (the shipped MNIST DDPM) or 'random' (the same architecture, random seeded weights)."""
+def load_model(which: str = "default", device: str | None = None):
+    """'default' (the shipped MNIST DDPM) or 'random' (the same architecture, random seeded weights), on
+    ``device`` (default: the CPU)."""
     import dadq
 
     if which == "random":
-        return dadq.load_model(dict(dadq.models.DEFAULT_UNET_CONFIG))
-    return dadq.load_model(which)
+        return dadq.load_model(dict(dadq.models.DEFAULT_UNET_CONFIG), device=device)
+    return dadq.load_model(which, device=device)
 
 
 def wait_for(path: Path, timeout_s: float, poll_s: float = 20.0) -> bool:

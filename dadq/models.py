@@ -31,6 +31,15 @@ DEFAULT_UNET_CONFIG = dict(
     norm_num_groups=8,
     attention_head_dim=32,
 )
+# google/ddpm-cifar10-32's unet/config.json (35.7 M parameters, 3x32x32): the architecture the PTQ papers report on.
+CIFAR10_DDPM_CONFIG = dict(
+    sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
+    block_out_channels=(128, 256, 256, 256),
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    act_fn="silu", attention_head_dim=None, norm_eps=1e-6, norm_num_groups=32, center_input_sample=False,
+    downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, mid_block_scale_factor=1, time_embedding_type="positional",
+)
 QUANTIZABLE = (nn.Conv2d, nn.Linear)
 # The quantizable layers that read the model input x_t itself: a diffusers UNet's conv_in, a DiT's patch
 # embedding. ``allocate(fp_input=True)`` keeps their input activations at full precision.

@@ -76,6 +76,19 @@ QUICK_METHODS = ("lagrangian", "exact", "uniform")
 # Images per sampling batch. DDIM at eta 0 gives the same images at any batch (up to float rounding); smaller
 # batches keep a layer's activations in the CPU's cache, where the fake quantization passes over them.
 SAMPLE_BATCH = 64
+
+
+def sample_batch(sw) -> int:
+    """Samples per batch: --sample-batch (a GPU takes thousands at once), else SAMPLE_BATCH. DDIM with eta 0
+    draws all its noise up front, so the images do not depend on it."""
+    return getattr(sw.args, "sample_batch", None) or SAMPLE_BATCH
+
+
+def device_key(sw) -> tuple[str, ...]:
+    """The device in a cell key, for cells sampled off the CPU: float rounding differs between devices, so a
+    GPU's FID never stands in for a CPU one. Empty on the CPU, which keeps every earlier key valid."""
+    dev = sw.model.device.type
+    return () if dev == "cpu" else (f"device={dev}",)
 QUICK_ABLATION_G = (1, 2, 10)
 QUICK_ABLATION_BUDGETS = (4.0,)
 QUICK_LIMIT_S = 600.0
@@ -106,18 +119,24 @@ class Sweep:
         earlier slice of the same cache drew them), or drawn now and stored there."""
         key = (n, steps, seed)
         if key not in self._fp:
-            path = None if self.fp_dir is None else (
-                self.fp_dir / f"fp_{self.model.fingerprint()[:12]}_n{n}_ddim{steps}_seed{seed}.safetensors")
+            path = self.fp_path(n, steps, seed)
             if path is not None and path.exists():
                 from safetensors.torch import load_file
 
                 self._fp[key] = load_file(path)["images"]
             else:
                 self._fp[key] = self.dadq.sample(self.model, n=n, steps=steps, seed=seed, desc="FP sampling",
-                                                batch_size=SAMPLE_BATCH)
+                                                batch_size=sample_batch(self))
                 if path is not None:
                     self.store_fp(path, self._fp[key])
         return self._fp[key]
+
+    def fp_path(self, n, steps, seed) -> Path | None:
+        """Where FP samples (n, DDIM-``steps``, ``seed``) of this model on this device are kept; None: nowhere."""
+        if self.fp_dir is None:
+            return None
+        dev = "".join(f"_{k.partition('=')[2]}" for k in device_key(self))
+        return self.fp_dir / f"fp_{self.model.fingerprint()[:12]}{dev}_n{n}_ddim{steps}_seed{seed}.safetensors"
 
     @staticmethod
     def store_fp(path: Path, images: torch.Tensor) -> None:
@@ -135,7 +154,7 @@ class Sweep:
 
         fp = self.fp_images(n, steps, seed)
         q = self._q_last = self.dadq.sample(qmodel, n=n, steps=steps, seed=seed, desc="quantized sampling",
-                                            batch_size=SAMPLE_BATCH)
+                                            batch_size=sample_batch(self))
         psnr, ssim = paired_psnr_ssim(fp, q)
         fin = psnr[np.isfinite(psnr)]
         return {"paired_ssim_mean": float(ssim.mean()), "paired_ssim_std": float(ssim.std()),
@@ -334,7 +353,7 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
     paired = getattr(sw.args, "fid_paired", False)
     stopped = None  # past the deadline, rows already in the cache are still collected; the first miss is re-raised
     for seed in seeds:
-        where = f"ref={ref_id}", f"n{n}", f"ddim{steps}", f"seed{seed}"
+        where = f"ref={ref_id}", f"n{n}", f"ddim{steps}", f"seed{seed}", *device_key(sw)
         fp_key = CellCache.key("fid-fp", model_fp, *where)
         fp_row, quantized = None, []
         try:
@@ -414,13 +433,13 @@ def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, referen
         ev = sw.paired(model, n, steps, seed)
         x = sw._q_last
     else:
-        x = sw.dadq.sample(model, n=n, steps=steps, seed=seed, desc=desc, batch_size=SAMPLE_BATCH)
+        x = sw.dadq.sample(model, n=n, steps=steps, seed=seed, desc=desc, batch_size=sample_batch(sw))
     if keep_fp and (n, steps, seed) not in sw._fp:
         sw._fp[(n, steps, seed)] = x
         if sw.fp_dir is not None:
-            sw.store_fp(sw.fp_dir / f"fp_{sw.model.fingerprint()[:12]}_n{n}_ddim{steps}_seed{seed}.safetensors", x)
+            sw.store_fp(sw.fp_path(n, steps, seed), x)
     row = {**row, "fid": sw.dadq.fid(x, reference=reference), "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}",
-           "seed": seed, "seconds": time.perf_counter() - t0, **(ev if paired_with else {})}
+           "seed": seed, "device": sw.model.device.type, "seconds": time.perf_counter() - t0, **(ev if paired_with else {})}
     sw.cache.put(key, row)
     return row
 
@@ -841,6 +860,8 @@ def main(argv=None) -> int:
                         "profile_rtn.safetensors); a config names one as an option: w:4:exact:rtn")
     p.add_argument("--fid-paired", action="store_true",
                    help="each quantized FID row also scores paired SSIM/PSNR against the FP samples of the same noise")
+    p.add_argument("--device", default="cpu", help="where the model samples, e.g. cuda (its FID cells are keyed apart)")
+    p.add_argument("--sample-batch", type=int, default=None, help=f"samples per batch (default {SAMPLE_BATCH})")
     p.add_argument("--name", default=None, help="result name (default sweep / sweep_quick; e.g. sweep_fashion)")
     p.add_argument("--ablation-calib", type=int, default=None, help="calib/group of the ablation profiles (quick 4, full 16)")
     p.add_argument("--ablation-mode", default=None, help="mode of the ablation profiles (quick fast, full exact)")
@@ -879,7 +900,7 @@ def main(argv=None) -> int:
         lines.append(msg)
         print(msg, flush=True)
 
-    model = load_model(args.model)
+    model = load_model(args.model, device=args.device)
     prof = get_profile(model, args.model, args.profile, args.wait)
     cache_path = None if args.no_cache else (args.cache or (None if quick else out_json.with_suffix(".cells.json")))
     profile_dir = None if cache_path is None else out_json.parent / "profiles" / name

@@ -6,18 +6,10 @@ import pytest
 import torch
 
 import dadq
-from dadq.models import quantizable_layers
+from dadq.models import CIFAR10_DDPM_CONFIG, quantizable_layers
 
 from .conftest import TINY
 
-CIFAR10_DDPM = dict(  # google/ddpm-cifar10-32's unet/config.json
-    sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
-    block_out_channels=(128, 256, 256, 256),
-    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-    act_fn="silu", attention_head_dim=None, norm_eps=1e-6, norm_num_groups=32, center_input_sample=False,
-    downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, mid_block_scale_factor=1, time_embedding_type="positional",
-)
 
 
 def _save_pipeline(model, folder):
@@ -64,7 +56,7 @@ def test_bad_sources():
 
 def test_cifar10_ddpm_architecture_profiles_on_a_subset():
     torch.manual_seed(0)
-    model = dadq.load_model(dict(CIFAR10_DDPM), seed=0)
+    model = dadq.load_model(dict(CIFAR10_DDPM_CONFIG), seed=0)
     n_params = sum(p.numel() for p in model.unet.parameters())
     assert abs(n_params - 35.7e6) < 0.1e6
     assert len(quantizable_layers(model.unet)) == 113
