@@ -87,7 +87,7 @@ def sample_batch(sw) -> int:
 def device_key(sw) -> tuple[str, ...]:
     """The device in a cell key, for cells sampled off the CPU: float rounding differs between devices, so a
     GPU's FID never stands in for a CPU one. Empty on the CPU, which keeps every earlier key valid."""
-    dev = sw.model.device.type
+    dev = torch.device(getattr(sw.args, "device", None) or sw.model.device.type).type
     return () if dev == "cpu" else (f"device={dev}",)
 QUICK_ABLATION_G = (1, 2, 10)
 QUICK_ABLATION_BUDGETS = (4.0,)
@@ -439,7 +439,8 @@ def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, referen
         if sw.fp_dir is not None:
             sw.store_fp(sw.fp_path(n, steps, seed), x)
     row = {**row, "fid": sw.dadq.fid(x, reference=reference), "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}",
-           "seed": seed, "device": sw.model.device.type, "seconds": time.perf_counter() - t0, **(ev if paired_with else {})}
+           "seed": seed, "device": sw.model.device.type,
+           **({"gpu": torch.cuda.get_device_name(sw.model.device)} if sw.model.device.type == "cuda" else {}), "seconds": time.perf_counter() - t0, **(ev if paired_with else {})}
     sw.cache.put(key, row)
     return row
 
@@ -900,7 +901,13 @@ def main(argv=None) -> int:
         lines.append(msg)
         print(msg, flush=True)
 
-    model = load_model(args.model, device=args.device)
+    device = args.device
+    if torch.device(device).type == "cuda" and args.max_minutes == 0 and not torch.cuda.is_available():
+        # --max-minutes 0 samples nothing: a result is assembled from the GPU's cells on a machine without one
+        log(f"--device {device} --max-minutes 0 without CUDA here: the model stays on the CPU; cells are read under "
+            f"the {device} key, and nothing is sampled")
+        device = "cpu"
+    model = load_model(args.model, device=device)
     prof = get_profile(model, args.model, args.profile, args.wait)
     cache_path = None if args.no_cache else (args.cache or (None if quick else out_json.with_suffix(".cells.json")))
     profile_dir = None if cache_path is None else out_json.parent / "profiles" / name

@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
-# One GPU lease's checks (a lease is ~10 minutes of one command), run side by side:
-#   1. the CUDA code-path tests (tests/test_cuda.py);
-#   2. 5k-sample FIDs on the default model, seeds 1-3 (experiments.sweep --device cuda): the headline rows
-#      (SWEEP_A) and the variants (SWEEP_B), two processes sharing one cell cache; cells sampled on the GPU
-#      are keyed "device=cuda", apart from the CPU's;
-#   3. the time of a full profile of the CIFAR-10 DDPM architecture (benchmarks.profile_cifar10).
-# What comes back in $OUT: the logs, the cell cache with the new cells merged in, the two sweep results and
-# the CIFAR-10 timing. Usage on the GPU machine, from the repo root (the GPU image lacks diffusers and
+# One GPU lease's checks (a lease is ~10 minutes of one command), in this order:
+#   1. the CUDA code-path tests (tests/test_cuda.py), alone: ~30 s on an H200;
+#   2. the time of a full profile of the CIFAR-10 DDPM architecture (benchmarks.profile_cifar10), alone, cut at
+#      CIFAR_S seconds (its result records how far it got);
+#   3. 5k-sample FIDs on the default model, seeds 1-3 (experiments.sweep --device cuda): the headline rows (SWEEP_A)
+#      and the variants (SWEEP_B), two processes sharing one cell cache, for FID_MIN minutes; cells sampled on the
+#      GPU are keyed "device=cuda", apart from the CPU's. A 5k row took 15-40 s on an H200.
+# What comes back in $OUT: the logs, the cell cache with the new cells merged in, the two sweep results and the
+# CIFAR-10 timing. Merge the cache into experiments/results/ (python -m experiments.cells --merge) and assemble the
+# result on the CPU with the same sweep command and --max-minutes 0. Usage on the GPU machine, from the repo root (the GPU image lacks diffusers and
 # plotly: carry them as wheels in .whl/):
-#   OUT=/tmp/out FID_MIN=6.5 bash scripts/gpu_checks.sh
+#   OUT=/tmp/out CIFAR_S=200 FID_MIN=5 bash scripts/gpu_checks.sh
 set -u
 OUT=${OUT:-/tmp/gpu_out}
-FID_MIN=${FID_MIN:-6.5}
+FID_MIN=${FID_MIN:-5}
+CIFAR_S=${CIFAR_S:-200}
 DEVICE=${DEVICE:-cuda}
 FID_N=${FID_N:-5000}
 FID_STEPS=${FID_STEPS:-50}
 WORK=/tmp/gpu_work
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1
-exec > >(tee -a "$OUT/run.log") 2>&1
+exec 3>&1 >>"$OUT/run.log" 2>&1  # a plain file: bash's wait would also wait on a tee process substitution
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site
@@ -44,17 +47,20 @@ sweep() {  # name configs
   tr '\r' '\n' < "$OUT/$1.log" | grep -a "FID (" | tail -60
 }
 
-echo "== start"
-(timeout 300 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py > "$OUT/test_cuda.log" 2>&1;
- echo "== test_cuda exit $?"; tail -20 "$OUT/test_cuda.log") &
-sweep sweep_gpu_5k "$SWEEP_A" &
+echo "== CUDA tests"
+timeout 150 python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py > "$OUT/test_cuda.log" 2>&1
+echo "== test_cuda exit $?"; tail -12 "$OUT/test_cuda.log"
+
+echo "== CIFAR-10 DDPM profile"
+timeout "$CIFAR_S" python3 -m benchmarks.profile_cifar10 --device "$DEVICE" --threads 8 --recipes rtn \
+  --out "$OUT/profile_cifar10_cuda.json" 2>&1 | tr '\r' '\n' | grep -a "^rtn:\|Error\|error"
+echo "== profile_cifar10 exit ${PIPESTATUS[0]}"
+
+echo "== FIDs"
+sweep sweep_gpu_5k "$SWEEP_A" & a=$!
 sleep 20  # B's FP row comes last: A computes it first
-sweep sweep_gpu_5k_variants "$SWEEP_B" &
-(timeout $(python3 -c "print(int($FID_MIN * 60 + 60))") python3 -m benchmarks.profile_cifar10 --device "$DEVICE" --threads 4 \
-   --note "the GPU was shared with two FID sampling processes and the CUDA tests" --out "$OUT/profile_cifar10_cuda.json" \
-   2>&1 | tr '\r' '\n' | grep -a "^rtn:\|^shipped:\|Error\|error" ;
- echo "== profile_cifar10 exit ${PIPESTATUS[0]}") &
-wait
+sweep sweep_gpu_5k_variants "$SWEEP_B" & b=$!
+wait $a $b
 cp "$CACHE" "$OUT/"
-nvidia-smi --query-gpu=name,memory.used --format=csv,noheader 2>/dev/null
 date
+cat "$OUT/run.log" >&3

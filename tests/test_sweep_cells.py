@@ -240,3 +240,18 @@ def test_gain_option_weights_each_groups_d_by_the_cached_trajectory_gain(tmp_pat
     assert GAIN_SETTINGS["steps"] == 50  # the gain of the sampler the FID rows use (DDIM-50)
     with pytest.raises(SystemExit, match="gainP"):
         fid_configs("w:4:exact:gainx", tiny_profile)
+
+
+def test_cells_sampled_on_a_gpu_are_keyed_apart(tiny_model, tmp_path):
+    """A GPU's FID never stands in for the CPU's: its cells and FP samples carry the device; the CPU's keys are the
+    ones every earlier result was stored under."""
+    from argparse import Namespace
+
+    from experiments.sweep import Sweep, device_key, sample_batch
+
+    cpu = Sweep(Namespace(device="cpu", sample_batch=None), tiny_model, None, CellCache(tmp_path / "c.cells.json"))
+    gpu = Sweep(Namespace(device="cuda", sample_batch=2500), tiny_model, None, CellCache(tmp_path / "c.cells.json"))
+    assert device_key(cpu) == () and device_key(gpu) == ("device=cuda",)
+    assert CellCache.key("fid-fp", "m", *device_key(cpu)) != CellCache.key("fid-fp", "m", *device_key(gpu))
+    assert cpu.fp_path(8, 5, 1) != gpu.fp_path(8, 5, 1) and "_cuda_" in gpu.fp_path(8, 5, 1).name
+    assert sample_batch(cpu) == 64 and sample_batch(gpu) == 2500
