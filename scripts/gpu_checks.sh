@@ -5,7 +5,7 @@
 #      CIFAR_S seconds (its result records how far it got);
 #   3. 5k-sample FIDs on the default model, seeds 1-3 (experiments.sweep --device cuda): the headline rows (SWEEP_A)
 #      and the variants (SWEEP_B), two processes sharing one cell cache, for FID_MIN minutes; cells sampled on the
-#      GPU are keyed "device=cuda", apart from the CPU's. A 5k row took 15-40 s on an H200.
+#      GPU are keyed "device=cuda", apart from the CPU's. A 5k row took 8-44 s on an H200.
 # What comes back in $OUT: the logs, the cell cache with the new cells merged in, the two sweep results and the
 # CIFAR-10 timing. Merge the cache into experiments/results/ (python -m experiments.cells --merge) and assemble the
 # result on the CPU with the same sweep command and --max-minutes 0. Usage on the GPU machine, from the repo root (the GPU image lacks diffusers and
