@@ -42,7 +42,7 @@ def main(argv=None) -> int:
               "note": args.note, "model": {"config": "google/ddpm-cifar10-32 (dadq.models.CIFAR10_DDPM_CONFIG)",
                                            "parameters": sum(t.numel() for t in model.unet.parameters()),
                                            "quantizable_layers": len(quantizable_layers(model.unet))},
-              "settings": {k: v for k, v in settings.items()}, "recipes": {}}
+              "settings": dict(settings), "recipes": {}}
     for recipe in args.recipes.split(","):
         row = result["recipes"][recipe] = {**RECIPES[recipe], "progress": [], "complete": False}
         t0 = time.perf_counter()

@@ -118,6 +118,11 @@ def shared_table(cells: list[dict]) -> str:
     return _table(["cell", "shared weights: SSIM (stored)", "per-group weights", "uniform, per-group"], rows)
 
 
+def _over_fp(by: dict[int, float], fp: dict[int, float]) -> float:
+    """A row's mean FID over its seeds (``by``: {seed: FID}) over the mean FP FID of the same seeds."""
+    return float(np.mean(list(by.values())) / np.mean([fp[s] for s in by]))
+
+
 def fid_table(fid: list[dict], seeds: list[int]) -> str:
     """FID per seed, mean ± std over the seeds done, and mean over the FP FID of the same seeds."""
     fp = {r["seed"]: r["fid"] for r in fid if r["row"] == "FP"}
@@ -126,7 +131,7 @@ def fid_table(fid: list[dict], seeds: list[int]) -> str:
         sel = {r["seed"]: r["fid"] for r in fid if r["row"] == label}
         v = np.array(list(sel.values()))
         spread = f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f} (1 seed)"
-        ratio = "–" if label == "FP" else f"{v.mean() / np.mean([fp[s] for s in sel]):.2f}×"
+        ratio = "–" if label == "FP" else f"{_over_fp(sel, fp):.2f}×"
         rows.append([label] + [f"{sel[s]:.2f}" if s in sel else "–" for s in seeds] + [spread, ratio])
     return _table(["row"] + [f"seed {s}" for s in seeds] + ["mean ± std", "÷ FP (same seeds)"], rows)
 
@@ -1127,6 +1132,12 @@ GPU_5K = "sweep_gpu_5k"
 CPU_5K = ("sweep_fid5k", "sweep_rounding_5k", "sweep_grid_5k")
 
 
+def _dadq_over_strong_curves(label: str, key: str) -> bool:
+    """A DADQ row of setting ``key`` over a GPTQ + bias profile: "<key> exact G=10 <profile> ..."; the plain
+    "<key> exact G=10" row is over round-to-nearest curves."""
+    return label.startswith(f"{key} exact G=10 ")
+
+
 def gpu_5k() -> str:
     """The 5k rows sampled on a GPU (GPU_5K): FID per seed, the CPU's seed-1 FID of the same row where it ran, × FP of
     the same seeds on seed 1 and over the seeds done, and issue 18's target on both; then how far GPU and CPU agree."""
@@ -1146,9 +1157,9 @@ def gpu_5k() -> str:
             table.append([label, *(f"{by[s]:.2f}" if s in by else "–" for s in seeds), _f(cpu.get(label), 2), "–", "–", "–"])
             continue
         first = by[1] / fp[1] if 1 in by else None
-        mean = float(np.mean(list(by.values())) / np.mean([fp[s] for s in by]))
+        mean = _over_fp(by, fp)
         key = next(k for k in goals if label.startswith(k + " "))
-        ours = " exact " in label and label != f"{key} exact G=10"  # DADQ over the strong quantizer's curves
+        ours = _dadq_over_strong_curves(label, key)
         goal = goals[key]
         target = (f"≤ {goal:g}×: seed 1 {OK[first <= goal]}, mean {OK[mean <= goal]}" if ours and first is not None
                   else f"≤ {goal:g}×")
@@ -1175,13 +1186,12 @@ def gpu_headline() -> str:
     fp = by_label["FP"]
     table = []
     for key, _, tname, goal in ROUNDING_SETTINGS:
-        ours = {label: by for label, by in by_label.items()
-                if label.startswith(f"{key} exact G=10 ") and 1 in by}  # "exact G=10" alone is over RTN curves
+        ours = {label: by for label, by in by_label.items() if _dadq_over_strong_curves(label, key) and 1 in by}
         if not ours:
             continue
         label = min(ours, key=lambda k: ours[k][1] / fp[1])
         by = ours[label]
-        mean = float(np.mean(list(by.values())) / np.mean([fp[s] for s in by]))
+        mean = _over_fp(by, fp)
         profile = label.split(" G=10 ")[1].split(" ")[0]
         u = by_label.get(f"{key} uniform G=10 {profile} ends@8" + (FP_INPUT if FP_INPUT in label else ""), {}).get(1)
         table.append([tname, label, f"{by[1] / fp[1]:.3f}× {OK[by[1] / fp[1] <= goal]}",
@@ -1197,10 +1207,17 @@ def gpu_headline() -> str:
 def profile_cifar10() -> str:
     """How long a full profile of the CIFAR-10 DDPM architecture took on a GPU (benchmarks.profile_cifar10), or how far
     it got: its progress is recorded at each tenth, so a run cut short still gives a pace."""
+    import inspect
+
+    import dadq
     from benchmarks.profile_cifar10 import RECIPES
 
     b = bench("profile_cifar10_cuda")
     m = b["model"]
+    # a full run passes no settings: dadq.profile's defaults
+    st = {k: b["settings"].get(k, v.default) for k, v in inspect.signature(dadq.profile).parameters.items()
+          if k in ("groups", "bits", "calib_per_group", "mode")}
+    bits = list(st["bits"])
     rows = []
     for recipe in RECIPES:
         x = b["recipes"].get(recipe)
@@ -1215,8 +1232,8 @@ def profile_cifar10() -> str:
                                  f"the whole takes about {t / frac:.0f} s"])
     return (f"`{_cmd(b['command'])}` → `benchmarks/results/profile_cifar10_cuda.json`, on {b['machine'].get('gpu')} "
             f"(torch {b['machine']['torch']}): google/ddpm-cifar10-32's architecture, {m['parameters'] / 1e6:.1f} M "
-            f"parameters, {m['quantizable_layers']} quantizable layers, random weights; G=10, bits 2–8, 16 calibration "
-            f"samples per group, exact mode, weights and activations." + (f" Note: {b['note']}." if b.get("note") else "")
+            f"parameters, {m['quantizable_layers']} quantizable layers, random weights; G={st['groups']}, bits {bits[0]}–{bits[-1]}, "
+            f"{st['calib_per_group']} calibration samples per group, {st['mode']} mode, weights and activations." + (f" Note: {b['note']}." if b.get("note") else "")
             + "\n\n" + _table(["recipe", "profile time"], rows) + "\n")
 
 

@@ -76,6 +76,9 @@ QUICK_METHODS = ("lagrangian", "exact", "uniform")
 # Images per sampling batch. DDIM at eta 0 gives the same images at any batch (up to float rounding); smaller
 # batches keep a layer's activations in the CPU's cache, where the fake quantization passes over them.
 SAMPLE_BATCH = 64
+QUICK_ABLATION_G = (1, 2, 10)
+QUICK_ABLATION_BUDGETS = (4.0,)
+QUICK_LIMIT_S = 600.0
 
 
 def sample_batch(sw) -> int:
@@ -89,9 +92,6 @@ def device_key(sw) -> tuple[str, ...]:
     GPU's FID never stands in for a CPU one. Empty on the CPU, which keeps every earlier key valid."""
     dev = torch.device(getattr(sw.args, "device", None) or sw.model.device.type).type
     return () if dev == "cpu" else (f"device={dev}",)
-QUICK_ABLATION_G = (1, 2, 10)
-QUICK_ABLATION_BUDGETS = (4.0,)
-QUICK_LIMIT_S = 600.0
 
 
 class Sweep:
@@ -440,7 +440,8 @@ def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, referen
             sw.store_fp(sw.fp_path(n, steps, seed), x)
     row = {**row, "fid": sw.dadq.fid(x, reference=reference), "label": FID_LABEL, "n": n, "sampler": f"DDIM-{steps}",
            "seed": seed, "device": sw.model.device.type,
-           **({"gpu": torch.cuda.get_device_name(sw.model.device)} if sw.model.device.type == "cuda" else {}), "seconds": time.perf_counter() - t0, **(ev if paired_with else {})}
+           **({"gpu": torch.cuda.get_device_name(sw.model.device)} if sw.model.device.type == "cuda" else {}),
+           "seconds": time.perf_counter() - t0, **(ev if paired_with else {})}
     sw.cache.put(key, row)
     return row
 

@@ -8,8 +8,8 @@
 #      GPU are keyed "device=cuda", apart from the CPU's. A 5k row took 8-44 s on an H200.
 # What comes back in $OUT: the logs, the cell cache with the new cells merged in, the two sweep results and the
 # CIFAR-10 timing. Merge the cache into experiments/results/ (python -m experiments.cells --merge) and assemble the
-# result on the CPU with the same sweep command and --max-minutes 0. Usage on the GPU machine, from the repo root (the GPU image lacks diffusers and
-# plotly: carry them as wheels in .whl/):
+# result on the CPU with the same sweep command and --max-minutes 0. Usage on the GPU machine, from the repo root
+# (the GPU image lacks diffusers and plotly: carry them as wheels in .whl/):
 #   OUT=/tmp/out CIFAR_S=200 FID_MIN=5 bash scripts/gpu_checks.sh
 set -u
 OUT=${OUT:-/tmp/gpu_out}
