@@ -10,8 +10,9 @@ Models, profiles and the displayed allocation are module-global (``ui.state.STAT
   light (own queues, stay responsive):  /sensitivity /activations /allocate /heatmap /collapse_blocks
       /expand_blocks /compare_solvers
       /upload_allocation /export_allocation /export_profile /export_figures /cancel_profile /cancel_sweep
+      /cancel_gain
   heavy (one queue, concurrency_id "heavy", one at a time, with progress):  /generate /generate_ab /quality_sweep /fid
-      /additivity /load_model /run_profile /upload_profile
+      /additivity /load_model /run_profile /upload_profile /measure_gain
 
 Bad input (an infeasible budget, a wrong path, a profile of another model, a corrupt upload) raises
 ``gr.Error`` naming the problem and the fix; the app keeps its last good state, and the allocation
@@ -74,7 +75,8 @@ def wire_allocation(w: layout.Widgets):
     app's message (a toast) and resets the controls to the allocation on display."""
     controls = alloc_controls(w)
     triggers = [w.budget.release, w.log_lam.release, w.w_budget.release, w.a_budget.release, w.drive.input,
-                w.target.input, w.method.input, w.weight_mode.input, w.budget_scope.input, w.full_precision.input]
+                w.target.input, w.method.input, w.weight_mode.input, w.budget_scope.input, w.full_precision.input,
+                w.gain_power.release]
     if os.environ.get("DADQ_APP_PLOT_REDRAW") == "1":
         # the previous path (figures as gr.Plot values, which re-create their plot element), kept only
         # as benchmarks/app_bench's same-run baseline
@@ -115,6 +117,9 @@ def wire_allocation(w: layout.Widgets):
         btn.click(functools.partial(h.collapse_blocks, collapse), [w.heat_order, w.heat_find, w.heat_only],
                   [w.heat_blocks, w.heatmap, w.heat_note], api_name="collapse_blocks" if collapse else "expand_blocks",
                   concurrency_id="allocate")
+    gain_evt = w.gain_btn.click(h.measure_gain, None, w.gain_md, api_name="measure_gain",
+                                show_progress_on=[w.gain_md], **HEAVY)
+    w.gain_cancel.click(h.cancel_gain, None, w.gain_md, api_name="cancel_gain", cancels=[gain_evt], queue=False)
     w.compare_btn.click(h.compare_solvers, controls, w.solver_df, api_name="compare_solvers")
     w.add_btn.click(h.additivity, None, [w.add_plot, w.add_md], api_name="additivity", **HEAVY)
     w.breakdown_btn.click(h.distortion_breakdown, None, w.breakdown_df, api_name="distortion_breakdown")

@@ -719,7 +719,11 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
     if fp_input and "a" in solved:
         names = ", ".join(n for n, p in zip(profile.layer_names, pinned) if p)
         notes.append(f"fp_input: the model input x_t ({names}'s input) stays at full precision, outside the budget")
-    if weights is not None:
+    groups_share = lam is not None or budget_scope == "mean" or (weight_mode == "shared" and "w" in solved)
+    if weights is not None and not groups_share:
+        notes.append("group_weights: no effect, since every group meets its own budget (budget scope 'group'); they "
+                     "act where groups share a solve: budget scope 'mean', shared weights, or a slope λ")
+    elif weights is not None:
         notes.append("group_weights: group D weighted by " + " ".join(f"{w:.3g}" for w in weights)
                      + " (mean 1) in the solve; the D shown stays the profile's")
     if fp_top:

@@ -17,6 +17,7 @@ from .distortion import DEFAULT_METRIC, METRICS
 from .profile import MODES
 from .quant import ACT_GRANULARITIES, WEIGHT_GRIDS
 from .rounding import ROUNDINGS
+from .trajectory import GAIN_FILE, GAIN_SETTINGS, gain_record, load_gain
 
 
 def _bits(text: str) -> list[int]:
@@ -101,10 +102,7 @@ def _group_weights(args):
     if text is None:
         return None
     if Path(text).is_file():
-        obj = json.loads(Path(text).read_text())
-        if not isinstance(obj, dict) or "gain" not in obj:
-            raise ValueError(f"--group-weights {text}: not a gain file of `python -m dadq gain --out` (no 'gain').")
-        w = obj["gain"]
+        w = load_gain(text)[0]
     else:
         try:
             w = [float(v) for v in text.split(",")]
@@ -149,12 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
                                     "final sample -> JSON for allocate --group-weights")
     _model_args(p)
     p.add_argument("--groups", type=int, default=10, help="timestep groups G (default 10; the profile's)")
-    p.add_argument("--n", type=int, default=32, help="samples (default 32)")
-    p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50; the ones you deploy)")
+    p.add_argument("--n", type=int, default=GAIN_SETTINGS["n"], help="samples (default %(default)s)")
+    p.add_argument("--steps", type=int, default=GAIN_SETTINGS["steps"],
+                   help="sampler steps (default %(default)s; the ones you deploy)")
     p.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sigma", type=float, default=0.01, help="standard deviation of the added eps error (default 0.01)")
-    p.add_argument("--out", default=None, help="write the gain JSON here")
+    p.add_argument("--seed", type=int, default=GAIN_SETTINGS["seed"])
+    p.add_argument("--sigma", type=float, default=GAIN_SETTINGS["sigma"],
+                   help="standard deviation of the added eps error (default %(default)s)")
+    p.add_argument("--out", default=None, help=f"write the gain JSON here ({GAIN_FILE} in a model's folder: the app "
+                                               "offers it as group weights)")
 
     p = sub.add_parser("allocate", help="bit allocation from a profile, by budget or slope")
     p.add_argument("--profile", required=True)
@@ -265,10 +266,8 @@ def run(args) -> int:
         for lab, v in zip(groups.labels(), gain):
             print(f"{lab:>12} {v:10.4g}")
         if args.out:
-            dadq.io.write_json(args.out, {"gain": gain.tolist(), "groups": args.groups,
-                                          "num_timesteps": model.num_timesteps, "n": args.n, "steps": args.steps,
-                                          "sampler": args.sampler, "seed": args.seed, "sigma": args.sigma,
-                                          "model": model.source, "fingerprint": model.fingerprint()})
+            dadq.io.write_json(args.out, gain_record(model, groups, gain, n=args.n, steps=args.steps,
+                                                     sampler=args.sampler, seed=args.seed, sigma=args.sigma))
             print(f"gain -> {args.out}")
     elif args.cmd == "allocate":
         prof = dadq.Profile.load(args.profile)

@@ -563,10 +563,15 @@ def _from_hub(repo_id: str, cache_dir: str | None, local_files_only: bool, **con
     return _from_folder(Path(folder), source=repo_id, **cond)
 
 
-def default_profile_path(source: str) -> Path | None:
-    """The profile that ships with a model: profile.safetensors in its folder (a named model's, e.g.
-    assets/default/ for 'default', or a local model folder); None where there is none."""
+def shipped_file(source: str, name: str) -> Path | None:
+    """A file that ships with a model, ``name`` in its folder (a named model's, e.g. assets/default/
+    for 'default', or a local model folder); None where there is none."""
     src = str(source)
     folder = NAMED_MODELS[src] if src in NAMED_MODELS else Path(src).expanduser()
-    path = folder / "profile.safetensors"
+    path = folder / name
     return path if path.is_file() else None
+
+
+def default_profile_path(source: str) -> Path | None:
+    """The profile that ships with a model: profile.safetensors in its folder, or None."""
+    return shipped_file(source, "profile.safetensors")

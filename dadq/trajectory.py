@@ -11,6 +11,8 @@ by it, so the pooled knapsack spends bits where the trajectory is sensitive.
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,9 +20,15 @@ import torch
 from .groups import TimestepGroups
 from .sampling import sample
 
+GAIN_FILE = "gain.json"  # the gain shipped beside a model, as `dadq gain --out` writes it
+# the shipped gains' settings, and the sweeps' gainP rows': DDIM-50, the sampler of the FID rows
+GAIN_SETTINGS = dict(n=64, steps=50, sigma=0.01, seed=0)
 
-def trajectory_gain(model, groups: TimestepGroups | int = 10, n: int = 32, steps: int = 50, seed: int = 0,
-                    sigma: float = 0.01, sampler: str = "ddim", eta: float = 0.0, progress=None) -> np.ndarray:
+
+def trajectory_gain(model, groups: TimestepGroups | int = 10, n: int = GAIN_SETTINGS["n"],
+                    steps: int = GAIN_SETTINGS["steps"], seed: int = GAIN_SETTINGS["seed"],
+                    sigma: float = GAIN_SETTINGS["sigma"], sampler: str = "ddim", eta: float = 0.0,
+                    progress=None) -> np.ndarray:
     """float [G]: the final sample's MSE per unit of eps MSE added at the steps of group g alone.
 
     groups: a TimestepGroups (or G, equal groups of the model's T). n samples from ``seed``, drawn with
@@ -64,3 +72,36 @@ def _with_error(eps_fn, groups: TimestepGroups, g: int, sigma: float, gen: torch
             e = e + err * at.view(-1, *[1] * (e.dim() - 1))
         return e
     return eps
+
+
+def gain_record(model, groups: TimestepGroups, gain: np.ndarray, n: int, steps: int, sampler: str, seed: int,
+                sigma: float) -> dict:
+    """The JSON a gain is stored as (``dadq gain --out``, the file shipped beside a model): the gain [G]
+    and what it was measured on, so that ``load_gain`` can refuse it for another model or grouping."""
+    return {"gain": [float(v) for v in gain], "groups": groups.num_groups, "num_timesteps": model.num_timesteps,
+            "n": n, "steps": steps, "sampler": sampler, "seed": seed, "sigma": sigma, "model": model.source,
+            "fingerprint": model.fingerprint()}
+
+
+def load_gain(path, groups: TimestepGroups | None = None, model=None) -> tuple[np.ndarray, dict]:
+    """(gain float [G], the record) from a gain JSON; with ``groups``/``model``, checked against them
+    (its G and T, and the model's fingerprint where the file names one)."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a readable gain JSON ({type(e).__name__}); write one with "
+                         "`python -m dadq gain --out FILE`.") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("gain"), list):
+        raise ValueError(f"{path}: not a gain file of `python -m dadq gain --out` (no 'gain' list).")
+    gain = np.asarray(rec["gain"], dtype=np.float64)
+    if groups is not None:
+        G, T = groups.num_groups, groups.num_timesteps
+        if gain.shape != (G,) or rec.get("num_timesteps", T) != T:
+            raise ValueError(f"{path}: a gain of {gain.size} groups over {rec.get('num_timesteps')} timesteps, but the "
+                             f"profile has {G} groups over {T}: measure it for these groups "
+                             f"(`python -m dadq gain --groups {G}`).")
+    if model is not None and rec.get("fingerprint") not in (None, model.fingerprint()):
+        raise ValueError(f"{path}: measured on model {rec.get('model')!r} (fingerprint {rec.get('fingerprint')}), "
+                         f"not on the loaded one ({model.fingerprint()}): measure the gain of this model.")
+    return gain, rec

@@ -15,12 +15,11 @@ import argparse
 
 import numpy as np
 
+from dadq.trajectory import GAIN_SETTINGS
 from benchmarks.common import (EXPERIMENT_RESULTS, add_common_args, command_line, get_profile, load_model, machine_facts,
                                print_table, setup_threads, write_result)
 
 NAME = "trajectory_weights"
-# dadq.trajectory_gain's settings here and in the sweep's gainP rows (the steps: the FID rows' DDIM-50)
-GAIN_SETTINGS = dict(n=64, steps=50, sigma=0.01, seed=0)
 POWERS = (0.0, 0.5, 1.0)
 
 

@@ -25,9 +25,9 @@ ENDPOINTS = {"/sensitivity", "/activations", "/allocate", "/compare_solvers", "/
              "/export_profile", "/export_allocation", "/export_allocation_csv", "/export_curves_csv", "/export_fid_csv",
              "/pin_allocation", "/compare_pinned", "/distortion_breakdown", "/generate_ab", "/heatmap",
              "/export_figures", "/collapse_blocks", "/expand_blocks",
-             "/quality_sweep", "/cancel_sweep"}
+             "/quality_sweep", "/cancel_sweep", "/measure_gain", "/cancel_gain"}
 ALLOC = dict(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa", method="lagrangian",
-             weight_mode="per-group", budget_scope="group", full_precision=[])
+             weight_mode="per-group", budget_scope="group", full_precision=[], gain_power=0.0)
 SCOPE_LABELS = ["every group ≤ budget (peak per step)", "mean over groups ≤ budget (trajectory average)"]
 
 
@@ -193,11 +193,59 @@ def test_full_precision_options_reach_the_allocation_and_are_shown(client, asset
     path = client.predict(api_name="/export_allocation")
     alloc(client)  # something else on display; the upload brings the option back to the checkboxes
     res = client.predict(handle_file(path), api_name="/upload_allocation")
-    assert res[3 + 9] == ["input"], res[3 + 9]
+    assert res[3 + 9] == ["input"] and res[3 + 10] == 0.0, res[3:]
     # the upload re-creates the session's sliders (gr.skip() is a property update): a typed budget out of
     # range still reaches the app's own message, not gradio's generic bound check
     with pytest.raises(AppError, match=r"above the widest profiled width"):
         alloc(client, budget=100.0)
+
+
+def test_group_weights_by_the_trajectory_gain(client, assets, tmp_path):
+    """The group weight power: refused with the fix while the model has no gain; 'measure trajectory
+    gain' measures dadq.trajectory_gain over the profile's groups; the allocation is then dadq.allocate's
+    with group_weights = gain^P, and the summary says so. A gain.json shipped beside a model folder is
+    picked up on load, and one of another grouping is refused with the reason."""
+    import shutil
+
+    import dadq
+    from dadq.trajectory import GAIN_FILE, gain_record
+
+    prof = dadq.Profile.load(assets["tiny_profile"])
+    kw = dict(target="w", budget=3.0, method="exact", budget_scope="mean")
+    with pytest.raises(AppError, match="trajectory gain.*measure trajectory gain"):
+        alloc(client, gain_power=0.5, **kw)
+    status = client.predict(api_name="/measure_gain")
+    model = dadq.load_model(assets["tiny"])
+    gain = dadq.trajectory_gain(model, prof.groups)
+    assert "measured in this session" in status and f"{gain[-1]:.3g}" in status, status
+    alloc(client, gain_power=0.0, **kw)
+    unweighted = np.array(exported(client)["w_bits"])
+    out = alloc(client, gain_power=1.0, **kw)
+    data = exported(client)
+    want = dadq.allocate(prof, group_weights=gain, **kw)
+    assert np.array_equal(np.array(data["w_bits"]), want.w_bits)
+    assert not np.array_equal(unweighted, want.w_bits), "the gain moves bits between groups"
+    assert "trajectory gain^**1**" in out[2] and "Note: group_weights: group D weighted" in out[2], out[2]
+    out = alloc(client, gain_power=1.0, **{**kw, "budget_scope": "group"})  # each group alone: no effect
+    assert "group_weights: no effect" in out[2] and "trajectory gain^" not in out[2]
+    with pytest.raises(AppError, match="power 3: choose a power"):
+        alloc(client, gain_power=3.0, **kw)
+
+    folder = Path(shutil.copytree(assets["tiny"], tmp_path / "tiny_gain"))
+    dadq.io.write_json(folder / GAIN_FILE, gain_record(model, prof.groups, gain, n=64, steps=50, sampler="ddim",
+                                                      seed=0, sigma=0.01))
+    status = client.predict(str(folder), assets["tiny_profile"], api_name="/load_model")[0]
+    assert "Loaded" in status, status
+    alloc(client, gain_power=0.5, **kw)
+    assert np.array_equal(np.array(exported(client)["w_bits"]),
+                          dadq.allocate(prof, group_weights=gain ** 0.5, **kw).w_bits)
+    two = dadq.TimestepGroups(model.num_timesteps, 2)
+    dadq.io.write_json(folder / GAIN_FILE, gain_record(model, two, gain[:2], n=64, steps=50, sampler="ddim", seed=0,
+                                                      sigma=0.01))
+    client.predict(str(folder), assets["tiny_profile"], api_name="/load_model")
+    with pytest.raises(AppError, match="does not fit.*2 groups.*3 groups"):
+        alloc(client, gain_power=0.5, **kw)
+    client.predict(assets["tiny"], assets["tiny_profile"], api_name="/load_model")  # the module's model again
 
 
 def test_allocation_modes(client):

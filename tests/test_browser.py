@@ -490,6 +490,36 @@ def test_full_precision_checkbox_allocates_and_says_so(page):
                            timeout=30_000)
 
 
+def test_group_weight_power_allocates_or_asks_for_the_gain(page, server):
+    """The group weight slider re-allocates on release. The default model ships its trajectory gain: with
+    the budget over the mean of the groups, the heatmap moves and the summary names the power. The tiny
+    model has none: the toast names the fix, and the slider goes back to the allocation on display (0)."""
+    which, _ = server
+    _tab(page, "Budget & allocation")
+    _clear_toasts(page)
+    scope = page.get_by_label("mean over groups ≤ budget (trajectory average)")
+    scope.scroll_into_view_if_needed()
+    scope.check()
+    _wait_summary(page, "Budget scope: mean")
+    before = page.evaluate(HEAT_Z)
+    _set_slider(page, "gain-power", 0.5)
+    if which == "default":
+        _wait_summary(page, "trajectory gain^0.5")
+        page.wait_for_function(f"(before) => {HEAT_Z[6:]} !== before", arg=before, timeout=30_000)
+        assert "shipped with the model" in page.locator("#gain-status").inner_text()
+    else:
+        page.locator(".toast-body").filter(has_text="measure trajectory gain").first.wait_for(timeout=30_000)
+        page.wait_for_function("() => document.querySelector('#gain-power input[type=range]').value === '0'",
+                               timeout=15_000)
+        assert "not measured for this model" in page.locator("#gain-status").inner_text()
+        _clear_toasts(page)
+    _set_slider(page, "gain-power", 0)
+    page.wait_for_function("() => !document.querySelector('#alloc-summary').innerText.includes('trajectory gain^')",
+                           timeout=30_000)
+    page.get_by_label("every group ≤ budget (peak per step)").check()
+    _wait_summary(page, "Budget scope: group")
+
+
 def test_uniform_says_why_it_uses_fewer_bits(page, server):
     """Issue 19.7: on the default model's round-to-nearest profile (its 5-bit conv_out weights are worse than
     4-bit ones) the uniform solver at 5.5 bits uses 4.2; the summary says why."""

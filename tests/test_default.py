@@ -46,6 +46,29 @@ def test_shipped_profile_matches_its_model(which):
     assert a.predicted.sum() < u.predicted.sum()
 
 
+@pytest.mark.parametrize("which", ["default", "fashion"])
+def test_shipped_gain_fits_its_model_and_profile(which, tmp_path):
+    """gain.json beside each model is its trajectory gain over its profile's groups, at GAIN_SETTINGS (the
+    settings of the sweeps' gainP rows), growing from the last steps to the first; load_gain refuses it
+    for another grouping or another model."""
+    from dadq.trajectory import GAIN_FILE, GAIN_SETTINGS, load_gain
+
+    folder = dadq.models.DEFAULT_MODEL_DIR if which == "default" else ROOT / "assets" / "fashion"
+    model = dadq.load_model(which if which == "default" else str(folder))
+    prof = dadq.Profile.load(folder / "profile.safetensors")
+    gain, rec = load_gain(folder / GAIN_FILE, prof.groups, model)
+    assert {k: rec[k] for k in GAIN_SETTINGS} == GAIN_SETTINGS and rec["sampler"] == "ddim"
+    assert (gain > 0).all() and gain[-1] > 1000 * gain[:3].max()
+    with pytest.raises(ValueError, match="10 groups over 1000 timesteps, but the profile has 5 groups"):
+        load_gain(folder / GAIN_FILE, dadq.TimestepGroups(1000, 5), model)
+    other = dadq.load_model(str(ROOT / "assets" / ("fashion" if which == "default" else "default")))
+    with pytest.raises(ValueError, match="not on the loaded one.*measure the gain of this model"):
+        load_gain(folder / GAIN_FILE, prof.groups, other)
+    (tmp_path / "bad.json").write_text("{\"gain\": 3}")
+    with pytest.raises(ValueError, match="no 'gain' list"):
+        load_gain(tmp_path / "bad.json")
+
+
 def test_assets_size_limit():
     total = sum(f.stat().st_size for f in (ROOT / "assets").rglob("*") if f.is_file() and not f.name.startswith(".ckpt"))
     assert total <= 30e6, f"assets/ holds {total / 1e6:.1f} MB"

@@ -19,15 +19,17 @@ from dadq.allocate import METHODS
 from dadq.bitwidths import parse_bits
 from dadq.models import default_profile_path
 from dadq.rounding import ROUNDINGS
+from dadq.trajectory import GAIN_SETTINGS
 from dadq.profile import most_group_dependent_layer, most_sensitive_layer, sensitivity_ranking
 
 from . import views
 from .state import STATE, Cancelled, alloc_label
 
 log = logging.getLogger("dadq.app")
+GAIN_POWER_MAX = 1.0  # the group weight power's top: 1 weighs each group's D by the trajectory gain itself
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # also gradio's limit (launch(max_file_size=...)); checked again here
 ALLOC_CONTROLS = ("drive", "budget", "log_lam", "w_budget", "a_budget", "target", "method", "weight_mode",
-                  "budget_scope", "full_precision")
+                  "budget_scope", "full_precision", "gain_power")
 
 
 def safe(fn):
@@ -125,15 +127,32 @@ def activations(layer=None, style="overlay", bits=None, log_y=True):
 
 # --- views 3 and 4: allocation -----------------------------------------------------------------------
 
+def _group_weights(gain_power) -> dict:
+    """allocate's group_weights from the power P of the trajectory gain: {} at P = 0 (the profile's D)."""
+    power = float(gain_power or 0.0)
+    if not 0.0 <= power <= GAIN_POWER_MAX:
+        raise ValueError(f"group weight power {power:g}: choose a power of the trajectory gain from 0 (off) to "
+                         f"{GAIN_POWER_MAX:g} (0.5 gave the lowest FID on the default model).")
+    if power == 0.0:
+        return {}
+    if STATE.gain is None:
+        raise ValueError(f"weighting the groups by the trajectory gain needs the gain of this model over the "
+                         f"profile's {STATE.profile.num_groups} groups, and it is {STATE.gain_source}: press "
+                         "'measure trajectory gain', or set the power to 0.")
+    return dict(group_weights=STATE.gain ** power)
+
+
 def _solve(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope="group",
-           full_precision=()):
+           full_precision=(), gain_power=0.0):
     """(Allocation, requested budget) from the allocation controls. full_precision: any of
-    views.FULL_PRECISION's values ('input': allocate's fp_input, 'top': its fp_top)."""
+    views.FULL_PRECISION's values ('input': allocate's fp_input, 'top': its fp_top); gain_power: each
+    group's D weighted by the trajectory gain to this power (0: not weighted)."""
     _need_profile()
     p = STATE.profile
     if target not in ("wa", "separate", "w", "a"):
         raise ValueError(f"target={target!r}: choose one of wa, separate, w, a.")
-    common = dict(weight_mode=weight_mode, budget_scope=budget_scope, **views.full_precision_kwargs(full_precision))
+    common = dict(weight_mode=weight_mode, budget_scope=budget_scope, **views.full_precision_kwargs(full_precision),
+                  **_group_weights(gain_power))
     if drive == "lambda":
         return dadq.allocate(p, lam=10.0 ** float(log_lam), target="wa" if target == "separate" else target,
                              **common), None
@@ -158,19 +177,22 @@ def _allocate(*controls):
 
 @safe
 def allocate(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa",
-             method="lagrangian", weight_mode="per-group", budget_scope="group", full_precision=()):
+             method="lagrangian", weight_mode="per-group", budget_scope="group", full_precision=(), gain_power=0.0):
     """Solve the allocation; returns (heatmap, trade-off curve, summary)."""
-    _allocate(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope, full_precision)
+    _allocate(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope, full_precision,
+              gain_power)
     return views.allocation_views()
 
 
 @safe
 def allocate_first(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa",
-                   method="lagrangian", weight_mode="per-group", budget_scope="group", full_precision=()):
+                   method="lagrangian", weight_mode="per-group", budget_scope="group", full_precision=(),
+                   gain_power=0.0):
     """The browser's path of ``allocate``: (heatmap spec, summary) now, the trade-off figure in a
     chained event (``tradeoff``), so the heatmap is redrawn without waiting for the second plot. The
     specs go to hidden gr.JSON components and are drawn in place (``ui.texts.redraw_js``)."""
-    _allocate(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope, full_precision)
+    _allocate(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope, full_precision,
+              gain_power)
     return views.heatmap_view().to_dict(), views.summary_view()
 
 
@@ -251,12 +273,13 @@ def compare_pinned():
 
 @safe
 def compare_solvers(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_budget=4.0, target="wa",
-                    method="lagrangian", weight_mode="per-group", budget_scope="group", full_precision=()):
+                    method="lagrangian", weight_mode="per-group", budget_scope="group", full_precision=(),
+                    gain_power=0.0):
     """All four solvers at the current budget (for λ: the size the λ point uses)."""
     _need_profile()
     if drive == "lambda":
         alloc, _ = _solve(drive, budget, log_lam, w_budget, a_budget, target, method, weight_mode, budget_scope,
-                          full_precision)
+                          full_precision, gain_power)
         drive, budget = "budget", float(alloc.group_avg_bits.mean())
         target = "wa" if target == "separate" else target
     results = []
@@ -264,7 +287,7 @@ def compare_solvers(drive="budget", budget=4.0, log_lam=0.0, w_budget=4.0, a_bud
         t0 = time.perf_counter()
         try:
             a, _ = _solve(drive, budget, log_lam, w_budget, a_budget, target, m, weight_mode, budget_scope,
-                          full_precision)
+                          full_precision, gain_power)
         except ValueError as e:
             a = str(e)
         results.append((m, a, time.perf_counter() - t0))
@@ -500,6 +523,32 @@ def run_profile(groups=10, bits="2-8", calib=8, mode="fast", layers="", rounding
             "Download it below to keep it."), True
 
 
+@safe
+def measure_gain(progress=gr.Progress()):
+    """Measure the trajectory gain of the loaded model over the profile's groups (``dadq.trajectory_gain``
+    at its default settings, those of the shipped gains), for the group weight power; Cancel keeps the
+    previous gain. Returns the gain's status text."""
+    _need_profile()
+    model, prof = STATE.model, STATE.profile
+    STATE.cancel.clear()
+    report = throttled(progress)
+
+    def prog(frac, text):
+        if STATE.cancel.is_set():
+            raise Cancelled()
+        report(frac, text)
+
+    progress(0.0, desc=f"trajectory gain: {prof.num_groups + 1} sampling runs")
+    try:
+        gain = dadq.trajectory_gain(model, prof.groups, progress=prog)
+    except Cancelled:
+        raise ValueError("Measuring the trajectory gain was cancelled; the previous gain is kept.") from None
+    if STATE.model is model and STATE.profile is prof:  # a model loaded meanwhile has its own gain
+        STATE.gain, STATE.gain_source = gain, (f"measured in this session, {GAIN_SETTINGS['n']} samples, "
+                                               f"DDIM-{GAIN_SETTINGS['steps']}")
+    return views.gain_text()
+
+
 def cancel_sweep():
     """Stop the quality sweep (gradio cancels the event too); nothing is cached for it. Returns the
     sweep's status line: a cancelled event shows no error of its own."""
@@ -510,6 +559,11 @@ def cancel_sweep():
 def cancel_profile():
     STATE.cancel.set()
     return "Cancelled: the previous profile is still loaded."
+
+
+def cancel_gain():
+    STATE.cancel.set()
+    return "Cancelled: " + views.gain_text()
 
 
 PROFILE_FIX = ("Upload a .safetensors profile written by dadq (the Model tab's 'Download profile', or "

@@ -9,7 +9,7 @@ import pandas as pd
 from dadq.allocate import METHODS
 from dadq.sweep import QUALITY_COLUMNS
 
-from .handlers import MAX_UPLOAD_BYTES
+from .handlers import GAIN_POWER_MAX, MAX_UPLOAD_BYTES
 from .texts import HOW_IT_WORKS
 from .views import AB_COLUMNS, BREAKDOWN_COLUMNS, FID_COLUMNS, FULL_PRECISION, PAIR_COLUMNS, SCOPES
 
@@ -99,6 +99,13 @@ def allocation_tab(w: Widgets):
                        label="budget scope (shared weights under a joint budget: mean only)", elem_id="budget-scope")
                 w.view("full_precision", gr.CheckboxGroup, choices=FULL_PRECISION, label="full precision",
                        elem_id="full-precision")
+                w.view("gain_power", BudgetSlider, minimum=0.0, maximum=GAIN_POWER_MAX, step=0.05,
+                       label="group weights: each group's D × trajectory gain^P (0 = off; acts where groups share a "
+                             "solve: budget scope mean, shared weights, or λ)", elem_id="gain-power")
+                w.view("gain_md", gr.Markdown, elem_id="gain-status")
+                with gr.Row():
+                    w.gain_btn = gr.Button("measure trajectory gain", size="sm", elem_id="gain-btn")
+                    w.gain_cancel = gr.Button("cancel", size="sm", elem_id="gain-cancel")
                 # /allocate for API clients: all three views in one answer (the browser's events below
                 # send the heatmap first and the trade-off figure after it)
                 w.api_allocate = gr.Button("allocate", visible=False)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dadq
+from dadq.models import shipped_file
 from dadq.rounding import needs_calibration
+from dadq.trajectory import GAIN_FILE, load_gain
 
 DEFAULT_BUDGET = 4.0
 
@@ -55,6 +57,8 @@ class AppState:
         self.heat_collapsed: list[str] = []  # heatmap blocks shown as one row each (dadq.plots.layer_block)
         self.heat_only = False  # heatmap: only the rows the search finds
         self.sweeps: dict = {}
+        self.gain = None  # float [G]: the trajectory gain of (model, profile's groups), or None: not measured
+        self.gain_source = ""  # where ``gain`` came from, or why there is none
         self.cancel = threading.Event()
         self.sweep_cancel = threading.Event()  # the running quality sweep's own (a new one per sweep)
         self.workdir = Path(tempfile.mkdtemp(prefix="dadq-app-"))
@@ -94,6 +98,7 @@ class AppState:
         profile.check_model(model)
         budget = default_budget(profile)
         alloc = dadq.allocate(profile, budget=budget)
+        gain, gain_source = shipped_gain(model, src, profile)
         with self._lock:
             self.model, self.model_src, self.profile, self.profile_path = model, src, profile, profile_path
             self.alloc, self.requested, self.request = alloc, budget, None
@@ -103,6 +108,21 @@ class AppState:
             self.heat_collapsed, self.heat_only = default_collapsed(profile), False
             self._qmodel = (None, None)
             self.sweeps = {}
+            self.gain, self.gain_source = gain, gain_source
+
+
+def shipped_gain(model, src, profile) -> tuple:
+    """(gain float [G] or None, where it came from or why there is none): the trajectory gain shipped
+    beside the model (``GAIN_FILE``), where it was measured on this model and the profile's groups."""
+    path = shipped_file(src, GAIN_FILE)
+    if path is None:
+        return None, "not measured for this model"
+    try:
+        gain, rec = load_gain(path, profile.groups, model)
+    except ValueError as e:
+        return None, f"the shipped {GAIN_FILE} does not fit: {e}"
+    return gain, (f"shipped with the model: {GAIN_FILE}, {rec.get('n')} samples, "
+                  f"{str(rec.get('sampler', 'ddim')).upper()}-{rec.get('steps')}")
 
 
 COLLAPSE_ABOVE = 100  # layers: a larger model's heatmap opens with every block collapsed to one row

@@ -15,6 +15,7 @@ from dadq.profile import most_group_dependent_layer, most_sensitive_layer
 from dadq.features import IMAGE_SHAPE as FID_IMAGE_SHAPE
 from dadq.quant import grid_of
 from dadq.metrics import FID_LABEL
+from dadq.trajectory import GAIN_SETTINGS
 
 from .state import STATE, default_budget
 
@@ -137,6 +138,9 @@ def summary_view() -> str:
     text = plots.allocation_summary(STATE.profile, a, STATE.requested)
     text += (f"\n- Budget scope: **{a.budget_scope}** ({SCOPES.get(a.budget_scope, a.budget_scope)}); "
              f"from a profile with {settings_text(a.settings)}")
+    power = float((STATE.request or {}).get("gain_power") or 0.0)
+    if power > 0 and any(n.startswith("group_weights: group D weighted") for n in a.notes):
+        text += f"\n- Group weights: each group's D × trajectory gain^**{power:g}**; the gain: {STATE.gain_source}"
     why = uniform_shortfall(STATE.profile, a)
     return text + (f"\n\nWhy fewer bits: {why}." if why else "")
 
@@ -159,7 +163,19 @@ def control_values() -> dict:
         req.update(drive="budget", target=a.target, budget=round(float(budget), 4))
     req.update(method=a.method, weight_mode=a.weight_mode, budget_scope=a.budget_scope,
                full_precision=full_precision_of(a))
+    req.setdefault("gain_power", 0.0)  # an uploaded allocation: its notes say how its groups were weighted
     return req
+
+
+def gain_text() -> str:
+    """The trajectory gain behind the group weight power: where it comes from, and its values."""
+    p = STATE.profile
+    if STATE.gain is None:
+        return (f"Trajectory gain: {STATE.gain_source}. Press *measure trajectory gain* ({p.num_groups + 1} "
+                f"sampling runs of {GAIN_SETTINGS['n']} samples) to weight the groups by it.")
+    values = ", ".join(f"{lab} {g:.3g}" for lab, g in zip(plots.group_labels(p), STATE.gain))
+    return (f"Trajectory gain, {STATE.gain_source}: the final sample's MSE per unit eps MSE added at a group's "
+            f"steps: {values}.")
 
 
 def breakdown(top: int = 12) -> pd.DataFrame:
@@ -278,6 +294,7 @@ def view_values(sensitivity, activations) -> dict[str, dict]:
         "act_plot": dict(value=a_fig), "act_table": dict(value=a_df),
         "drive": dict(value="budget"), "target": dict(value="wa"), "method": dict(value="lagrangian"),
         "weight_mode": dict(value="per-group"), "budget_scope": dict(value="group"), "full_precision": dict(value=[]),
+        "gain_power": dict(value=0.0), "gain_md": dict(value=gain_text()),
         "budget": dict(minimum=lo, maximum=hi, value=b0, visible=True),
         "w_budget": dict(minimum=lo, maximum=hi, value=b0, visible=False),
         "a_budget": dict(minimum=lo, maximum=hi, value=b0, visible=False),
