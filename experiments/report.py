@@ -238,8 +238,9 @@ PROFILE_RECIPES = {"act": "16 calibration samples per group",
                    "c32": "32 calibration samples per group",
                    "c64": "64 calibration samples per group",
                    "b10": "32 calibration samples per group, candidate bits 2–10",
-                   "asym": "32 calibration samples per group, asymmetric weight grid"}
-PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym": "c32"}
+                   "asym": "32 calibration samples per group, asymmetric weight grid",
+                   "c32s7": "32 calibration samples per group, calibration seed 7"}
+PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym": "c32", "c32s7": "c32"}
 
 
 # the group weights the headline also shows DADQ with: each group's D times its trajectory gain ** this (the sweep's
@@ -1526,6 +1527,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "calib32": lambda: profile_against("sweep_calib_1k", "c32"),
     "calib32_seeds": lambda: profile_against("sweep_calib_seeds_1k", "c32"),
     "calib64": lambda: profile_against("sweep_calib64_1k", "c64"),
+    "calib_draw": lambda: profile_against("sweep_calib_draw_1k", "c32s7"),
+    "calib_draw_seeds": lambda: profile_against("sweep_calib_draw_seeds_1k", "c32s7"),
     "variants_5k": variants_5k,
     "gpu_5k": gpu_5k,
     "gpu_headline": gpu_headline,

@@ -137,7 +137,7 @@ def _group_weights(gain_power) -> dict:
         return {}
     if STATE.gain is None:
         raise ValueError(f"weighting the groups by the trajectory gain needs the gain of this model over the "
-                         f"profile's {STATE.profile.num_groups} groups, and it is {STATE.gain_source}: press "
+                         f"profile's {STATE.profile.num_groups} groups ({STATE.gain_source}): press "
                          "'measure trajectory gain', or set the power to 0.")
     return dict(group_weights=STATE.gain ** power)
 
