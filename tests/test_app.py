@@ -226,6 +226,8 @@ def test_group_weights_by_the_trajectory_gain(client, assets, tmp_path):
     assert np.array_equal(np.array(data["w_bits"]), want.w_bits)
     assert not np.array_equal(unweighted, want.w_bits), "the gain moves bits between groups"
     assert "trajectory gain^**1**" in out[2] and "Note: group_weights: group D weighted" in out[2], out[2]
+    pinned = client.predict(api_name="/pin_allocation")  # the short name of a run says it, e.g. in the FID history
+    assert "budget over the mean of groups, groups weighted" in pinned, pinned
     out = alloc(client, gain_power=1.0, **{**kw, "budget_scope": "group"})  # each group alone: no effect
     assert "group_weights: no effect" in out[2] and "trajectory gain^" not in out[2]
     with pytest.raises(AppError, match="power 3: choose a power"):

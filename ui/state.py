@@ -30,11 +30,19 @@ class Snapshot:
     qmodel: object
 
 
+# notes dadq.allocate writes -> what an allocation's short name adds for them (two runs that differ only
+# there must not share a name in the FID history)
+LABEL_NOTES = {"fp_input:": "x_t FP", "fp_top:": "FP top", "group_weights: group D weighted": "groups weighted"}
+
+
 def alloc_label(alloc) -> str:
-    """A short name of an allocation: solver, average bits used, target and weight mode."""
+    """A short name of an allocation: solver, average bits used, target and weight mode, then the budget
+    scope where it is the mean over groups and the options its notes record (LABEL_NOTES)."""
     target = "W/A separate" if isinstance(alloc.budget, (tuple, list)) else alloc.target
-    return (f"{alloc.method}, {float(alloc.group_avg_bits.mean()):.2f} avg bits, {target}, "
-            f"{alloc.weight_mode}")
+    extra = ["budget over the mean of groups"] if alloc.budget_scope == "mean" else []
+    extra += [word for start, word in LABEL_NOTES.items() if any(n.startswith(start) for n in alloc.notes)]
+    return ", ".join([f"{alloc.method}", f"{float(alloc.group_avg_bits.mean()):.2f} avg bits", target,
+                      alloc.weight_mode, *extra])
 
 
 class AppState:
