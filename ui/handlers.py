@@ -132,7 +132,7 @@ def _group_weights(gain_power) -> dict:
     power = float(gain_power or 0.0)
     if not 0.0 <= power <= GAIN_POWER_MAX:
         raise ValueError(f"group weight power {power:g}: choose a power of the trajectory gain from 0 (off) to "
-                         f"{GAIN_POWER_MAX:g} (0.5 gave the lowest FID on the default model).")
+                         f"{GAIN_POWER_MAX:g} (1: the gain itself).")
     if power == 0.0:
         return {}
     if STATE.gain is None:

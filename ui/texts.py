@@ -34,6 +34,12 @@ them. *Shared* weights keep one copy and allocate only activations per group.
 conv_in, has a coarse 8-bit step in the noisy early groups; the ε error there is small, so its
 curve calls it cheap, but an early step's error moves the whole trajectory. *Full precision →
 model input x_t* keeps it unquantized, outside the budget (one image's elements per step).
+The same blindness holds between groups: an ε error at the noisy steps is carried through every later
+step, one at the last steps barely moves the image. The *trajectory gain* measures how far, per group
+(the final sample's MSE per unit ε MSE added at that group's steps); *group weights* multiply each
+group's D by gain^P where groups share one budget (scope *mean*, shared weights, or λ). P = 0 is the
+profile as measured; which P pays is the model's and the sampler's to measure by FID (the default
+model's sweep over P: docs/results.md, "Group weights between none and the gain").
 """
 
 # Pixel art stays sharp. The pair gallery: each item is as wide as its strip (FP | Q | |FP − Q|),
