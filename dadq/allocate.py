@@ -33,6 +33,8 @@ METHODS = ("lagrangian", "exact", "greedy", "uniform")
 TARGETS = ("wa", "w", "a")  # joint W+A, weights only (A stays FP), activations only (W stays FP)
 WEIGHT_MODES = ("per-group", "shared")
 BUDGET_SCOPES = ("group", "mean")  # every group meets the budget / the mean over groups does
+# how an allocation's notes start when group_weights changed its solve (the app names such runs by it)
+GROUP_WEIGHTED_NOTE = "group_weights: group D weighted"
 # N x (budget / gcd) cells above which the MILP is used instead. The DP is exact and its back-pointer
 # table is int16 (64 MB at the limit); the MILP stops at HiGHS's absolute gap, which is coarse on sums
 # of small distortions, so pooled knapsacks (budget_scope="mean") must stay within the DP.
@@ -724,7 +726,7 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
         notes.append("group_weights: no effect, since every group meets its own budget (budget scope 'group'); they "
                      "act where groups share a solve: budget scope 'mean', shared weights, or a slope λ")
     elif weights is not None:
-        notes.append("group_weights: group D weighted by " + " ".join(f"{w:.3g}" for w in weights)
+        notes.append(f"{GROUP_WEIGHTED_NOTE} by " + " ".join(f"{w:.3g}" for w in weights)
                      + " (mean 1) in the solve; the D shown stays the profile's")
     if fp_top:
         n_fp = sum(int((idx[k] == -1).sum()) for k in solved)

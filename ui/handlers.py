@@ -23,7 +23,7 @@ from dadq.trajectory import GAIN_SETTINGS
 from dadq.profile import most_group_dependent_layer, most_sensitive_layer, sensitivity_ranking
 
 from . import views
-from .state import STATE, Cancelled, alloc_label
+from .state import STATE, Cancelled, alloc_label, gain_origin
 
 log = logging.getLogger("dadq.app")
 GAIN_POWER_MAX = 1.0  # the group weight power's top: 1 weighs each group's D by the trajectory gain itself
@@ -544,8 +544,8 @@ def measure_gain(progress=gr.Progress()):
     except Cancelled:
         raise ValueError("Measuring the trajectory gain was cancelled; the previous gain is kept.") from None
     if STATE.model is model and STATE.profile is prof:  # a model loaded meanwhile has its own gain
-        STATE.gain, STATE.gain_source = gain, (f"measured in this session, {GAIN_SETTINGS['n']} samples, "
-                                               f"DDIM-{GAIN_SETTINGS['steps']}")
+        STATE.gain, STATE.gain_source = gain, gain_origin("measured in this session", GAIN_SETTINGS["n"], "ddim",
+                                                          GAIN_SETTINGS["steps"])
     return views.gain_text()
 
 

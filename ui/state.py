@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dadq
+from dadq.allocate import GROUP_WEIGHTED_NOTE
 from dadq.models import shipped_file
 from dadq.rounding import needs_calibration
 from dadq.trajectory import GAIN_FILE, load_gain
@@ -32,7 +33,17 @@ class Snapshot:
 
 # notes dadq.allocate writes -> what an allocation's short name adds for them (two runs that differ only
 # there must not share a name in the FID history)
-LABEL_NOTES = {"fp_input:": "x_t FP", "fp_top:": "FP top", "group_weights: group D weighted": "groups weighted"}
+LABEL_NOTES = {"fp_input:": "x_t FP", "fp_top:": "FP top", GROUP_WEIGHTED_NOTE: "groups weighted"}
+
+
+def has_note(alloc, start: str) -> bool:
+    """Whether one of the notes dadq.allocate wrote for ``alloc`` starts with ``start``."""
+    return any(n.startswith(start) for n in alloc.notes)
+
+
+def gain_origin(where: str, n, sampler: str, steps) -> str:
+    """Where the app's trajectory gain came from and how it was measured, as the views name it."""
+    return f"{where}, {n} samples, {str(sampler).upper()}-{steps}"
 
 
 def alloc_label(alloc) -> str:
@@ -40,7 +51,7 @@ def alloc_label(alloc) -> str:
     scope where it is the mean over groups and the options its notes record (LABEL_NOTES)."""
     target = "W/A separate" if isinstance(alloc.budget, (tuple, list)) else alloc.target
     extra = ["budget over the mean of groups"] if alloc.budget_scope == "mean" else []
-    extra += [word for start, word in LABEL_NOTES.items() if any(n.startswith(start) for n in alloc.notes)]
+    extra += [word for start, word in LABEL_NOTES.items() if has_note(alloc, start)]
     return ", ".join([f"{alloc.method}", f"{float(alloc.group_avg_bits.mean()):.2f} avg bits", target,
                       alloc.weight_mode, *extra])
 
@@ -129,8 +140,8 @@ def shipped_gain(model, src, profile) -> tuple:
         gain, rec = load_gain(path, profile.groups, model)
     except ValueError as e:
         return None, f"the shipped {GAIN_FILE} does not fit: {e}"
-    return gain, (f"shipped with the model: {GAIN_FILE}, {rec.get('n')} samples, "
-                  f"{str(rec.get('sampler', 'ddim')).upper()}-{rec.get('steps')}")
+    return gain, gain_origin(f"shipped with the model: {GAIN_FILE}", rec.get("n"), rec.get("sampler", "ddim"),
+                             rec.get("steps"))
 
 
 COLLAPSE_ABOVE = 100  # layers: a larger model's heatmap opens with every block collapsed to one row

@@ -17,7 +17,7 @@ from dadq.quant import grid_of
 from dadq.metrics import FID_LABEL
 from dadq.trajectory import GAIN_SETTINGS
 
-from .state import STATE, default_budget
+from .state import GROUP_WEIGHTED_NOTE, STATE, default_budget, has_note
 
 MEAN_GROUP = -1
 FID_COLUMNS = ["run", "model", "allocation", "rounding", "sampler", "n", "seed", "feature network", "reference",
@@ -108,7 +108,7 @@ def frontiers(alloc) -> dict:
 
 def full_precision_of(alloc) -> list[str]:
     """The FULL_PRECISION values an allocation was made with, read from the notes dadq.allocate writes."""
-    return [v for v, arg in FULL_PRECISION_ARGS.items() if any(n.startswith(f"{arg}:") for n in alloc.notes)]
+    return [v for v, arg in FULL_PRECISION_ARGS.items() if has_note(alloc, f"{arg}:")]
 
 
 _REVISION = itertools.count()
@@ -139,7 +139,7 @@ def summary_view() -> str:
     text += (f"\n- Budget scope: **{a.budget_scope}** ({SCOPES.get(a.budget_scope, a.budget_scope)}); "
              f"from a profile with {settings_text(a.settings)}")
     power = float((STATE.request or {}).get("gain_power") or 0.0)
-    if power > 0 and any(n.startswith("group_weights: group D weighted") for n in a.notes):
+    if power > 0 and has_note(a, GROUP_WEIGHTED_NOTE):
         text += f"\n- Group weights: each group's D × trajectory gain^**{power:g}**; the gain: {STATE.gain_source}"
     why = uniform_shortfall(STATE.profile, a)
     return text + (f"\n\nWhy fewer bits: {why}." if why else "")
