@@ -13,15 +13,17 @@ from .quant import quantize
 
 @torch.no_grad()
 def measure_distortion(model: DiffusionModel, profile, allocation, qmodel: DiffusionModel | None = None) -> np.ndarray:
-    """Measured D per group, float [G]: eps of the quantized model against FP on the calibration x_t."""
+    """Measured D per group, float [G]: eps of the quantized model against FP on the x_t the curves were measured on
+    (the calibration inputs, or the profile's held-out draw)."""
     qmodel = qmodel or quantize(model, profile, allocation)
     dev = model.device
     out = np.zeros(profile.num_groups)
-    cond = profile_conditioning(model, profile)  # conditional models: the profile's labels and guidance
+    cond = profile_conditioning(model, profile, curves=True)  # conditional models: the profile's labels and guidance
     metric = profile.settings()["metric"]  # measured as the curves were, or the check compares unlike things
+    xs, ts, _ = profile.curve_inputs()
     for g in range(profile.num_groups):
-        x = torch.from_numpy(profile.calib_x[g]).to(dev)
-        t = torch.from_numpy(profile.calib_t[g]).to(dev)
+        x = torch.from_numpy(xs[g]).to(dev)
+        t = torch.from_numpy(ts[g]).to(dev)
         out[g] = distortion(model.eps(x, t, **cond), qmodel.eps(x, t, **cond), metric=metric)
     return out
 

@@ -60,12 +60,14 @@ def calibration_conditioning(model: DiffusionModel, n: int, seed: int = 0, guida
     return kwargs, desc
 
 
-def profile_conditioning(model: DiffusionModel, prof) -> dict:
-    """The ``model.eps`` kwargs a profile's calibration inputs were measured with (its meta["calibration"])."""
+def profile_conditioning(model: DiffusionModel, prof, curves: bool = False) -> dict:
+    """The ``model.eps`` kwargs a profile's calibration inputs were run with (its meta["calibration"]); curves:
+    those of the inputs its curves were measured on (``Profile.curve_inputs``: a held-out draw has its own labels)."""
     cal = prof.meta.get("calibration")
     # a profile without the record predates conditional models; one that records no guidance ran unguided (s = 1)
     s = None if cal is None else (cal.get("guidance_scale") or 1.0)
-    kwargs, _ = calibration_conditioning(model, int(prof.calib_x.shape[1]), int(prof.meta.get("seed", 0)), s)
+    seed = prof.curve_inputs()[2] if curves else int(prof.meta.get("seed", 0))
+    kwargs, _ = calibration_conditioning(model, int(prof.calib_x.shape[1]), seed, s)
     return kwargs
 
 

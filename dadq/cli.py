@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight rounding (default rtn; gptq: error-compensating; gptq-act: gptq in activation order; "
                         "-group: one Hessian per timestep group, one weight copy per group)")
     p.add_argument("--bias-correction", action="store_true", help="fold each quantized layer's mean output shift into its bias")
+    p.add_argument("--held-out-seed", type=int, default=None,
+                   help="measure the curves on a second draw of trajectories from this calibration seed, held out from "
+                        "the fitting of rounding, bias correction and ranges (default: on the fitting inputs)")
     p.add_argument("--weight-grid", default="symmetric", choices=WEIGHT_GRIDS,
                    help="per-channel weight grid: symmetric (zero point 0, narrow range; default) or asymmetric "
                         "(a zero point per channel: every level of the width over the channel's range)")
@@ -251,7 +254,8 @@ def run(args) -> int:
                             calib_steps=args.calib_steps,
                             layers=args.layers, seed=args.seed, guidance_scale=args.guidance, rounding=args.rounding,
                             bias_correction=args.bias_correction, metric=args.metric, split_concat=args.split_concat,
-                            act_granularity=args.act_granularity, weight_grid=args.weight_grid)
+                            act_granularity=args.act_granularity, weight_grid=args.weight_grid,
+                            held_out_seed=args.held_out_seed)
         prof.save(args.out)
         if args.csv:
             _write_csv(prof.to_frame(), args.csv)

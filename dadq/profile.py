@@ -68,6 +68,8 @@ class Profile:
       measured     bool [M]           bit widths measured (all, except in fast mode)
       a_split      int64 [L]          input channel where a concatenated input splits (0: one range)
       act_range_parts float32 [G, L, M, 2, 2]  (lo, hi) of each part of a split input (zeros if unsplit)
+      held_out_x   float32 [G, N, C, H, W], held_out_t int64 [G, N]: the inputs the curves were measured on when
+                   they are held out from the fitting (``profile(held_out_seed=...)``); None: measured on calib_x
     """
 
     layer_names: list[str]
@@ -89,6 +91,8 @@ class Profile:
     meta: dict = field(default_factory=dict)
     a_split: np.ndarray | None = None
     act_range_parts: np.ndarray | None = None
+    held_out_x: np.ndarray | None = None
+    held_out_t: np.ndarray | None = None
 
     def __post_init__(self):
         # profiles written before split concat inputs existed: every input has one range
@@ -157,6 +161,13 @@ class Profile:
         chosen = self.act_range_parts[g, l, np.maximum(idx, 0)].astype(np.float64)
         return np.where((idx >= 0)[..., None, None], chosen, 0.0)
 
+    def curve_inputs(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(x [G, N, C, H, W], t [G, N], calibration seed) of the inputs the curves were measured on: the held-out
+        draw where there is one, else the calibration inputs the quantizers were fitted on."""
+        if self.held_out_x is not None:
+            return self.held_out_x, self.held_out_t, int(self.meta["held_out_seed"])
+        return self.calib_x, self.calib_t, int(self.meta.get("seed", 0))
+
     def split_layers(self) -> dict[str, int]:
         """{layer: split channel} of the layers whose input takes one range per concatenated part."""
         return {n: int(s) for n, s in zip(self.layer_names, self.a_split) if s > 0}
@@ -206,6 +217,7 @@ class Profile:
     _ARRAYS = ("bits", "w_numel", "a_numel", "d_w", "d_a", "act_range", "act_minmax", "act_hist",
                "calib_x", "calib_t", "measured")
     _OPTIONAL_ARRAYS = ("a_split", "act_range_parts")  # absent from older profiles
+    _HELD_OUT_ARRAYS = ("held_out_x", "held_out_t")  # only where the curves were measured on a held-out draw
 
     def save(self, path: str | Path) -> Path:
         """Write atomically to ``path`` (.safetensors); returns the path."""
@@ -215,7 +227,8 @@ class Profile:
         header = {"format": FORMAT, "layer_names": self.layer_names, "layer_types": self.layer_types,
                   "num_timesteps": self.num_timesteps, "num_groups": self.num_groups,
                   "fingerprint": self.fingerprint, "meta": self.meta}
-        arrays = {k: np.ascontiguousarray(getattr(self, k)) for k in self._ARRAYS + self._OPTIONAL_ARRAYS}
+        arrays = {k: np.ascontiguousarray(getattr(self, k)) for k in self._ARRAYS + self._OPTIONAL_ARRAYS
+                  + self._HELD_OUT_ARRAYS if getattr(self, k) is not None}
         arrays["measured"] = arrays["measured"].astype(np.uint8)
         with atomic_path(path) as tmp:
             save_file(arrays, str(tmp), metadata={"dadq": json.dumps(header)})
@@ -232,7 +245,8 @@ class Profile:
             with safe_open(str(path), framework="numpy") as f:
                 header = json.loads((f.metadata() or {})["dadq"])
                 arrays = {k: f.get_tensor(k) for k in cls._ARRAYS}
-                arrays.update({k: f.get_tensor(k) for k in cls._OPTIONAL_ARRAYS if k in f.keys()})  # noqa: SIM118 (not a dict)
+                arrays.update({k: f.get_tensor(k) for k in cls._OPTIONAL_ARRAYS + cls._HELD_OUT_ARRAYS
+                               if k in f.keys()})  # noqa: SIM118 (not a dict)
         except Exception as e:
             raise ValueError(
                 f"{path} is not a readable dadq profile: it is corrupt or truncated ({type(e).__name__}). "
@@ -486,7 +500,8 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
             device: str | torch.device | None = None, progress=None, rounding: str = "rtn",
             bias_correction: bool = False, metric: str = DEFAULT_METRIC,
             split_concat: bool = SPLIT_CONCAT_DEFAULT, guidance_scale: float | None = None,
-            act_granularity: str = "tensor", weight_grid: str = "symmetric") -> Profile:
+            act_granularity: str = "tensor", weight_grid: str = "symmetric",
+            held_out_seed: int | None = None) -> Profile:
     """Measure RD curves of every quantizer in every timestep group.
 
     groups: G (equal split of T) or a TimestepGroups. bits: candidate bit widths (1..16).
@@ -511,6 +526,11 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     Other convs keep per-tensor ranges. Recorded in meta (act_granularity, token_layers, token_param_bits).
     weight_grid: 'symmetric' (zero point 0, the narrow grid) or 'asymmetric' (each output channel's own
     zero point: all 2^bits levels over its [min, max]); ``quant.weight_grid``. Recorded in meta.
+    held_out_seed: measure the curves on a second draw of N trajectories per group from this calibration seed,
+    held out from what the quantizers are fitted on (GPTQ's Hessians, bias correction, activation ranges, all from
+    ``seed``'s draw), so that every D is an out-of-sample error; None (default): measured on the fitting inputs.
+    The held-out inputs are stored (``Profile.curve_inputs``) and recorded in meta; the quantized weights are the
+    same either way.
     """
     if act_granularity not in ACT_GRANULARITIES:
         raise ValueError(f"act_granularity={act_granularity!r}: choose one of {ACT_GRANULARITIES}.")
@@ -520,6 +540,9 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding={rounding!r}: choose one of {ROUNDINGS}.")
     check_metric(metric)
+    if held_out_seed is not None and int(held_out_seed) == int(seed):
+        raise ValueError(f"held_out_seed={held_out_seed} is the fitting seed: held-out curves need another draw; "
+                         "pass a different calibration seed (or None to measure on the fitting inputs).")
     bits = np.array(sorted(set(int(b) for b in bits)), dtype=np.int64)
     if len(bits) == 0 or bits[0] < 1 or bits[-1] > 16:
         raise ValueError(f"bits={bits.tolist()}: candidate bit widths must lie in 1..16.")
@@ -532,6 +555,11 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     calib_x, calib_t = calibration_inputs(model, groups, calib_per_group, seed=seed, steps=calib_steps,
                                           guidance_scale=guidance_scale)
     cond, calib_desc = calibration_conditioning(model, calib_per_group, seed, guidance_scale)
+    held_x = held_t = None
+    if held_out_seed is not None:
+        held_x, held_t = calibration_inputs(model, groups, calib_per_group, seed=held_out_seed, steps=calib_steps,
+                                            guidance_scale=guidance_scale)
+        held_cond, _ = calibration_conditioning(model, calib_per_group, held_out_seed, guidance_scale)
 
     from .models import quantizable_layers
 
@@ -555,9 +583,12 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     bar = tqdm(total=total, desc=f"profile ({mode})", unit="pt")
     done = 0
     order = None
-    with PrefixRunner(qunet, conditioned_call(model, qunet, cond)) as runner, full_fp32(dev):
+    fit_call = conditioned_call(model, qunet, cond)
+    held_call = None if held_out_seed is None else conditioned_call(model, qunet, held_cond)
+    with PrefixRunner(qunet, fit_call) as runner, full_fp32(dev):
         for g in range(G):
             qunet.state.group = g
+            runner.call = fit_call
             x, t = calib_x[g].to(dev), calib_t[g].to(dev)
             eps_fp = runner.record(x, t)
             if order is None:  # execution order, the order layers are shown and stored in
@@ -578,6 +609,10 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
                 if not measured.all():
                     noise["w"][g, li], noise["a"][g, li] = local_noise(qunet.layers[name], a, bits, act_range[g, li],
                                                                        act_range_parts[g, li])
+            if held_call is not None:  # the ranges above come from the fitting draw; every D below is out of sample
+                runner.call = held_call
+                x, t = held_x[g].to(dev), held_t[g].to(dev)
+                eps_fp = runner.record(x, t)
             for li, name in enumerate(names):
                 ql = qunet.layers[name]
                 skip = runner.first_pos[name] if mode != "naive" else 0
@@ -632,6 +667,10 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
            if act_granularity == "token" else {}),
         "layers_filter": layers if layers is None or isinstance(layers, str) else list(layers),
         "device": str(dev), "model_kind": model.kind, "calibration": calib_desc,
+        **({"held_out_seed": int(held_out_seed),
+            "curves_measured_on": f"a held-out draw of {calib_per_group} trajectories per group (calibration seed "
+                                  f"{int(held_out_seed)}); the quantizers are fitted on seed {seed}'s draw"}
+           if held_out_seed is not None else {}),
     }
     return Profile(
         layer_names=[names[i] for i in o], layer_types=[types[i] for i in o], bits=bits,
@@ -641,4 +680,5 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         fingerprint=model.fingerprint(), meta=meta,
         a_split=np.array([qunet.layers[names[i]].a_split for i in o], dtype=np.int64),
         act_range_parts=act_range_parts[:, o],
+        held_out_x=None if held_x is None else held_x.numpy(), held_out_t=None if held_t is None else held_t.numpy(),
     )

@@ -9,7 +9,10 @@ model is sampled with those activations quantized in every group, only in the lo
 high-noise half, in every group but with the timestep-embedding path (``time_layers``) at full precision, in every
 group with every range at the calibration min/max (no clipping, ``minmax_ranges``), in every group with every
 input channel scaled to the same calibration max (``channel_scales``), and in every group but with the layers the
-profile prices highest at 8 bits in the high-noise half (``sensitive_layers``) at full precision; FP from the same
+profile prices highest at 8 bits in the high-noise half (``sensitive_layers``) at full precision, with ranges set at
+run time (each sample's own min/max, ``sample_ranges``; the batch's min/max at each step, ``step_ranges``), with a
+range per sampling step from FP calibration trajectories (``experiments.step_ranges.calibrated_step_ranges``), and
+with each bias corrected for the mean output shift of the activation error (``activation_bias``); FP from the same
 sampler and seed beside them. Rows of an earlier run of the same setup are reused (``previous_rows``). At W4A8 the
 activations cost FID that the profile's per-step D does not show (docs/results.md, "Candidate bits up to 10"); this
 asks where it goes.
@@ -19,6 +22,8 @@ from __future__ import annotations
 from benchmarks.common import (EXPERIMENT_RESULTS, command_line, machine_facts, print_table, result_path,
                                sampling_experiment, write_result)
 from experiments.group_halves import fid_rows, halves, previous_rows
+from experiments.step_ranges import calibrated_step_ranges
+from experiments.sweep import SAMPLE_BATCH
 
 NAME = "activation_cost"
 BITS = 8  # activation bits of every quantized input
@@ -75,6 +80,55 @@ def channel_scales(q, prof, bits: int = BITS) -> None:
         ql.quantize_input = quantize_input
 
 
+def sample_ranges(q, prof, first_dim: int = 1) -> None:
+    """Every per-tensor range of ``q`` replaced at run time by each sample's own min/max of that input (dynamic
+    per-tensor quantization; per-token layers keep their per-token ranges): what a range fitted to the sample
+    itself, not to the calibration set, buys. first_dim 0: the min/max over the whole batch at that step."""
+    import torch
+
+    for ql in q.unet.layers.values():
+        if ql.a_token:
+            continue
+
+        def quantize_input(x, b, g):
+            dims = tuple(range(first_dim, x.ndim))
+            lo, hi = x.amin(dims, keepdim=True), x.amax(dims, keepdim=True)
+            levels = 2 ** b - 1
+            scale = (hi - lo).clamp_min(1e-8) / levels
+            zero = torch.round(-lo / scale)
+            return torch.minimum(torch.maximum(torch.round(x / scale), -zero), levels - zero) * scale
+        ql.quantize_input = quantize_input
+
+
+def step_ranges(q, prof) -> None:
+    """Every per-tensor range of ``q`` set at run time to the min/max of that input over the batch at each step
+    (``sample_ranges`` over the batch): a range per sampling step rather than per group."""
+    sample_ranges(q, prof, first_dim=0)
+
+
+def activation_bias(q, prof, bits: int = BITS) -> None:
+    """Every quantized layer's bias in group g corrected by the mean output shift its 8-bit input causes,
+    E[op(Q(x) - x)] over g's calibration inputs, per output channel: bias correction for the activation error
+    (the weights are at full precision here)."""
+    import torch
+    from dadq.bitwidths import is_fp
+    from dadq.calibrate import layer_inputs
+
+    layers = q.unet.layers
+    inputs = layer_inputs(q.unet.fp_unet, list(layers), torch.as_tensor(prof.calib_x), torch.as_tensor(prof.calib_t))
+    for name, ql in layers.items():
+        shifts = []
+        for g, x in enumerate(inputs[name]):
+            with torch.no_grad():
+                d = ql.op(ql.quantize_input(x, bits, g) - x, ql.weight, None)
+            shifts.append(d.mean(dim=[0, 2, 3]) if ql.is_conv else d.reshape(-1, d.shape[-1]).mean(0))
+        base = ql.bias.detach() if ql.bias is not None else 0.0
+
+        def quantized_bias(b, g, shifts=shifts, base=base, ql=ql):
+            return ql.bias if is_fp(ql.a_bits[g]) else base - shifts[g]
+        ql.quantized_bias = quantized_bias
+
+
 def main(argv=None) -> int:
     import dadq
 
@@ -92,7 +146,16 @@ def main(argv=None) -> int:
                                  ("every group, ranges at the calibration min/max", every, (), minmax_ranges),
                                  ("every group, every input channel scaled to the same calibration max", every, (),
                                   channel_scales),
-                                 (f"every group, {' and '.join(sensitive)} at FP", every, sensitive)],
+                                 (f"every group, {' and '.join(sensitive)} at FP", every, sensitive),
+                                 ("every group, each sample's own min/max per tensor", every, (), sample_ranges),
+                                 ("every group, bias corrected for the activation error", every, (),
+                                  activation_bias),
+                                 (f"every group, each step's min/max per tensor over its batch of {SAMPLE_BATCH}",
+                                  every, (), step_ranges),
+                                 ("every group, a range per step: calibration min/max", every, (),
+                                  calibrated_step_ranges(args.steps, clip=False)),
+                                 ("every group, a range per step: calibration, clip search", every, (),
+                                  calibrated_step_ranges(args.steps, clip=True))],
                     previous=previous_rows(result_path(NAME, args.out, EXPERIMENT_RESULTS), setup))
     print_table(["row", "FID"], [[r["row"], r["fid"]] for r in rows],
                 title=f"A {BITS}, weights FP, x_t FP: {args.n} samples, DDIM-{args.steps}, seed {args.seed}")

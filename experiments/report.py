@@ -239,8 +239,10 @@ PROFILE_RECIPES = {"act": "16 calibration samples per group",
                    "c64": "64 calibration samples per group",
                    "b10": "32 calibration samples per group, candidate bits 2–10",
                    "asym": "32 calibration samples per group, asymmetric weight grid",
-                   "c32s7": "32 calibration samples per group, calibration seed 7"}
-PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym": "c32", "c32s7": "c32"}
+                   "c32s7": "32 calibration samples per group, calibration seed 7",
+                   "ho": "32 calibration samples per group, asymmetric weight grid, curves measured on a held-out draw "
+                         "(calibration seed 7)"}
+PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym": "c32", "c32s7": "c32", "ho": "asym"}
 
 
 # the group weights the headline also shows DADQ with: each group's D times its trajectory gain ** this (the sweep's
@@ -626,13 +628,26 @@ def profile_against(name: str, other: str) -> str:
     built = "; ".join(f"{k}: {facts[k]['seconds']:.0f} s on {facts[k]['threads']} thread(s)" for k in (base, other))
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
             f"Profiles built in {built}. Summed weight D over groups and layers, {other} ÷ {base}: {d_ratio} (each "
-            "measured on its own profile's calibration inputs).\n\n"
+            "measured on the inputs of its own curves).\n\n"
             f"{r['fid'][0]['n']:,} samples at {r['fid'][0]['sampler']} per row; each row over the profile with "
             f"{PROFILE_RECIPES[base]} ({base}{', shipped' if base == SHIPPED_PROFILE else ''}) and over the same recipe with {PROFILE_RECIPES[other]} ({other}), mean "
             "over the seeds both have; FP FID per seed: "
             + ", ".join(f"{fp[s]:.2f} (seed {s})" for s in sorted(fp)) + ".\n\n"
             + _table(["row", "seeds", f"{base}: FID (× FP)", f"{other}: FID (× FP)", "change", "lower on",
                       f"stored weights, MB: {base} / {other}", f"predicted D: {base} / {other}"], table) + "\n")
+
+
+def held_out_d(name: str, other: str = "ho") -> str:
+    """Summed D per candidate width of a profile whose curves were measured on a held-out draw, against its base's
+    in-sample curves (the same quantizers): how much measuring on the fitting inputs flatters them."""
+    import dadq
+
+    facts = load(name)["setup"]["more_profiles"]
+    inside, held = (dadq.Profile.load(REPO / facts[k]["path"]) for k in (PROFILE_BASES[other], other))
+    rows = [[str(b), *(f"{held.curves(k)[..., m].sum() / inside.curves(k)[..., m].sum():.3f}" for k in ("w", "a"))]
+            for m, b in enumerate(held.bits)]
+    return ("Summed D over groups and layers per width, held-out draw ÷ fitting draw (the same quantizers):\n\n"
+            + _table(["bits", "weights", "activations"], rows) + "\n")
 
 
 def group_halves(name: str = "group_halves") -> str:
@@ -657,13 +672,44 @@ def group_halves(name: str = "group_halves") -> str:
                 f"ranges), the model input x_t at full precision. Timestep-embedding path: the timestep MLP and every ResNet's "
                 f"`time_emb_proj`, {len(st['time_layers'])} layers.")
         if st.get("sensitive_layers"):
-            what += (f" The {len(st['sensitive_layers'])} layers at FP in the last row are those with the largest "
-                     f"{st['bits']}-bit activation D summed over the high-noise groups.")
+            what += (f" The {len(st['sensitive_layers'])} layers at FP in the row that names them are those with the "
+                     f"largest {st['bits']}-bit activation D summed over the high-noise groups.")
+        if any(x.get("adjust") == "activation_bias" for x in r["rows"]):
+            what += (" Ranges at run time: each sample's own min/max of the input (dynamic, per tensor), or the min/max "
+                     "over the batch at each step. A range per step: each layer's input at each of the sampler's steps "
+                     "on 32 FP trajectories of calibration seed 0, its min/max or the clip search of the profile's "
+                     "ranges. Bias corrected: each layer's bias in group g minus E[op(Q(x) − x)] over g's calibration "
+                     "inputs, per output channel. Per-token layers keep their per-token ranges in every row.")
         head = "activations quantized in"
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
             f"{what} The layers of the groups not named run at full precision. {st['n']:,} samples, "
             f"DDIM-{st['steps']}, seed {st['seed']}.\n\n"
             + _table([head, "FID", "× FP", "share of the gap of every group"], rows) + "\n")
+
+
+def step_ranges() -> str:
+    """W4A8 with the profile's ranges per group against a range per sampling step (experiments.step_ranges)."""
+    name = "step_ranges"
+    if not (RESULTS / f"{name}.json").exists():
+        return f"Not run yet (`experiments/results/{name}.json`).\n"
+    r = load(name)
+    st = r["setup"]
+    seeds = st["seeds"]
+    fid = {(x["row"], x["seed"]): x["fid"] for x in r["rows"]}
+    base = "ranges per group (the profile's)"
+    rows = []
+    for label in dict.fromkeys(x["row"] for x in r["rows"] if x["row"] != "FP"):
+        ratios = [fid[(label, s)] / fid[("FP", s)] for s in seeds]
+        change = [fid[(label, s)] / fid[(base, s)] - 1 for s in seeds]
+        rows.append([label, *(f"{fid[(label, s)]:.2f} ({q:.3f}×)" for s, q in zip(seeds, ratios)),
+                     *([f"{np.mean(ratios):.3f}×"] if len(seeds) > 1 else []),
+                     "–" if label == base else ", ".join(f"{c:+.1%}" for c in change)])
+    return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
+            f"W4A8: DADQ exact, budget over the mean of the groups, x_t at full precision, groups weighted by the "
+            f"trajectory gain^{st['gain_power']:g}, over `{st['profile']}`; {st['n']:,} samples at DDIM-{st['steps']} "
+            f"per row; FP FID " + ", ".join(f"{fid[('FP', s)]:.2f} (seed {s})" for s in seeds) + ".\n\n"
+            + _table(["activation ranges", *(f"seed {s}: FID (× FP)" for s in seeds),
+                      *(["× FP, mean"] if len(seeds) > 1 else []), "change against ranges per group"], rows) + "\n")
 
 
 def output_correlation() -> str:
@@ -1521,7 +1567,7 @@ def dit() -> str:
 BLOCKS: dict[str, Callable[[], str]] = {
     "headline": headline, "speed_targets": speed_targets, "fid_5k_vs_1k": fid_5k_vs_1k,
     "exact_vs_lagrangian": exact_vs_lagrangian, "bias_shift": bias_shift, "split_concat": split_concat, "split_grid": split_grid, "fp_top": fp_top, "input_precision": input_precision, "trajectory_weights": trajectory_weights, "output_correlation": output_correlation, "group_halves": group_halves, "group_weight_powers": group_weight_powers,
-    "activation_cost": lambda: group_halves("activation_cost"),
+    "activation_cost": lambda: group_halves("activation_cost"), "step_ranges": step_ranges,
     "group_weight_powers_5k": lambda: group_weight_powers("sweep_rounding_5k"),
     "hessian_per_group": lambda: profile_against("sweep_hessian_1k", "grp"),
     "calib32": lambda: profile_against("sweep_calib_1k", "c32"),
@@ -1529,6 +1575,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "calib64": lambda: profile_against("sweep_calib64_1k", "c64"),
     "calib_draw": lambda: profile_against("sweep_calib_draw_1k", "c32s7"),
     "calib_draw_seeds": lambda: profile_against("sweep_calib_draw_seeds_1k", "c32s7"),
+    "held_out": lambda: profile_against("sweep_held_out_1k", "ho") + "\n" + held_out_d("sweep_held_out_1k"),
     "variants_5k": variants_5k,
     "gpu_5k": gpu_5k,
     "gpu_headline": gpu_headline,

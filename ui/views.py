@@ -46,7 +46,8 @@ def header_md() -> str:
     text = (f"**Model** `{STATE.model_src}` · fingerprint `{m.fingerprint()}` · {c}×{h}×{w} · T={m.num_timesteps} · "
             f"{p.num_layers} quantizable layers &nbsp;|&nbsp; **Profile** G={p.num_groups} · bits "
             f"{int(p.bits.min())}–{int(p.bits.max())} · mode {meta.get('mode', '?')} · "
-            f"{settings_text(p.settings())} · calib {meta.get('calib_per_group', '?')}/group · {src}")
+            f"{settings_text(p.settings())} · calib {meta.get('calib_per_group', '?')}/group"
+            f"{'' if p.held_out_x is None else f' · curves held out (seed {p.curve_inputs()[2]})'} · {src}")
     if STATE.pending is not None:
         text += (f"\n\n⚠ Model `{STATE.pending[1]}` is loaded but has no profile yet: run one (Model tab) or upload "
                  "one. The views still show the model above.")
