@@ -286,7 +286,7 @@ def headline() -> str:
               "full precision, outside the budget (`fp_input`). The column after the targets weights each group's "
               f"distortion by its trajectory gain to the power {HEADLINE_GAIN_POWER:g} (`allocate(..., group_weights=…)`), "
               "a power chosen on 1k samples (seeds 1–3). The last column is the lowest of the rows run at 5k over a "
-              "variant of the shipped profile's recipe (more calibration samples, the asymmetric weight grid; every "
+              "variant of the shipped profile's recipe (more calibration samples, the asymmetric weight grid, curves measured on a held-out draw; every "
               "such row is in results, \"Calibration variants at 5k\"), named, with the gain's power where it is "
               "named; – where none was run.\n")
 
