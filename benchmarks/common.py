@@ -43,10 +43,11 @@ def add_common_args(parser, quick_help: str = "a small, fast version") -> None:
     parser.add_argument("--out", default=None, help="result JSON path (default: benchmarks/results/<name>.json)")
 
 
-def sampling_experiment(doc: str, argv, n: int, seed: int, quick_n: int, quick_steps: int = 25):
+def sampling_experiment(doc: str, argv, n: int, seed: int, quick_n: int, quick_steps: int = 25,
+                        profile: str | None = None):
     """The shared command line of an experiment that samples the default model with a profile: --n samples per
-    row, --steps DDIM steps, --seed, --profile (default: the shipped one) and the common options; --quick
-    samples quick_n at quick_steps. Returns (args, model, profile), with the threads set."""
+    row, --steps DDIM steps, --seed, --profile (default ``profile``, else the shipped one) and the common options;
+    --quick samples quick_n at quick_steps. Returns (args, model, profile), with the threads set."""
     import argparse
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,7 +55,7 @@ def sampling_experiment(doc: str, argv, n: int, seed: int, quick_n: int, quick_s
     p.add_argument("--n", type=int, default=n, help="samples per row")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps")
     p.add_argument("--seed", type=int, default=seed)
-    p.add_argument("--profile", default=None, help="profile file (default: the shipped one)")
+    p.add_argument("--profile", default=profile, help=f"profile file (default: {profile or 'the shipped one'})")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.steps = quick_n, quick_steps

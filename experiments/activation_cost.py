@@ -84,19 +84,15 @@ def sample_ranges(q, prof, first_dim: int = 1) -> None:
     """Every per-tensor range of ``q`` replaced at run time by each sample's own min/max of that input (dynamic
     per-tensor quantization; per-token layers keep their per-token ranges): what a range fitted to the sample
     itself, not to the calibration set, buys. first_dim 0: the min/max over the whole batch at that step."""
-    import torch
+    from dadq.quant import fake_quant_tokens
 
     for ql in q.unet.layers.values():
         if ql.a_token:
             continue
 
-        def quantize_input(x, b, g):
-            dims = tuple(range(first_dim, x.ndim))
-            lo, hi = x.amin(dims, keepdim=True), x.amax(dims, keepdim=True)
-            levels = 2 ** b - 1
-            scale = (hi - lo).clamp_min(1e-8) / levels
-            zero = torch.round(-lo / scale)
-            return torch.minimum(torch.maximum(torch.round(x / scale), -zero), levels - zero) * scale
+        def quantize_input(x, b, g):  # one "token" per sample (or one for the batch): its whole min/max, no clip
+            rows = x.shape[0] if first_dim else 1
+            return fake_quant_tokens(x.reshape(rows, -1), 1.0, b).reshape(x.shape)
         ql.quantize_input = quantize_input
 
 

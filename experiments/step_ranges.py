@@ -9,7 +9,7 @@ on one seed. This takes the W4A8 allocation of the headline's lowest row (DADQ e
 groups, x_t at full precision, groups weighted by the trajectory gain^0.5, over --profile, by default the
 32-sample profile) and samples it with the profile's ranges per group, and with every per-tensor range replaced
 by one per sampling step: the min/max of that layer's input at that step over N FP trajectories of calibration
-seed 0, for N = 32, 64, 128; on --seeds sampling seeds (default 1), FP beside them.
+seed 0, for N = 32, 64, 128; on sampling seed --seed (default 1), FP beside them.
 """
 from __future__ import annotations
 
@@ -62,49 +62,36 @@ def calibrated_step_ranges(steps: int, clip: bool, n: int = 32, seed: int = 0):
 
 
 def main(argv=None) -> int:
-    import json
-    import sys
-
-    import numpy as np
-
     import dadq
     from dadq.metrics import dataset_reference
     from dadq.models import shipped_file
     from dadq.trajectory import GAIN_FILE, load_gain
     from experiments.sweep import SAMPLE_BATCH, config_allocation
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    seeds = [1]
-    if "--seeds" in argv:
-        i = argv.index("--seeds")
-        seeds = [int(s) for s in argv[i + 1].split(",")]
-        del argv[i:i + 2]
-    if "--profile" not in argv:
-        argv += ["--profile", PROFILE]
-    args, model, prof = sampling_experiment(__doc__, argv, n=1000, seed=1, quick_n=64)
+    args, model, prof = sampling_experiment(__doc__, argv, n=1000, seed=1, quick_n=64, profile=PROFILE)
     gain, _ = load_gain(shipped_file("default", GAIN_FILE), prof.groups, model)
     alloc = config_allocation(dadq, "w4a", BITS, "exact", prof,
                               {"scope": "mean", "fp_input": True, "gain_power": GAIN_POWER}, gain)
     ref = dataset_reference("mnist")
-    rows = []
-    for seed in seeds:
-        def fid(m, label):
-            x = dadq.sample(m, n=args.n, steps=args.steps, seed=seed, batch_size=SAMPLE_BATCH, desc=label[:40])
-            return dadq.fid(x, reference=ref)
-        fp = fid(model, "FP")
-        rows.append({"row": "FP", "seed": seed, "fid": fp})
-        variants = [("ranges per group (the profile's)", None)] + [
-            (f"a range per step, min/max over {k} trajectories", calibrated_step_ranges(args.steps, clip=False, n=k))
-            for k in TRAJECTORIES]
-        for label, adjust in variants:
-            q = dadq.quantize(model, prof, alloc)
-            if adjust is not None:
-                adjust(q, prof)
-            rows.append({"row": label, "seed": seed, "fid": fid(q, label)})
-            rows[-1]["x_fp"] = rows[-1]["fid"] / fp
+
+    def fid(m, label):
+        x = dadq.sample(m, n=args.n, steps=args.steps, seed=args.seed, batch_size=SAMPLE_BATCH, desc=label[:40])
+        return dadq.fid(x, reference=ref)
+
+    fp = fid(model, "FP")
+    rows = [{"row": "FP", "seed": args.seed, "fid": fp}]
+    variants = [("ranges per group (the profile's)", None)] + [
+        (f"a range per step, min/max over {k} trajectories", calibrated_step_ranges(args.steps, clip=False, n=k))
+        for k in TRAJECTORIES]
+    for label, adjust in variants:
+        q = dadq.quantize(model, prof, alloc)
+        if adjust is not None:
+            adjust(q, prof)
+        rows.append({"row": label, "seed": args.seed, "fid": fid(q, label)})
+        rows[-1]["x_fp"] = rows[-1]["fid"] / fp
     print_table(["row", "seed", "FID", "x FP"], [[r["row"], r["seed"], r["fid"], r.get("x_fp", 1.0)] for r in rows],
                 title=f"W4A8: {args.n} samples, DDIM-{args.steps}")
-    setup = {"n": args.n, "steps": args.steps, "seeds": seeds, "bits": BITS, "gain_power": GAIN_POWER,
+    setup = {"n": args.n, "steps": args.steps, "seeds": [args.seed], "bits": BITS, "gain_power": GAIN_POWER,
              "trajectories": list(TRAJECTORIES), "profile": args.profile, "profile_settings": prof.settings(),
              "fingerprint": prof.fingerprint}
     write_result(NAME, {"benchmark": NAME, "command": command_line(NAME, "experiments"), "machine": machine_facts(),

@@ -10,14 +10,14 @@ import pandas as pd
 
 import dadq
 from dadq import plots
-from dadq.allocate import lambda_range, uniform_shortfall
+from dadq.allocate import GROUP_WEIGHTED_NOTE, lambda_range, uniform_shortfall
 from dadq.profile import most_group_dependent_layer, most_sensitive_layer
 from dadq.features import IMAGE_SHAPE as FID_IMAGE_SHAPE
 from dadq.quant import grid_of
 from dadq.metrics import FID_LABEL
 from dadq.trajectory import GAIN_SETTINGS
 
-from .state import GROUP_WEIGHTED_NOTE, STATE, default_budget, has_note
+from .state import STATE, default_budget, has_note
 
 MEAN_GROUP = -1
 FID_COLUMNS = ["run", "model", "allocation", "rounding", "sampler", "n", "seed", "feature network", "reference",
