@@ -241,8 +241,12 @@ PROFILE_RECIPES = {"act": "16 calibration samples per group",
                    "asym": "32 calibration samples per group, asymmetric weight grid",
                    "c32s7": "32 calibration samples per group, calibration seed 7",
                    "ho": "32 calibration samples per group, asymmetric weight grid, curves measured on a held-out draw "
-                         "(calibration seed 7)"}
-PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym": "c32", "c32s7": "c32", "ho": "asym"}
+                         "(calibration seed 7)",
+                   "c32sp": "32 calibration samples per group, one activation range per part of a concatenated input",
+                   "b1": "32 calibration samples per group, asymmetric weight grid, curves measured on a held-out draw "
+                         "(calibration seed 7), candidate bits 1–8"}
+PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym": "c32", "c32s7": "c32", "ho": "asym",
+                 "c32sp": "c32", "b1": "ho"}
 
 
 # the group weights the headline also shows DADQ with: each group's D times its trajectory gain ** this (the sweep's
@@ -286,7 +290,8 @@ def headline() -> str:
               "full precision, outside the budget (`fp_input`). The column after the targets weights each group's "
               f"distortion by its trajectory gain to the power {HEADLINE_GAIN_POWER:g} (`allocate(..., group_weights=…)`), "
               "a power chosen on 1k samples (seeds 1–3). The last column is the lowest of the rows run at 5k over a "
-              "variant of the shipped profile's recipe (more calibration samples, the asymmetric weight grid, curves measured on a held-out draw; every "
+              "variant of the shipped profile's recipe (more calibration samples, the asymmetric weight grid, curves measured on a held-out draw, "
+              "one activation range per part of a concatenated input, candidate bit 1; every "
               "such row is in results, \"Calibration variants at 5k\"), named, with the gain's power where it is "
               "named; – where none was run.\n")
 
@@ -1128,6 +1133,38 @@ def largest_activation_d(name: str, bits: int = 8) -> str:
             f"{d[g, li] / np.nansum(d):.0%} of the activation D at {bits} bits summed over layers and groups.\n")
 
 
+def lowest_width_use(name: str, base: str, other: str, budget: float = 3.0) -> str:
+    """Where the W ``budget`` allocation (exact, budget over the mean of the groups, groups weighted by the shipped
+    trajectory gain ** HEADLINE_GAIN_POWER) puts the weights of ``base`` and ``other`` (--profiles names of the sweep
+    result ``name``): the share of weight elements at each width, and per group at each profile's lowest width."""
+    import dadq
+    from dadq.models import shipped_file
+    from dadq.trajectory import GAIN_FILE, load_gain
+    from experiments.sweep import config_allocation
+
+    paths = load(name)["setup"]["more_profiles"]
+    profs = {k: dadq.Profile.load(REPO / paths[k]["path"]) for k in (base, other)}
+    gain, _ = load_gain(shipped_file("default", GAIN_FILE), profs[base].groups, dadq.load_model())
+    widths = sorted(set().union(*(map(int, p.bits) for p in profs.values())))
+    overall, per_group = [], []
+    for k, prof in profs.items():
+        bits = np.asarray(config_allocation(dadq, "w", budget, "exact", prof,
+                                            {"scope": "mean", "gain_power": HEADLINE_GAIN_POWER}, gain).w_bits)
+        numel = np.broadcast_to(np.asarray(prof.w_numel)[None, :], bits.shape)
+        overall.append([k] + [f"{numel[bits == b].sum() / numel.sum():.1%}" if b in prof.bits else "–" for b in widths])
+        low = int(min(prof.bits))
+        per_group.append([f"{k}: {low} bit{'s' if low > 1 else ''}", f"{(bits == low).sum()} of {bits.size}"]
+                         + [f"{x:.0%}" for x in (numel * (bits == low)).sum(1) / numel.sum(1)])
+    groups = profs[base].groups.labels()
+    return (f"W {budget:g}, exact, budget over the mean of the groups, groups weighted by gain^{HEADLINE_GAIN_POWER:g}: "
+            "the share of weight elements (over layers and groups) at each width,\n\n"
+            + _table(["profile"] + [f"{b} bit{'s' if b > 1 else ''}" for b in widths], overall)
+            + "\n\nand the (layer, group) weights at each profile's lowest width, with the share of each group's "
+              "weight elements there:\n\n"
+            + _table(["lowest width", "quantizers there"] + [f"group {g} ({lab})" for g, lab in enumerate(groups)],
+                     per_group) + "\n")
+
+
 def weight_d_rises(name: str, base: str, other: str) -> str:
     """The widths where profile ``other``'s summed weight D (layers, mean over groups) is above ``base``'s, and the
     layer that adds most of the rise; both are --profiles names of the sweep result ``name``."""
@@ -1576,6 +1613,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "calib_draw": lambda: profile_against("sweep_calib_draw_1k", "c32s7"),
     "calib_draw_seeds": lambda: profile_against("sweep_calib_draw_seeds_1k", "c32s7"),
     "held_out": lambda: profile_against("sweep_held_out_1k", "ho") + "\n" + held_out_d("sweep_held_out_1k"),
+    "split_c32": lambda: profile_against("sweep_split32_1k", "c32sp"),
+    "bits1": lambda: profile_against("sweep_bits1_1k", "b1") + "\n" + lowest_width_use("sweep_bits1_1k", "ho", "b1"),
     "variants_5k": variants_5k,
     "gpu_5k": gpu_5k,
     "gpu_headline": gpu_headline,
