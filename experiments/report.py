@@ -1615,6 +1615,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "held_out": lambda: profile_against("sweep_held_out_1k", "ho") + "\n" + held_out_d("sweep_held_out_1k"),
     "split_c32": lambda: profile_against("sweep_split32_1k", "c32sp"),
     "bits1": lambda: profile_against("sweep_bits1_1k", "b1") + "\n" + lowest_width_use("sweep_bits1_1k", "ho", "b1"),
+    "bits1_5k": lambda: profile_against("sweep_bits1_5k", "b1"),
     "variants_5k": variants_5k,
     "gpu_5k": gpu_5k,
     "gpu_headline": gpu_headline,
