@@ -80,10 +80,10 @@ def channel_scales(q, prof, bits: int = BITS) -> None:
         ql.quantize_input = quantize_input
 
 
-def sample_ranges(q, prof, first_dim: int = 1) -> None:
+def sample_ranges(q, prof, per_sample: bool = True) -> None:
     """Every per-tensor range of ``q`` replaced at run time by each sample's own min/max of that input (dynamic
     per-tensor quantization; per-token layers keep their per-token ranges): what a range fitted to the sample
-    itself, not to the calibration set, buys. first_dim 0: the min/max over the whole batch at that step."""
+    itself, not to the calibration set, buys. per_sample False: the min/max over the whole batch at that step."""
     from dadq.quant import fake_quant_tokens
 
     for ql in q.unet.layers.values():
@@ -91,7 +91,7 @@ def sample_ranges(q, prof, first_dim: int = 1) -> None:
             continue
 
         def quantize_input(x, b, g):  # one "token" per sample (or one for the batch): its whole min/max, no clip
-            rows = x.shape[0] if first_dim else 1
+            rows = x.shape[0] if per_sample else 1
             return fake_quant_tokens(x.reshape(rows, -1), 1.0, b).reshape(x.shape)
         ql.quantize_input = quantize_input
 
@@ -99,7 +99,7 @@ def sample_ranges(q, prof, first_dim: int = 1) -> None:
 def step_ranges(q, prof) -> None:
     """Every per-tensor range of ``q`` set at run time to the min/max of that input over the batch at each step
     (``sample_ranges`` over the batch): a range per sampling step rather than per group."""
-    sample_ranges(q, prof, first_dim=0)
+    sample_ranges(q, prof, per_sample=False)
 
 
 def activation_bias(q, prof, bits: int = BITS) -> None:

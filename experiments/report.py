@@ -290,10 +290,8 @@ def headline() -> str:
               "full precision, outside the budget (`fp_input`). The column after the targets weights each group's "
               f"distortion by its trajectory gain to the power {HEADLINE_GAIN_POWER:g} (`allocate(..., group_weights=…)`), "
               "a power chosen on 1k samples (seeds 1–3). The last column is the lowest of the rows run at 5k over a "
-              "variant of the shipped profile's recipe (more calibration samples, the asymmetric weight grid, curves measured on a held-out draw, "
-              "one activation range per part of a concatenated input, candidate bit 1; every "
-              "such row is in results, \"Calibration variants at 5k\"), named, with the gain's power where it is "
-              "named; – where none was run.\n")
+              "variant of the shipped profile's recipe (every such row is in results, \"Calibration variants at 5k\"), "
+              "named, with the gain's power where it is named; – where none was run.\n")
 
 
 def _lowest_variant(rows: dict, label: str, gain: str) -> tuple[dict, str, bool] | None:
@@ -598,11 +596,18 @@ def group_weight_powers(name: str = "sweep_gain_1k") -> str:
                       "lower on"], table) + "\n")
 
 
+def sweep_profiles(name: str, *keys: str) -> list:
+    """The dadq.Profile of each ``--profiles`` name in ``keys`` that the sweep result ``name`` ran over."""
+    import dadq
+
+    paths = load(name)["setup"]["more_profiles"]
+    return [dadq.Profile.load(REPO / paths[k]["path"]) for k in keys]
+
+
 def profile_against(name: str, other: str) -> str:
     """FID of a sweep's rows over the profile named ``other`` (PROFILE_RECIPES) beside the same rows over its base
     (PROFILE_BASES), per seed, with the weights' stored size of each; and the two profiles' build times and summed
     weight D at 3 and 4 bits (on each profile's own calibration inputs)."""
-    import dadq
 
     if not (RESULTS / f"{name}.json").exists():
         return f"Not run yet (`experiments/results/{name}.json`).\n"
@@ -627,7 +632,7 @@ def profile_against(name: str, other: str) -> str:
                       f"{ref.mean():.2f} ({ref.mean() / fps:.2f}×)", f"{f.mean():.2f} ({f.mean() / fps:.2f}×)",
                       *_change(f, ref), both("stored_weight_MB", ".3f"), both("predicted_D", ".2e")])
     facts = r["setup"]["more_profiles"]
-    was, var = (dadq.Profile.load(REPO / facts[k]["path"]) for k in (base, other))
+    was, var = sweep_profiles(name, base, other)
     d_ratio = ", ".join(f"{(var.d_w[..., list(var.bits).index(b)].sum() / was.d_w[..., list(was.bits).index(b)].sum()):.2f}× "
                         f"at {b} bits" for b in (3, 4))
     built = "; ".join(f"{k}: {facts[k]['seconds']:.0f} s on {facts[k]['threads']} thread(s)" for k in (base, other))
@@ -645,10 +650,7 @@ def profile_against(name: str, other: str) -> str:
 def held_out_d(name: str, other: str = "ho") -> str:
     """Summed D per candidate width of a profile whose curves were measured on a held-out draw, against its base's
     in-sample curves (the same quantizers): how much measuring on the fitting inputs flatters them."""
-    import dadq
-
-    facts = load(name)["setup"]["more_profiles"]
-    inside, held = (dadq.Profile.load(REPO / facts[k]["path"]) for k in (PROFILE_BASES[other], other))
+    inside, held = sweep_profiles(name, PROFILE_BASES[other], other)
     rows = [[str(b), *(f"{held.curves(k)[..., m].sum() / inside.curves(k)[..., m].sum():.3f}" for k in ("w", "a"))]
             for m, b in enumerate(held.bits)]
     return ("Summed D over groups and layers per width, held-out draw ÷ fitting draw (the same quantizers):\n\n"
@@ -1121,10 +1123,9 @@ def largest_activation_d(name: str, bits: int = 8) -> str:
     """Where a profile's (``--profiles`` name in sweep_bits10_1k) activation distortion at ``bits`` sits: its largest
     (layer, group) and that one's share of the sum over every layer and group but the model input's (models.INPUT_LAYERS,
     which the fp_input rows keep at full precision)."""
-    import dadq
     from dadq.models import INPUT_LAYERS
 
-    prof = dadq.Profile.load(REPO / load("sweep_bits10_1k")["setup"]["more_profiles"][name]["path"])
+    prof, = sweep_profiles("sweep_bits10_1k", name)
     d = prof.d_a[..., list(prof.bits).index(bits)].copy()
     d[:, [i for i, n in enumerate(prof.layer_names) if n in INPUT_LAYERS]] = 0.0
     g, li = np.unravel_index(np.nanargmax(d), d.shape)
@@ -1142,8 +1143,7 @@ def lowest_width_use(name: str, base: str, other: str, budget: float = 3.0) -> s
     from dadq.trajectory import GAIN_FILE, load_gain
     from experiments.sweep import config_allocation
 
-    paths = load(name)["setup"]["more_profiles"]
-    profs = {k: dadq.Profile.load(REPO / paths[k]["path"]) for k in (base, other)}
+    profs = dict(zip((base, other), sweep_profiles(name, base, other)))
     gain, _ = load_gain(shipped_file("default", GAIN_FILE), profs[base].groups, dadq.load_model())
     widths = sorted(set().union(*(map(int, p.bits) for p in profs.values())))
     overall, per_group = [], []
@@ -1168,10 +1168,7 @@ def lowest_width_use(name: str, base: str, other: str, budget: float = 3.0) -> s
 def weight_d_rises(name: str, base: str, other: str) -> str:
     """The widths where profile ``other``'s summed weight D (layers, mean over groups) is above ``base``'s, and the
     layer that adds most of the rise; both are --profiles names of the sweep result ``name``."""
-    import dadq
-
-    paths = load(name)["setup"]["more_profiles"]
-    a, b = (dadq.Profile.load(REPO / paths[k]["path"]) for k in (base, other))
+    a, b = sweep_profiles(name, base, other)
     lines = []
     for m, bits in enumerate(b.bits):
         da, db = a.d_w[:, :, m].mean(0), b.d_w[:, :, m].mean(0)

@@ -19,7 +19,6 @@ NAME = "step_ranges"
 PROFILE = "experiments/results/profiles/calib/default_gptqact_bc_calib32.safetensors"
 BITS = 8  # activation bits
 TRAJECTORIES = (32, 64, 128)  # FP calibration trajectories the per-step ranges come from
-GAIN_POWER = 0.5
 
 
 def calibrated_step_ranges(steps: int, clip: bool, n: int = 32, seed: int = 0):
@@ -66,6 +65,7 @@ def main(argv=None) -> int:
     from dadq.metrics import dataset_reference
     from dadq.models import shipped_file
     from dadq.trajectory import GAIN_FILE, load_gain
+    from experiments.report import HEADLINE_GAIN_POWER as GAIN_POWER
     from experiments.sweep import SAMPLE_BATCH, config_allocation
 
     args, model, prof = sampling_experiment(__doc__, argv, n=1000, seed=1, quick_n=64, profile=PROFILE)
