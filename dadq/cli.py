@@ -137,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-channel weight grid: symmetric (zero point 0, narrow range; default) or asymmetric "
                         "(a zero point per channel: every level of the width over the channel's range)")
     p.add_argument("--act-granularity", default="tensor", choices=ACT_GRANULARITIES,
-                   help="activation ranges: one per tensor (default) or per token of each Linear input (transformers; "
-                        "each token's range is counted in the activation size)")
+                   help="activation ranges: one per tensor (default), per token of each Linear input (transformers), "
+                        "or per sample at run time (each sample's own range per layer); each token's or sample's "
+                        "range is counted in the activation size")
     p.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRICS), help="distortion D of the RD curves")
     p.add_argument("--no-split-concat", dest="split_concat", action="store_false",
                    help="one activation range for a concatenated skip input instead of one per part")

@@ -219,8 +219,9 @@ def activation_hist(profile, layer, style: str = "overlay", bits: int | None = N
     glabels = group_labels(profile)
     colours = group_colours(G)
     label = layer_labels(profile.layer_names)[li]
-    # a per-token input has no fixed range to mark: each token's own min/max, shrunk by a ratio per group
+    # a per-token (or per-sample) input has no fixed range to mark: each token's own min/max, shrunk per group
     token = profile.layer_names[li] in profile.token_layers()
+    unit = token_unit(profile)
     fig = go.Figure()
     nb = profile.act_hist.shape[-1]
     for g in range(G):
@@ -254,7 +255,7 @@ def activation_hist(profile, layer, style: str = "overlay", bits: int | None = N
                 fig.add_shape(type="line", x0=xv, x1=xv, y0=y0, y1=y1, yref=yref,
                               line=dict(color=colours[g], width=1, dash="dash"))
     clip_note = "" if m is None else (
-        f"; per-token {int(profile.bits[m])}-bit ranges (each token's min/max, shrunk per group)" if token
+        f"; per-{unit} {int(profile.bits[m])}-bit ranges (each {unit}'s min/max, shrunk per group)" if token
         else f"; dashed: clipped {int(profile.bits[m])}-bit range per group")
     fig.update_xaxes(title_text="input activation value (shared axis)")
     if style == "overlay":
@@ -271,6 +272,11 @@ def activation_hist(profile, layer, style: str = "overlay", bits: int | None = N
     return fig
 
 
+def token_unit(profile) -> str:
+    """What one dynamic range covers in ``profile``: 'sample' (act_granularity="sample") or 'token'."""
+    return "sample" if profile.settings().get("act_granularity") == "sample" else "token"
+
+
 def activation_table(profile, layer, bits: int | None = None):
     """Each group's calibrated range of a layer's input: (headers, rows) with min, max, and the
     clipped range (lo, hi) the quantizer uses at ``bits`` (default: the lowest profiled width). A per-token
@@ -281,9 +287,11 @@ def activation_table(profile, layer, bits: int | None = None):
     b = int(profile.bits[m])
     glabels = group_labels(profile)
     if profile.layer_names[li] in profile.token_layers():
-        headers = ["group", "min", "max", f"clip lo @{b}b", f"clip hi @{b}b", "clip / each token's width", f"step @{b}b"]
-        return headers, [[glabels[g], *(float(f"{float(v):.4g}") for v in profile.act_minmax[g, li]), "per token",
-                          "per token", float(f"{float(profile.act_range[g, li, m][0]):.3f}"), "per token"]
+        per = f"per {token_unit(profile)}"
+        headers = ["group", "min", "max", f"clip lo @{b}b", f"clip hi @{b}b", f"clip / each {token_unit(profile)}'s width",
+                   f"step @{b}b"]
+        return headers, [[glabels[g], *(float(f"{float(v):.4g}") for v in profile.act_minmax[g, li]), per,
+                          per, float(f"{float(profile.act_range[g, li, m][0]):.3f}"), per]
                          for g in range(profile.num_groups)]
     headers = ["group", "min", "max", f"clip lo @{b}b", f"clip hi @{b}b", "clip / full width", f"step @{b}b"]
     rows = []

@@ -180,7 +180,7 @@ class Profile:
         call = conditioned_call(model, model.unet, profile_conditioning(model, self)) if needs_calibration(s) else None
         qunet.setup(self.calib_x, self.calib_t, rounding=s["rounding"], bias_correction=s["bias_correction"],
                     a_split=self.split_layers(), call=call, a_token=self.token_layers(),
-                    weight_grid=grid_of(s))
+                    weight_grid=grid_of(s), token_samples=s.get("act_granularity") == "sample")
 
     def settings(self) -> dict:
         """The header facts an allocation depends on besides the model and the layers: how weights
@@ -523,7 +523,9 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     act_granularity: 'tensor' (one range per layer, group and width) or 'token' (each token of a Linear's
     input, and each patch of a patchify conv's, gets its own dynamic range, shrunk by a calibrated clip
     ratio; TOKEN_PARAM_BITS per token are added to the activation size, ``Profile.a_overhead_bits``).
-    Other convs keep per-tensor ranges. Recorded in meta (act_granularity, token_layers, token_param_bits).
+    Other convs keep per-tensor ranges. 'sample': every layer's input is one token per sample (dynamic per-tensor
+    ranges: each sample's own min/max x the calibrated ratio; split_concat does not apply). Recorded in meta
+    (act_granularity, token_layers, token_param_bits).
     weight_grid: 'symmetric' (zero point 0, the narrow grid) or 'asymmetric' (each output channel's own
     zero point: all 2^bits levels over its [min, max]); ``quant.weight_grid``. Recorded in meta.
     held_out_seed: measure the curves on a second draw of N trajectories per group from this calibration seed,
@@ -567,7 +569,8 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     qunet = QuantizedUNet(model.unet, groups, names).eval()
     splits = {n: s for n, s in concat_splits(model.unet).items() if n in names} if split_concat else {}
     tokens = token_layers(model.unet, names) if act_granularity == "token" else {}
-    splits = {n: s for n, s in splits.items() if n not in tokens}  # a token's range already fits each part
+    # a token's (or a sample's own) range already fits each part
+    splits = {} if act_granularity == "sample" else {n: s for n, s in splits.items() if n not in tokens}
     qunet.setup(calib_x, calib_t, rounding=rounding, bias_correction=bias_correction, a_split=splits,
                 call=conditioned_call(model, model.unet, cond), a_token=tokens, weight_grid=weight_grid)
     measured = fast_bits(bits) if mode == "fast" else np.ones(len(bits), dtype=bool)
@@ -596,12 +599,15 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
             for li, name in enumerate(names):
                 a = runner.inputs[name]
                 a_numel[li] = a[0].numel()
+                if act_granularity == "sample":  # one token per sample: its size is known once the input is seen
+                    qunet.layers[name].a_token, qunet.layers[name].a_sample = int(a_numel[li]), True
+                    tokens[name] = int(a_numel[li])
                 act_hist[g, li], lo, hi = histogram(a)
                 act_minmax[g, li] = (lo, hi)
                 s = qunet.layers[name].a_split
                 for m, b in enumerate(bits):
                     if qunet.layers[name].a_token:  # per-token: the calibrated clip ratio, twice
-                        act_range[g, li, m] = token_clip_ratio(a, int(b), qunet.layers[name].patch)
+                        act_range[g, li, m] = token_clip_ratio(a, int(b), **qunet.layers[name].token_shape)
                         continue
                     act_range[g, li, m] = activation_range(a, int(b))
                     if s:
@@ -660,11 +666,13 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         "act_granularity": act_granularity,
         **({"token_layers": {names[i]: tokens[names[i]] for i in order if names[i] in tokens},
             "token_param_bits": TOKEN_PARAM_BITS,
-            "token_quantizer": f"asymmetric per-token dynamic: each token's (a Linear input's last dim; a patchify "
-                               f"conv's patch) own min/max x a clip ratio per (layer, group, bits), the MSE-best of "
+            "token_quantizer": "asymmetric per-token dynamic: each token's ("
+                               + ("a Linear input's last dim; a patchify conv's patch" if act_granularity == "token"
+                                  else "one sample's whole input") +
+                               f") own min/max x a clip ratio per (layer, group, bits), the MSE-best of "
                                f"{len(ACT_CLIP_GRID)} ratios {ACT_CLIP_GRID[0]:.2f}-1.00 (act_range holds (ratio, "
                                f"ratio)); {TOKEN_PARAM_BITS} bits of range per token counted in the size"}
-           if act_granularity == "token" else {}),
+           if act_granularity != "tensor" else {}),
         "layers_filter": layers if layers is None or isinstance(layers, str) else list(layers),
         "device": str(dev), "model_kind": model.kind, "calibration": calib_desc,
         **({"held_out_seed": int(held_out_seed),

@@ -7,8 +7,10 @@ Activations: asymmetric, per tensor, 2^b levels over a range [lo, hi] per (layer
 chosen by an MSE search over shrunk min/max ranges (``activation_range``). Option (``act_granularity=
 "token"``, for transformers): every token of a Linear's input (its last dimension), and every patch of a
 patchify Conv2d's input, gets its own dynamic range: its min/max at run time, shrunk by a clip ratio
-calibrated per (layer, group, bits) (``token_clip_ratio``). Each token's range is stored at run time as an
-fp16 scale and an fp16 zero point: TOKEN_PARAM_BITS per token, counted in the activation size.
+calibrated per (layer, group, bits) (``token_clip_ratio``). Option ``act_granularity="sample"``: the same, with
+each sample's whole input as one token (dynamic per-tensor ranges, one per sample and layer). Each token's range
+is stored at run time as an fp16 scale and an fp16 zero point: TOKEN_PARAM_BITS per token, counted in the
+activation size.
 Bit widths 1..16 are quantized; FP_BITS (32) means full precision: the layer runs unquantized.
 Rounding onto the weight grid: round to nearest or GPTQ, and bias correction (``dadq.rounding``).
 Concatenated inputs (a UNet up block's skip + upsampled path) can take one range per part.
@@ -33,7 +35,7 @@ from .rounding import (DAMP, ROUNDINGS, calibration_stats, gptq, hessian_factor,
 WEIGHT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_SEARCH_SAMPLES = 1 << 15
-ACT_GRANULARITIES = ("tensor", "token")
+ACT_GRANULARITIES = ("tensor", "token", "sample")
 WEIGHT_GRIDS = ("symmetric", "asymmetric")  # per-channel weight grid: zero point 0 (narrow) or its own
 TOKEN_PARAM_BITS = 32  # per token: fp16 scale + fp16 zero point, what a kernel keeps to dequantize it
 
@@ -168,8 +170,20 @@ def token_layers(unet: nn.Module, names: list[str]) -> dict[str, int]:
     return out
 
 
-def _token_view(x: torch.Tensor, patch: tuple[int, int] | None) -> torch.Tensor:
-    """x as [..., tokens, token elements]: a Linear input's last dim, or a conv input's p x q patches."""
+def sample_token_layers(names: list[str], a_numel) -> dict[str, int]:
+    """{layer: token elements} under ``act_granularity="sample"``: every named layer, one token per sample
+    (a_numel: one sample's input elements per layer, in the order of ``names``)."""
+    return {n: int(k) for n, k in zip(names, a_numel)}
+
+
+def _token_view(x: torch.Tensor, patch: tuple[int, int] | None, elements: int | None = None) -> torch.Tensor:
+    """x as [..., tokens, token elements]: a Linear input's last dim, a conv input's p x q patches, or (elements
+    given) consecutive runs of that many elements, e.g. one sample's whole input."""
+    if elements is not None and patch is None:
+        if x.numel() % elements:
+            raise ValueError(f"an input of shape {tuple(x.shape)} does not split into tokens of {elements} elements: "
+                             "the profile was measured at another input size; profile the model at this one.")
+        return x.reshape(-1, elements)
     if patch is None:
         return x
     n, c, h, w = x.shape
@@ -177,10 +191,12 @@ def _token_view(x: torch.Tensor, patch: tuple[int, int] | None) -> torch.Tensor:
     return x.reshape(n, c, h // p, p, w // q, q).permute(0, 2, 4, 1, 3, 5).reshape(n, (h // p) * (w // q), c * p * q)
 
 
-def fake_quant_tokens(x: torch.Tensor, ratio: float, bits: int, patch: tuple[int, int] | None = None) -> torch.Tensor:
-    """Per-token dynamic asymmetric fake quantization: each token (row of the last dim; or p x q patch of a
-    conv input [N, C, H, W] when ``patch`` is given) onto 2^bits levels spanning its own [min, max] x ratio."""
-    v = _token_view(x, patch)
+def fake_quant_tokens(x: torch.Tensor, ratio: float, bits: int, patch: tuple[int, int] | None = None,
+                      elements: int | None = None) -> torch.Tensor:
+    """Per-token dynamic asymmetric fake quantization: each token (row of the last dim; p x q patch of a conv
+    input [N, C, H, W] when ``patch`` is given; run of ``elements`` elements when that is given) onto 2^bits
+    levels spanning its own [min, max] x ratio."""
+    v = _token_view(x, patch, elements)
     levels = 2 ** bits - 1
     lo = v.amin(-1, keepdim=True) * ratio
     hi = v.amax(-1, keepdim=True) * ratio
@@ -188,16 +204,17 @@ def fake_quant_tokens(x: torch.Tensor, ratio: float, bits: int, patch: tuple[int
     zero = torch.round(-lo / scale)
     q = torch.minimum(torch.maximum(torch.round(v / scale), -zero), levels - zero) * scale
     if patch is None:
-        return q
+        return q.reshape(x.shape)
     n, c, h, w = x.shape
     p, qq = patch
     return q.reshape(n, h // p, w // qq, c, p, qq).permute(0, 3, 1, 4, 2, 5).reshape(x.shape)
 
 
-def token_clip_ratio(values: torch.Tensor, bits: int, patch: tuple[int, int] | None = None) -> float:
+def token_clip_ratio(values: torch.Tensor, bits: int, patch: tuple[int, int] | None = None,
+                     elements: int | None = None) -> float:
     """The clip ratio of ACT_CLIP_GRID that minimises the per-token quantization MSE on (a fixed subsample
     of the tokens of) ``values``: the per-token counterpart of ``activation_range``."""
-    v = _token_view(values.detach().float(), patch)
+    v = _token_view(values.detach().float(), patch, elements)
     v = v.reshape(-1, v.shape[-1])
     rows = max(1, ACT_SEARCH_SAMPLES // v.shape[1])
     if v.shape[0] > rows:
@@ -319,6 +336,7 @@ class QuantLayer(nn.Module):
         # ratio (twice) instead of (lo, hi)
         self.a_token = 0
         self.patch = tuple(layer.kernel_size) if self.is_conv else None
+        self.a_sample = False  # a_token set by act_granularity="sample": the token is the whole sample
         self.weight_grid = "symmetric"
         self.calib = LayerCalibration()
 
@@ -345,6 +363,12 @@ class QuantLayer(nn.Module):
             b = self.calib.bq[(bits, g, self.weight_grid)] = (base - shift).to(self.weight.dtype)
         return b
 
+    @property
+    def token_shape(self) -> dict:
+        """How ``fake_quant_tokens`` cuts this layer's input into tokens: one per sample, or its own tokens (a
+        Linear input's last dim, a patchify conv's patches)."""
+        return {"elements": self.a_token} if self.a_sample else {"patch": self.patch}
+
     def quantize_input(self, x: torch.Tensor, bits: int, g: int) -> torch.Tensor:
         """x fake-quantized at ``bits`` with group g's range, one range per concatenated part, or per token."""
         return self.quantize_input_with(x, bits, self.a_range[g], self.a_range_parts[g])
@@ -353,7 +377,7 @@ class QuantLayer(nn.Module):
         """x fake-quantized at ``bits`` with range rng = (lo, hi) (per-token layers: (ratio, ratio)), or
         parts = ((lo, hi), (lo, hi)) for a split input."""
         if self.a_token:
-            return fake_quant_tokens(x, float(rng[1]), bits, self.patch)
+            return fake_quant_tokens(x, float(rng[1]), bits, **self.token_shape)
         if self.a_split:
             return fake_quant_split(x, self.a_split, parts, bits)
         return fake_quant_activation(x, float(rng[0]), float(rng[1]), bits)
@@ -442,7 +466,7 @@ class QuantizedUNet(nn.Module):
 
     def setup(self, calib_x, calib_t, rounding: str = "rtn", bias_correction: bool = False,
               a_split: dict[str, int] | None = None, call=None, a_token: dict[str, int] | None = None,
-              weight_grid: str = "symmetric") -> None:
+              weight_grid: str = "symmetric", token_samples: bool = False) -> None:
         """Give the quantizers what they learn beyond bits and ranges.
 
         rounding 'gptq' / 'gptq-act': each layer's Hessian factor; bias_correction: its mean input per group. Both
@@ -451,7 +475,8 @@ class QuantizedUNet(nn.Module):
         memoised for the last (model, calibration, settings), so a profile and the quantize() calls
         after it compute each weight once. a_split: {layer: split channel} (``concat_splits``).
         call(x, t): how the FP model runs on the calibration inputs (conditioning), default fp_unet(x, t).
-        a_token: {layer: token elements} of the layers with per-token activation ranges (``token_layers``).
+        a_token: {layer: token elements} of the layers with per-token activation ranges (``token_layers``);
+        token_samples: each of those tokens is a whole sample's input (``sample_token_layers``).
         weight_grid: the per-channel weight grid of every layer (``weight_grid``).
         """
         if rounding not in ROUNDINGS:
@@ -467,6 +492,7 @@ class QuantizedUNet(nn.Module):
                 if self.layers[name].a_split:
                     raise ValueError(f"{name}: a split input cannot also take per-token ranges.")
                 self.layers[name].a_token = int(k)
+                self.layers[name].a_sample = bool(token_samples)
         if not needs_calibration(dict(rounding=rounding, bias_correction=bias_correction)):
             return
         calib = _layer_calibration(self.fp_unet, list(self.layers), calib_x, calib_t, rounding, bias_correction, call)
@@ -532,10 +558,11 @@ def quantize(model: DiffusionModel, profile=None, allocation=None) -> DiffusionM
             raise ValueError(f"this allocation comes from a profile with rounding={s.get('rounding')!r}, bias_correction="
                              f"{s.get('bias_correction')}: its weights are rebuilt from that profile's calibration "
                              "inputs; call dadq.quantize(model, profile, allocation).")
-        tokens = (token_layers(model.unet, allocation.layer_names)
-                  if s.get("act_granularity", "tensor") == "token" else None)
+        granularity = s.get("act_granularity", "tensor")
+        tokens = (token_layers(model.unet, allocation.layer_names) if granularity == "token" else
+                  sample_token_layers(allocation.layer_names, allocation.a_numel) if granularity == "sample" else None)
         qunet.setup(None, None, a_split=allocation.split_layers(), a_token=tokens,
-                    weight_grid=grid_of(s))
+                    weight_grid=grid_of(s), token_samples=granularity == "sample")
     qunet.configure(allocation.w_bits, allocation.a_bits, allocation.act_range, allocation.layer_names,
                     allocation.act_range_parts)
     qunet.eval()

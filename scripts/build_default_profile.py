@@ -22,7 +22,7 @@ import sys
 import dadq
 from dadq.distortion import DEFAULT_METRIC, METRICS
 from dadq.profile import SPLIT_CONCAT_DEFAULT
-from dadq.quant import WEIGHT_GRIDS
+from dadq.quant import ACT_GRANULARITIES, WEIGHT_GRIDS
 from dadq.rounding import ROUNDINGS
 
 
@@ -38,6 +38,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounding", default="rtn", choices=ROUNDINGS)
     p.add_argument("--bias-correction", action="store_true")
     p.add_argument("--weight-grid", default="symmetric", choices=WEIGHT_GRIDS)
+    p.add_argument("--act-granularity", default="tensor", choices=ACT_GRANULARITIES,
+                   help="activation ranges: per tensor (default), per token, or per sample at run time")
     p.add_argument("--held-out-seed", type=int, default=None, help="curves measured on this calibration seed's draw")
     p.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRICS))
     p.add_argument("--split-concat", dest="split_concat", action="store_true", default=SPLIT_CONCAT_DEFAULT)
@@ -53,7 +55,8 @@ def main(argv=None) -> int:
     prof = dadq.profile(model, groups=args.groups, bits=range(lo, hi + 1), calib_per_group=args.calib,
                         mode=args.mode, seed=args.seed, rounding=args.rounding,
                         bias_correction=args.bias_correction, metric=args.metric, split_concat=args.split_concat,
-                        weight_grid=args.weight_grid, held_out_seed=args.held_out_seed)
+                        weight_grid=args.weight_grid, held_out_seed=args.held_out_seed,
+                        act_granularity=args.act_granularity)
     # the thread count changes the time, not the curves: it is recorded apart from the command
     cmd = " ".join(sys.argv[1:] if argv is None else argv)
     prof.meta["command"] = ("python -m scripts.build_default_profile " + re.sub(r"\s*--threads[= ]\d+", "", cmd)).strip()
