@@ -91,8 +91,7 @@ def sample_ranges(q, prof, per_sample: bool = True) -> None:
             continue
 
         def quantize_input(x, b, g):  # one "token" per sample (or one for the batch): its whole min/max, no clip
-            rows = x.shape[0] if per_sample else 1
-            return fake_quant_tokens(x.reshape(rows, -1), 1.0, b).reshape(x.shape)
+            return fake_quant_tokens(x, 1.0, b, elements=x[0].numel() if per_sample else x.numel())
         ql.quantize_input = quantize_input
 
 

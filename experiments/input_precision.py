@@ -15,7 +15,6 @@ each quantized run by paired MSE and SSIM against FP. Rows:
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from benchmarks.common import EXPERIMENT_RESULTS, command_line, machine_facts, print_table, sampling_experiment, write_result
 

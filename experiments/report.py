@@ -244,9 +244,15 @@ PROFILE_RECIPES = {"act": "16 calibration samples per group",
                          "(calibration seed 7)",
                    "c32sp": "32 calibration samples per group, one activation range per part of a concatenated input",
                    "b1": "32 calibration samples per group, asymmetric weight grid, curves measured on a held-out draw "
-                         "(calibration seed 7), candidate bits 1–8"}
+                         "(calibration seed 7), candidate bits 1–8",
+                   "c32ps": "32 calibration samples per group, activation ranges per sample at run time",
+                   "b110": "32 calibration samples per group, one activation range per part of a concatenated input, "
+                           "candidate bits 1–10",
+                   "b110ps": "32 calibration samples per group, activation ranges per sample at run time, candidate bits "
+                             "1–10"}
 PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym": "c32", "c32s7": "c32", "ho": "asym",
-                 "c32sp": "c32", "b1": "ho"}
+                 "c32sp": "c32", "b1": "ho", "c32ps": "c32sp", "b110": "c32sp",
+                 "b110ps": "c32ps"}
 
 
 # the group weights the headline also shows DADQ with: each group's D times its trajectory gain ** this (the sweep's
@@ -1613,6 +1619,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "split_c32": lambda: profile_against("sweep_split32_1k", "c32sp"),
     "bits1": lambda: profile_against("sweep_bits1_1k", "b1") + "\n" + lowest_width_use("sweep_bits1_1k", "ho", "b1"),
     "bits1_5k": lambda: profile_against("sweep_bits1_5k", "b1"),
+    "sample_ranges": lambda: profile_against("sweep_act_ranges_1k", "c32ps"),
+    "bits1to10": lambda: profile_against("sweep_act_ranges_1k", "b110") + "\n" + profile_against("sweep_act_ranges_1k", "b110ps"),
     "variants_5k": variants_5k,
     "gpu_5k": gpu_5k,
     "gpu_headline": gpu_headline,
