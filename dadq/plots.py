@@ -287,9 +287,9 @@ def activation_table(profile, layer, bits: int | None = None):
     b = int(profile.bits[m])
     glabels = group_labels(profile)
     if profile.layer_names[li] in profile.token_layers():
-        per = f"per {token_unit(profile)}"
-        headers = ["group", "min", "max", f"clip lo @{b}b", f"clip hi @{b}b", f"clip / each {token_unit(profile)}'s width",
-                   f"step @{b}b"]
+        unit = token_unit(profile)
+        per = f"per {unit}"
+        headers = ["group", "min", "max", f"clip lo @{b}b", f"clip hi @{b}b", f"clip / each {unit}'s width", f"step @{b}b"]
         return headers, [[glabels[g], *(float(f"{float(v):.4g}") for v in profile.act_minmax[g, li]), per,
                           per, float(f"{float(profile.act_range[g, li, m][0]):.3f}"), per]
                          for g in range(profile.num_groups)]

@@ -653,13 +653,14 @@ def profile_against(name: str, other: str) -> str:
                       f"stored weights, MB: {base} / {other}", f"predicted D: {base} / {other}"], table) + "\n")
 
 
-def held_out_d(name: str, other: str = "ho") -> str:
-    """Summed D per candidate width of a profile whose curves were measured on a held-out draw, against its base's
-    in-sample curves (the same quantizers): how much measuring on the fitting inputs flatters them."""
-    inside, held = sweep_profiles(name, PROFILE_BASES[other], other)
-    rows = [[str(b), *(f"{held.curves(k)[..., m].sum() / inside.curves(k)[..., m].sum():.3f}" for k in ("w", "a"))]
-            for m, b in enumerate(held.bits)]
-    return ("Summed D over groups and layers per width, held-out draw ÷ fitting draw (the same quantizers):\n\n"
+def d_per_width(name: str, other: str = "ho", ratio: str = "held-out draw ÷ fitting draw (the same quantizers)") -> str:
+    """Summed D per candidate width of the profile ``other`` against its base's (PROFILE_BASES), for weights and
+    activations; ``ratio`` names the two. By default a profile whose curves were measured on a held-out draw against
+    its base's in-sample curves: how much measuring on the fitting inputs flatters them."""
+    base, var = sweep_profiles(name, PROFILE_BASES[other], other)
+    rows = [[str(b), *(f"{var.curves(k)[..., m].sum() / base.curves(k)[..., m].sum():.3f}" for k in ("w", "a"))]
+            for m, b in enumerate(var.bits)]
+    return (f"Summed D over groups and layers per width, {ratio}:\n\n"
             + _table(["bits", "weights", "activations"], rows) + "\n")
 
 
@@ -1615,11 +1616,12 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "calib64": lambda: profile_against("sweep_calib64_1k", "c64"),
     "calib_draw": lambda: profile_against("sweep_calib_draw_1k", "c32s7"),
     "calib_draw_seeds": lambda: profile_against("sweep_calib_draw_seeds_1k", "c32s7"),
-    "held_out": lambda: profile_against("sweep_held_out_1k", "ho") + "\n" + held_out_d("sweep_held_out_1k"),
+    "held_out": lambda: profile_against("sweep_held_out_1k", "ho") + "\n" + d_per_width("sweep_held_out_1k"),
     "split_c32": lambda: profile_against("sweep_split32_1k", "c32sp"),
     "bits1": lambda: profile_against("sweep_bits1_1k", "b1") + "\n" + lowest_width_use("sweep_bits1_1k", "ho", "b1"),
     "bits1_5k": lambda: profile_against("sweep_bits1_5k", "b1"),
-    "sample_ranges": lambda: profile_against("sweep_act_ranges_1k", "c32ps"),
+    "sample_ranges": lambda: profile_against("sweep_act_ranges_1k", "c32ps") + "\n" + d_per_width(
+        "sweep_act_ranges_1k", "c32ps", "ranges per sample ÷ split static ranges (the same weights)"),
     "bits1to10": lambda: profile_against("sweep_act_ranges_1k", "b110") + "\n" + profile_against("sweep_act_ranges_1k", "b110ps"),
     "variants_5k": variants_5k,
     "gpu_5k": gpu_5k,
