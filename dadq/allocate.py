@@ -653,7 +653,9 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
       groups share a solve: a knapsack over groups (budget_scope 'mean', shared weights) and the slope λ.
       A budget met per group is solved per group, where a constant factor changes nothing. Pass
       ``dadq.trajectory_gain(model, profile.groups)``: the profile's D is one step's eps distortion, blind to
-      how far the sampler carries an error made at that group's steps.
+      how far the sampler carries an error made at that group's steps. Or a mapping {"w": [G], "a": [G]}:
+      weights and activations each weighted by their own (a kind left out or None counts 1 in every group),
+      since an activation error and a weight error need not travel along the trajectory alike.
     """
     _choose("target", target, TARGETS)
     _choose("weight_mode", weight_mode, WEIGHT_MODES)
@@ -726,8 +728,10 @@ def allocate(profile, budget: float | None = None, lam: float | None = None, tar
         notes.append("group_weights: no effect, since every group meets its own budget (budget scope 'group'); they "
                      "act where groups share a solve: budget scope 'mean', shared weights, or a slope λ")
     elif weights is not None:
-        notes.append(f"{GROUP_WEIGHTED_NOTE} by " + " ".join(f"{w:.3g}" for w in weights)
-                     + " (mean 1) in the solve; the D shown stays the profile's")
+        by = {k: "unweighted" if weights[k] is None else " ".join(f"{v:.3g}" for v in weights[k])
+              for k in ("w", "a") if k in solved}
+        text = next(iter(by.values())) if len(set(by.values())) == 1 else "; ".join(f"{k.upper()} {t}" for k, t in by.items())
+        notes.append(f"{GROUP_WEIGHTED_NOTE} by {text} (mean 1) in the solve; the D shown stays the profile's")
     if fp_top:
         n_fp = sum(int((idx[k] == -1).sum()) for k in solved)
         notes.append(f"fp_top: full precision offered as the top point of every curve; {n_fp} of "
@@ -751,11 +755,12 @@ def knapsack_rows(profile, blocks, pinned: np.ndarray, fp_top: bool = False, wei
     blocks: (kind, group) pairs of L rows each, group None = the one shared weight copy (D summed over
     groups, size counted once per group). fp_top: one more option per row, index M: nothing lost,
     FP_BITS per element. keep: False on the rows ``pinned`` [L] at full precision (activations only),
-    which stay out of the solve. weights: float [G], each group's D multiplied by its weight (None: 1)."""
+    which stay out of the solve. weights: {kind: float [G] or None} (``_group_weights``), each group's D of that
+    kind multiplied by its weight (None: 1)."""
     G, L = profile.num_groups, profile.num_layers
-    w = np.ones(G) if weights is None else weights
+    w = {k: np.ones(G) if weights is None or weights.get(k) is None else weights[k] for k in ("w", "a")}
     reps = [G if g is None else 1 for _, g in blocks]
-    d = np.concatenate([np.tensordot(w, profile.d_w, axes=1) if g is None else w[g] * profile.curves(k)[g]
+    d = np.concatenate([np.tensordot(w["w"], profile.d_w, axes=1) if g is None else w[k][g] * profile.curves(k)[g]
                         for k, g in blocks])
     s = np.concatenate([profile.sizes(k) * r for (k, _), r in zip(blocks, reps)])
     if fp_top:
@@ -781,10 +786,24 @@ def _pinned_inputs(profile, fp_input: bool) -> np.ndarray:
     return rows
 
 
-def _group_weights(profile, weights) -> np.ndarray | None:
-    """``allocate``'s group_weights checked and scaled to mean 1: float [G], or None."""
+def _group_weights(profile, weights) -> dict | None:
+    """``allocate``'s group_weights checked, as {"w": float [G] or None, "a": float [G] or None}, each scaled to
+    mean 1 (None: all 1); None when no kind is weighted."""
     if weights is None:
         return None
+    if isinstance(weights, dict):
+        unknown = set(weights) - {"w", "a"}
+        if unknown:
+            raise ValueError(f"group_weights: keys {sorted(unknown)} are not quantizer kinds; give {{'w': [...], 'a': "
+                             "[...]}} (weights, activations), or one list for both.")
+        out = {k: None if weights.get(k) is None else _one_group_weights(profile, weights[k]) for k in ("w", "a")}
+        return None if out["w"] is None and out["a"] is None else out
+    w = _one_group_weights(profile, weights)
+    return {"w": w, "a": w}
+
+
+def _one_group_weights(profile, weights) -> np.ndarray:
+    """float [G] scaled to mean 1, or ValueError naming the fix."""
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
     G = profile.num_groups
     if w.shape != (G,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:

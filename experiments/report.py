@@ -558,7 +558,8 @@ def trajectory_weights() -> str:
                       "W average bits per group (0 … 9)"], rows) + "\n\n" + "\n".join(lines) + "\n")
 
 
-GAIN_LABEL = re.compile(r" gain\^([\d.]+)$")  # sweep.config_label's suffix of a gainP row
+GAIN_LABEL = re.compile(r"(?<! A) gain\^([\d.]+)$")  # sweep.config_label's suffix of a gainP row
+A_GAIN_LABEL = re.compile(r" A gain\^([\d.]+)$")  # ... and of an againP row (the activations' own weights)
 
 
 def _on_common_seeds(by_seed: dict, ref_by_seed: dict) -> tuple[list, np.ndarray, np.ndarray]:
@@ -572,33 +573,36 @@ def _change(f: np.ndarray, ref: np.ndarray) -> list[str]:
     return [f"{f.mean() / ref.mean() - 1:+.1%}", f"{int((f < ref).sum())} of {len(f)}"]
 
 
-def group_weight_powers(name: str = "sweep_gain_1k") -> str:
-    """FID of DADQ rows with each group's D weighted by its trajectory gain ** P (the sweep's gainP option) beside
-    the same allocation unweighted, per seed: mean, × FP, and the change against P = 0 on the seeds both have."""
+def group_weight_powers(name: str = "sweep_gain_1k", suffix: re.Pattern = GAIN_LABEL,
+                        setting: str = "DADQ exact, budget over the mean of the groups, the shipped profile",
+                        base: str = "none") -> str:
+    """FID of DADQ rows with each group's D weighted by its trajectory gain ** P (the sweep's gainP option; with
+    ``suffix`` A_GAIN_LABEL, the activations' own againP) beside the same allocation without that suffix (named
+    ``base``), per seed: mean, × FP, and the change against it on the seeds both have."""
     if not (RESULTS / f"{name}.json").exists():
         return f"Not run yet (`experiments/results/{name}.json`).\n"
     r = load(name)
     fid = _fid_rows(r)
     fp = fid["FP"]
-    weighted = {GAIN_LABEL.sub("", label) for label in fid if GAIN_LABEL.search(label)}
+    weighted = {suffix.sub("", label) for label in fid if suffix.search(label)}
     table = []
     for label, by_seed in fid.items():
-        m = GAIN_LABEL.search(label)
-        base = GAIN_LABEL.sub("", label)
-        if base not in fid or base not in weighted:
+        m = suffix.search(label)
+        stem = suffix.sub("", label)
+        if stem not in fid or stem not in weighted:
             continue
-        # the unweighted row itself: every seed it has
-        seeds, f, ref = _on_common_seeds(by_seed, by_seed if m is None else fid[base])
-        table.append([base, "none" if m is None else f"gain^{m.group(1)}", ", ".join(map(str, seeds)),
+        # the row without the suffix itself: every seed it has
+        seeds, f, ref = _on_common_seeds(by_seed, by_seed if m is None else fid[stem])
+        table.append([stem, base if m is None else m.group(0).strip(), ", ".join(map(str, seeds)),
                       " / ".join(f"{x:.2f}" for x in f), f"{f.mean():.2f}",
                       f"{f.mean() / np.mean([fp[s] for s in seeds]):.2f}×",
                       *(["–", "–"] if m is None else _change(f, ref))])
-    table.sort(key=lambda row: (row[0], row[1] != "none", row[1]))
+    table.sort(key=lambda row: (row[0], row[1] != base, row[1]))
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
-            f"DADQ exact, budget over the mean of the groups, the shipped profile; {r['fid'][0]['n']:,} samples at "
-            f"{r['fid'][0]['sampler']} per row. Each weighted row is compared with the unweighted one on the seeds both "
-            "have; FP FID per seed: " + ", ".join(f"{fp[s]:.2f} (seed {s})" for s in sorted(fp)) + ".\n\n"
-            + _table(["setting", "group weights", "seeds", "FID per seed", "mean FID", "× FP", "against none",
+            f"{setting}; {r['fid'][0]['n']:,} samples at "
+            f"{r['fid'][0]['sampler']} per row. Each weighted row is compared with the "
+            + ("unweighted one" if base == "none" else f"same setting, {base},") + " on the seeds both have; FP FID per seed: " + ", ".join(f"{fp[s]:.2f} (seed {s})" for s in sorted(fp)) + ".\n\n"
+            + _table(["setting", "group weights", "seeds", "FID per seed", "mean FID", "× FP", f"against {base}",
                       "lower on"], table) + "\n")
 
 
@@ -1172,6 +1176,33 @@ def lowest_width_use(name: str, base: str, other: str, budget: float = 3.0) -> s
                      per_group) + "\n")
 
 
+def activation_bits_per_group(name: str) -> str:
+    """For each W4A config of the sweep result ``name`` (its command's --fid-configs): the average activation bits
+    of each timestep group over the quantized inputs (x_t at full precision left out), and the share of all
+    activation elements at 5 bits or fewer."""
+    import dadq
+    from dadq.models import shipped_file
+    from dadq.trajectory import GAIN_FILE, load_gain
+    from experiments.sweep import config_allocation, config_label, fid_configs
+
+    r = load(name)
+    names = list(r["setup"]["more_profiles"])
+    profs = dict(zip(names, sweep_profiles(name, *names)))
+    text = re.search(r"--fid-configs (\S+)", r["command"]).group(1)
+    rows, labels = [], None
+    for t, b, m, prof, opts in (c for c in fid_configs(text, None, profs) if c != "fp" and c[0] == "w4a"):
+        gain, _ = load_gain(shipped_file("default", GAIN_FILE), prof.groups, dadq.load_model())
+        a = config_allocation(dadq, t, b, m, prof, opts, gain)
+        bits = np.asarray(a.a_bits, float)
+        numel = np.broadcast_to(np.asarray(a.a_numel, float)[None, :], bits.shape) * (bits < 32)
+        rows.append([config_label(t, b, m, prof, opts), *(f"{x:.2f}" for x in (bits * numel).sum(1) / numel.sum(1)),
+                     f"{numel[bits <= 5].sum() / numel.sum():.1%}"])
+        labels = prof.groups.labels()
+    return ("Average activation bits per group (x_t left out) of each W4A8 allocation above, and the share of "
+            "activation elements at 5 bits or fewer:\n\n"
+            + _table(["row", *(f"group {g} ({lab})" for g, lab in enumerate(labels)), "≤ 5 bits"], rows) + "\n")
+
+
 def weight_d_rises(name: str, base: str, other: str) -> str:
     """The widths where profile ``other``'s summed weight D (layers, mean over groups) is above ``base``'s, and the
     layer that adds most of the rise; both are --profiles names of the sweep result ``name``."""
@@ -1623,6 +1654,11 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "sample_ranges": lambda: profile_against("sweep_act_ranges_1k", "c32ps") + "\n" + d_per_width(
         "sweep_act_ranges_1k", "c32ps", "ranges per sample ÷ split static ranges (the same weights)"),
     "bits1to10": lambda: profile_against("sweep_act_ranges_1k", "b110") + "\n" + profile_against("sweep_act_ranges_1k", "b110ps"),
+    "act_weights": lambda: group_weight_powers(
+        "sweep_act_weights_1k", A_GAIN_LABEL, "W4A8: DADQ exact, budget over the mean of the groups, x_t at full "
+        "precision, weights' D weighted by the trajectory gain^0.5, over the profile with ranges per sample and "
+        "candidate bits 1–10 (b110ps); the activations' D weighted by gain^P (`againP`) or, in the first row, by the "
+        "weights' gain^0.5", "gain^0.5") + "\n" + activation_bits_per_group("sweep_act_weights_1k"),
     "variants_5k": variants_5k,
     "gpu_5k": gpu_5k,
     "gpu_headline": gpu_headline,

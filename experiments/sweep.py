@@ -347,7 +347,7 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
             continue
         target, budget, method, prof, *rest = c
         opts = rest[0] if rest else {}
-        gain = sweep_gain(sw, prof) if "gain_power" in opts else None
+        gain = sweep_gain(sw, prof) if GAIN_POWERS & set(opts) else None
         a = config_allocation(dadq, target, budget, method, prof, opts, gain)
         allocs.append((target, budget, method, prof, opts, a, profile_digest(prof), allocation_digest(a)))
     paired = getattr(sw.args, "fid_paired", False)
@@ -378,6 +378,8 @@ def fid_rows(sw: Sweep, configs, n, steps, seeds, reference, log, out: list | No
                                     "rounding": s["rounding"], "bias_correction": s["bias_correction"],
                                     "budget_scope": a.budget_scope, "ends_bits": opts.get("ends"),
                                     "group_weights_gain_power": opts.get("gain_power"),
+                                    **({"group_weights_a_gain_power": opts["a_gain_power"]}
+                                       if "a_gain_power" in opts else {}),
                                     "predicted_D": float(np.mean(a.predicted))},
                                    paired_with=paired)
                 except OutOfTime as stop:
@@ -450,7 +452,8 @@ def fid_cell(sw: Sweep, key: str, what: str, make_model, n, steps, seed, referen
 END_LAYERS = ("conv_in", "conv_out")
 
 
-GAIN_OPTION = r"gain(\d+(?:\.\d+)?)"  # gainP: each group's D weighted by its trajectory gain ** P
+GAIN_POWERS = {"gain_power", "a_gain_power"}  # the options that weight groups by the trajectory gain
+GAIN_OPTION = r"(a?)gain(\d+(?:\.\d+)?)"  # gainP: each group's D weighted by its trajectory gain ** P; againP: activations
 
 
 def _option_word(tok: str) -> bool:
@@ -467,7 +470,8 @@ def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
     first and last layers, END_LAYERS, pinned at N bits after allocating: dadq.allocate.pin_bits);
     ``fptop`` (full precision offered as the top point of every curve: dadq.allocate's fp_top); ``fpin``
     (the model input x_t kept at full precision: dadq.allocate's fp_input); ``gainP`` (each group's D weighted by
-    its trajectory gain to the power P, ``sweep_gain``: dadq.allocate's group_weights; e.g. gain0.25).
+    its trajectory gain to the power P, ``sweep_gain``: dadq.allocate's group_weights; e.g. gain0.25); ``againP``
+    (the activations' D weighted by gain ** P instead, their own group weights; e.g. gain0.5:again0).
     Each quantized config is (target, budget, method, profile, options dict)."""
     profiles = profiles or {}
     configs = []
@@ -496,11 +500,11 @@ def fid_configs(text: str, prof, profiles: dict | None = None) -> list:
             elif tok == "fpin":
                 opts["fp_input"] = True
             elif m_gain := re.fullmatch(GAIN_OPTION, tok):
-                opts["gain_power"] = float(m_gain.group(1))
+                opts["a_gain_power" if m_gain.group(1) else "gain_power"] = float(m_gain.group(2))
             else:
                 raise SystemExit(f"--fid-configs: option {tok!r} of {c!r} is none of: a profile name from --profiles "
                                  f"({', '.join(profiles) or 'none given'}), mean, group, endsN (e.g. ends8), fptop, fpin, "
-                                 "gainP (e.g. gain0.25).")
+                                 "gainP (e.g. gain0.25), againP.")
         configs.append((t, b, m, use, opts))
     return configs
 
@@ -526,10 +530,13 @@ def parse_profiles(text: str | None, model) -> dict:
 
 def config_allocation(dadq, target, budget, method, prof, opts, gain=None):
     """The allocation of one FID config: ``allocate_cell`` with the options' budget scope (and group weights
-    ``gain ** opts['gain_power']``, gain: float [G]), then the first/last layers pinned where ``opts['ends']`` asks."""
+    ``gain ** opts['gain_power']``, gain: float [G]; the activations' ``gain ** opts['a_gain_power']`` where given),
+    then the first/last layers pinned where ``opts['ends']`` asks."""
     from dadq.allocate import pin_bits
 
-    weights = None if "gain_power" not in opts else np.asarray(gain, float) ** opts["gain_power"]
+    powers = {k: opts.get(f"{p}gain_power", opts.get("gain_power")) for k, p in (("w", ""), ("a", "a_"))}
+    weights = None if all(v is None for v in powers.values()) else {
+        k: None if v is None else np.asarray(gain, float) ** v for k, v in powers.items()}
     a = allocate_cell(dadq, prof, target, budget, method, scope=opts.get("scope"), fp_top=opts.get("fp_top", False),
                       fp_input=opts.get("fp_input", False), group_weights=weights)
     return pin_bits(a, prof, END_LAYERS, opts["ends"]) if opts.get("ends") else a
@@ -550,6 +557,8 @@ def config_label(target, budget, method, prof, opts) -> str:
         label += " fp-input"
     if "gain_power" in opts:
         label += f" gain^{opts['gain_power']:g}"
+    if "a_gain_power" in opts:
+        label += f" A gain^{opts['a_gain_power']:g}"
     return label
 
 

@@ -172,7 +172,7 @@ def test_group_weights_move_bits_to_the_weighted_groups(shipped):
     assert avg(a).mean() <= 4.0 + 1e-9, "the budget still bounds the mean over groups"
     assert avg(a)[-3:].mean() > avg(plain)[-3:].mean() + 0.3 and avg(a)[:-3].mean() < avg(plain)[:-3].mean()
     # the exact solve is optimal for the weighted sum, and the D it reports stays the profile's
-    wn = _group_weights(shipped, w)
+    wn = _group_weights(shipped, w)["w"]
     assert (wn * a.predicted).sum() <= (wn * plain.predicted).sum() + 1e-12
     assert (plain.predicted.sum() <= a.predicted.sum()) and any(n.startswith("group_weights:") for n in a.notes)
     # a budget met per group is solved per group: a constant factor per group changes nothing
@@ -182,6 +182,27 @@ def test_group_weights_move_bits_to_the_weighted_groups(shipped):
     for bad in (np.ones(G - 1), -w, np.zeros(G), np.full(G, np.nan)):
         with pytest.raises(ValueError, match=f"give {G} finite weights >= 0.*trajectory_gain"):
             dadq.allocate(shipped, group_weights=bad, **kw)
+
+
+def test_group_weights_per_kind_weigh_weights_and_activations_each_by_their_own(shipped):
+    """{"w": ..., "a": ...}: each kind's D in the joint knapsack counts by its own group weights."""
+    G = shipped.num_groups
+    w = np.geomspace(0.05, 20.0, G)  # the high-noise groups count most
+    kw = dict(w_budget=4.0, a_budget=6.0, target="wa", method="exact", budget_scope="mean")
+    both = dadq.allocate(shipped, group_weights=w, **kw)
+    plain = dadq.allocate(shipped, **kw)
+    same = dadq.allocate(shipped, group_weights={"w": w, "a": w}, **kw)
+    assert (same.w_bits == both.w_bits).all() and (same.a_bits == both.a_bits).all()
+    w_only = dadq.allocate(shipped, group_weights={"w": w}, **kw)  # separate budgets: two independent solves
+    assert (w_only.w_bits == both.w_bits).all() and (w_only.a_bits == plain.a_bits).all()
+    a_only = dadq.allocate(shipped, group_weights={"w": None, "a": w}, **kw)
+    assert (a_only.w_bits == plain.w_bits).all() and (a_only.a_bits == both.a_bits).all()
+    assert (both.a_bits != plain.a_bits).any(), "the weights must move some activation bits for this test to mean anything"
+    assert any(n.startswith("group_weights: group D weighted by W ") and "; A unweighted" in n for n in w_only.notes)
+    with pytest.raises(ValueError, match="keys \\['x'\\] are not quantizer kinds"):
+        dadq.allocate(shipped, group_weights={"x": w}, **kw)
+    with pytest.raises(ValueError, match=f"give {G} finite weights"):
+        dadq.allocate(shipped, group_weights={"a": w[:-1]}, **kw)
 
 
 def test_trajectory_gain_grows_with_the_noise_level():

@@ -240,6 +240,14 @@ def test_gain_option_weights_each_groups_d_by_the_cached_trajectory_gain(tmp_pat
     assert GAIN_SETTINGS["steps"] == 50  # the gain of the sampler the FID rows use (DDIM-50)
     with pytest.raises(SystemExit, match="gainP"):
         fid_configs("w:4:exact:gainx", tiny_profile)
+    # againP: the activations take their own power (here none: gain ** 0), the weights keep gain ** 0.5
+    ((t, b, m, prof, opts),) = fid_configs("w4a:6:exact:mean:gain0.5:again0", tiny_profile)
+    assert opts == {"scope": "mean", "gain_power": 0.5, "a_gain_power": 0.0}
+    assert config_label(t, b, m, prof, opts).endswith("gain^0.5 A gain^0")
+    a = config_allocation(dadq, t, b, m, prof, opts, gain)
+    ref = dadq.allocate(prof, w_budget=4, a_budget=6, target="wa", method="exact", budget_scope="mean",
+                        group_weights={"w": gain ** 0.5, "a": np.ones(3)})
+    assert np.array_equal(a.w_bits, ref.w_bits) and np.array_equal(a.a_bits, ref.a_bits)
 
 
 def test_cells_sampled_on_a_gpu_are_keyed_apart(tiny_model, tmp_path):
