@@ -11,6 +11,9 @@ Variants, all sampled from the same seed with dadq.sample:
   with --layout, also fp_default_layout and q_wa4_default_layout: the same models with their
               convolution weights in torch's default layout instead of dadq's channels_last
               (``dadq.models.use_fast_layout``); their time / FP is the layout's speed-up
+  with --w4a8 NAME=PATH,..., also w4a8_NAME: W4A8 over each profile (exact, budget over the mean of
+              the groups, x_t at FP, the headline's row without group weights), e.g. a profile with
+              static activation ranges beside one with ranges per sample: the run-time cost of the latter
 Each variant first runs once cold (timed separately: the quantized weights are computed and cached
 on first use), then the variants alternate ``--repeats`` times in rotating order; the reported
 ratio is the median over repeats of (variant time / FP time in the same round).
@@ -41,6 +44,8 @@ def main(argv=None) -> int:
     p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the profile file")
     p.add_argument("--layout", action="store_true",
                    help="also time the FP and W+A models with their weights in torch's default layout")
+    p.add_argument("--w4a8", default=None, metavar="NAME=PATH,...",
+                   help="also time W4A8 (exact, budget over the mean of the groups, x_t at FP) over each named profile")
     args = p.parse_args(argv)
     threads = setup_threads(args.threads)
     import dadq
@@ -60,6 +65,15 @@ def main(argv=None) -> int:
     models = {"fp": model}
     for k, a in allocs.items():
         models[k] = dadq.quantize(model, prof, a)
+    w4a8 = {}
+    for item in (args.w4a8.split(",") if args.w4a8 else []):
+        name, _, path = item.partition("=")
+        if not name or not path:
+            raise SystemExit(f"--w4a8: {item!r} is not NAME=PATH.")
+        other = get_profile(model, args.model, path)
+        w4a8[name] = {"path": path, "settings": other.settings()}
+        models[f"w4a8_{name}"] = dadq.quantize(model, other, dadq.allocate(
+            other, w_budget=4.0, a_budget=8.0, target="wa", method="exact", budget_scope="mean", fp_input=True))
     wrapper = QuantizedUNet(model.unet, prof.groups, prof.layer_names).eval()
     models["wrapper_fp"] = DiffusionModel(wrapper, model.scheduler, source="wrapper, all FP")
     if args.layout:
@@ -116,7 +130,7 @@ def main(argv=None) -> int:
                   "profile": str(args.profile or "assets/default/profile.safetensors"),
                   "profile_groups": prof.num_groups, "n": n, "sampler": "ddim", "steps": steps, "seed": 0,
                   "repeats": repeats, "budget_avg_bits": args.budget,
-                  "allocations": {k: a.summary() for k, a in allocs.items()}},
+                  "allocations": {k: a.summary() for k, a in allocs.items()}, "w4a8_profiles": w4a8},
         "targets": targets, "ratios_vs_fp": ratios, "raw_seconds": times, "cold_seconds": cold,
         "paired_quality": quality,
     }, args.out)

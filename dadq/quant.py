@@ -196,13 +196,19 @@ def fake_quant_tokens(x: torch.Tensor, ratio: float, bits: int, patch: tuple[int
     """Per-token dynamic asymmetric fake quantization: each token (row of the last dim; p x q patch of a conv
     input [N, C, H, W] when ``patch`` is given; run of ``elements`` elements when that is given) onto 2^bits
     levels spanning its own [min, max] x ratio."""
-    v = _token_view(x, patch, elements)
+    per_sample = elements is not None and patch is None and x.ndim > 1 and x[0].numel() == elements
+    # one token per sample: reduce over each sample's own dims in place of a reshape, which would copy a
+    # channels_last conv input and hand the next conv a layout to convert back (the values are the same)
+    v = x if per_sample else _token_view(x, patch, elements)
+    dims = tuple(range(1, x.ndim)) if per_sample else -1
     levels = 2 ** bits - 1
-    lo = v.amin(-1, keepdim=True) * ratio
-    hi = v.amax(-1, keepdim=True) * ratio
+    lo = v.amin(dims, keepdim=True) * ratio
+    hi = v.amax(dims, keepdim=True) * ratio
     scale = (hi - lo).clamp_min(1e-8) / levels
     zero = torch.round(-lo / scale)
-    q = torch.minimum(torch.maximum(torch.round(v / scale), -zero), levels - zero) * scale
+    q = (v / scale).round_().clamp_(-zero, levels - zero).mul_(scale)
+    if per_sample:
+        return q
     if patch is None:
         return q.reshape(x.shape)
     n, c, h, w = x.shape

@@ -1548,8 +1548,14 @@ def sampling_speed() -> str:
     rows = [[name, f"{rv[k]['median']:.2f}× (per repeat {rv[k]['min']:.2f}–{rv[k]['max']:.2f})",
              f"{_goal(r['targets'][k]['target'])} {OK[r['targets'][k]['pass']]}"]
             for k, name in (("q_wa4", "W+A 4 (lagrangian, per-group)"), ("q_w4", "W 4 (lagrangian, per-group)"))]
-    for k, name in (("fp_default_layout", "FP, convolution weights in torch's default layout"),
-                    ("q_wa4_default_layout", "W+A 4, default layout")):
+    more = [("fp_default_layout", "FP, convolution weights in torch's default layout"),
+            ("q_wa4_default_layout", "W+A 4, default layout")]
+    for name, w in s.get("w4a8_profiles", {}).items():  # W4A8 over other profiles (--w4a8)
+        st = w["settings"]
+        ranges = ("ranges per sample at run time" if st.get("act_granularity") == "sample" else
+                  "static ranges" + (", one per part of a concatenated input" if st.get("split_concat") else ""))
+        more.append((f"w4a8_{name}", f"W4A8 (exact, x_t at FP), {ranges}: `{w['path']}`"))
+    for k, name in more:
         if k in rv:
             rows.append([name, f"{rv[k]['median']:.2f}× (per repeat {rv[k]['min']:.2f}–{rv[k]['max']:.2f})", "–"])
     return (f"`{_cmd(r['command'])}` → `benchmarks/results/sampling_speed.json`\n\n"

@@ -31,6 +31,15 @@ def test_each_sample_takes_its_own_range():
         fake_quant_tokens(x, 1.0, 4, elements=100)
 
 
+def test_a_channels_last_input_keeps_its_layout_and_values():
+    """The conv inputs of a dadq model are channels_last: ranges per sample quantize them where they lie, to the
+    same values as each sample's input flattened into one token."""
+    x = torch.randn(5, 8, 7, 7, generator=torch.Generator().manual_seed(1)).to(memory_format=torch.channels_last)
+    q = fake_quant_tokens(x, 0.9, 6, elements=8 * 7 * 7)
+    assert q.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(q, fake_quant_tokens(x.reshape(5, -1), 0.9, 6).reshape(x.shape))
+
+
 @pytest.fixture(scope="module")
 def profiles(tiny_model):
     kw = dict(groups=2, bits=[4, 8], calib_per_group=2, seed=0, layers=LAYERS, split_concat=True)
