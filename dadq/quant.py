@@ -197,8 +197,8 @@ def fake_quant_tokens(x: torch.Tensor, ratio: float, bits: int, patch: tuple[int
     input [N, C, H, W] when ``patch`` is given; run of ``elements`` elements when that is given) onto 2^bits
     levels spanning its own [min, max] x ratio."""
     per_sample = elements is not None and patch is None and x.ndim > 1 and x[0].numel() == elements
-    # one token per sample: reduce over each sample's own dims in place of a reshape, which would copy a
-    # channels_last conv input and hand the next conv a layout to convert back (the values are the same)
+    # one token per sample: reduce over each sample's own dims, and quantize x where it lies; a reshape would
+    # copy a channels_last conv input and hand the next conv a layout to convert back (the values are the same)
     v = x if per_sample else _token_view(x, patch, elements)
     dims = tuple(range(1, x.ndim)) if per_sample else -1
     levels = 2 ** bits - 1
@@ -206,7 +206,9 @@ def fake_quant_tokens(x: torch.Tensor, ratio: float, bits: int, patch: tuple[int
     hi = v.amax(dims, keepdim=True) * ratio
     scale = (hi - lo).clamp_min(1e-8) / levels
     zero = torch.round(-lo / scale)
-    q = (v / scale).round_().clamp_(-zero, levels - zero).mul_(scale)
+    q = (v / scale).round_()
+    # clamp(q, -zero, levels - zero), in place: clamp_ with tensor bounds is several times slower on CPU
+    q = torch.minimum(torch.maximum(q, -zero, out=q), levels - zero, out=q).mul_(scale)
     if per_sample:
         return q
     if patch is None:
