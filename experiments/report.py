@@ -251,8 +251,7 @@ PROFILE_RECIPES = {"act": "16 calibration samples per group",
                    "b110ps": "32 calibration samples per group, activation ranges per sample at run time, candidate bits "
                              "1–10"}
 PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym": "c32", "c32s7": "c32", "ho": "asym",
-                 "c32sp": "c32", "b1": "ho", "c32ps": "c32sp", "b110": "c32sp",
-                 "b110ps": "c32ps"}
+                 "c32sp": "c32", "b1": "ho", "c32ps": "c32sp", "b110": "c32sp", "b110ps": "c32ps"}
 
 
 # the group weights the headline also shows DADQ with: each group's D times its trajectory gain ** this (the sweep's
@@ -598,10 +597,11 @@ def group_weight_powers(name: str = "sweep_gain_1k", suffix: re.Pattern = GAIN_L
                       f"{f.mean() / np.mean([fp[s] for s in seeds]):.2f}×",
                       *(["–", "–"] if m is None else _change(f, ref))])
     table.sort(key=lambda row: (row[0], row[1] != base, row[1]))
+    against = "the unweighted one" if base == "none" else f"the same setting, {base},"
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
-            f"{setting}; {r['fid'][0]['n']:,} samples at "
-            f"{r['fid'][0]['sampler']} per row. Each weighted row is compared with the "
-            + ("unweighted one" if base == "none" else f"same setting, {base},") + " on the seeds both have; FP FID per seed: " + ", ".join(f"{fp[s]:.2f} (seed {s})" for s in sorted(fp)) + ".\n\n"
+            f"{setting}; {r['fid'][0]['n']:,} samples at {r['fid'][0]['sampler']} per row. Each weighted row is "
+            f"compared with {against} on the seeds both have; FP FID per seed: "
+            + ", ".join(f"{fp[s]:.2f} (seed {s})" for s in sorted(fp)) + ".\n\n"
             + _table(["setting", "group weights", "seeds", "FID per seed", "mean FID", "× FP", f"against {base}",
                       "lower on"], table) + "\n")
 
@@ -1145,17 +1145,25 @@ def largest_activation_d(name: str, bits: int = 8) -> str:
             f"{d[g, li] / np.nansum(d):.0%} of the activation D at {bits} bits summed over layers and groups.\n")
 
 
+def shipped_gain(groups) -> np.ndarray:
+    """float [G]: the default model's shipped trajectory gain (``gain.json``, the sweeps' GAIN_SETTINGS) over
+    ``groups``."""
+    import dadq
+    from dadq.models import shipped_file
+    from dadq.trajectory import GAIN_FILE, load_gain
+
+    return load_gain(shipped_file("default", GAIN_FILE), groups, dadq.load_model())[0]
+
+
 def lowest_width_use(name: str, base: str, other: str, budget: float = 3.0) -> str:
     """Where the W ``budget`` allocation (exact, budget over the mean of the groups, groups weighted by the shipped
     trajectory gain ** HEADLINE_GAIN_POWER) puts the weights of ``base`` and ``other`` (--profiles names of the sweep
     result ``name``): the share of weight elements at each width, and per group at each profile's lowest width."""
     import dadq
-    from dadq.models import shipped_file
-    from dadq.trajectory import GAIN_FILE, load_gain
     from experiments.sweep import config_allocation
 
     profs = dict(zip((base, other), sweep_profiles(name, base, other)))
-    gain, _ = load_gain(shipped_file("default", GAIN_FILE), profs[base].groups, dadq.load_model())
+    gain = shipped_gain(profs[base].groups)
     widths = sorted(set().union(*(map(int, p.bits) for p in profs.values())))
     overall, per_group = [], []
     for k, prof in profs.items():
@@ -1181,17 +1189,15 @@ def activation_bits_per_group(name: str) -> str:
     of each timestep group over the quantized inputs (x_t at full precision left out), and the share of all
     activation elements at 5 bits or fewer."""
     import dadq
-    from dadq.models import shipped_file
-    from dadq.trajectory import GAIN_FILE, load_gain
     from experiments.sweep import config_allocation, config_label, fid_configs
 
     r = load(name)
     names = list(r["setup"]["more_profiles"])
     profs = dict(zip(names, sweep_profiles(name, *names)))
+    gain = shipped_gain(profs[names[0]].groups)  # the sweep's profiles share their groups
     text = re.search(r"--fid-configs (\S+)", r["command"]).group(1)
     rows, labels = [], None
     for t, b, m, prof, opts in (c for c in fid_configs(text, None, profs) if c != "fp" and c[0] == "w4a"):
-        gain, _ = load_gain(shipped_file("default", GAIN_FILE), prof.groups, dadq.load_model())
         a = config_allocation(dadq, t, b, m, prof, opts, gain)
         bits = np.asarray(a.a_bits, float)
         numel = np.broadcast_to(np.asarray(a.a_numel, float)[None, :], bits.shape) * (bits < 32)
