@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounding", default="rtn", choices=ROUNDINGS,
                    help="weight rounding (default rtn; gptq: error-compensating; gptq-act: gptq in activation order; "
-                        "-group: one Hessian per timestep group, one weight copy per group)")
+                        "-group: one Hessian per timestep group, one weight copy per group; -clip: each channel's clip "
+                        "ratio chosen by the layer's output error after GPTQ)")
     p.add_argument("--bias-correction", action="store_true", help="fold each quantized layer's mean output shift into its bias")
     p.add_argument("--held-out-seed", type=int, default=None,
                    help="measure the curves on a second draw of trajectories from this calibration seed, held out from "

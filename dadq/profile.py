@@ -37,7 +37,7 @@ from .io import atomic_path
 from .models import DiffusionModel, full_fp32
 from .quant import (ACT_CLIP_GRID, ACT_GRANULARITIES, FP_BITS, TOKEN_PARAM_BITS, WEIGHT_CLIP_GRID, QuantizedUNet,
                     activation_range, check_weight_grid, concat_splits, grid_of, token_clip_ratio, token_layers)
-from .rounding import ROUNDINGS, needs_calibration
+from .rounding import ROUNDINGS, needs_calibration, uses_output_clip
 from .rounding import describe as describe_rounding
 
 FORMAT = "dadq-profile/1"
@@ -644,6 +644,7 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
     w_numel = np.array([qunet.layers[n].weight.numel() for n in names], dtype=np.int64)
     types = ["Conv2d" if qunet.layers[n].is_conv else "Linear" for n in names]
     o = np.array(order)
+    clip_by = "output-error" if uses_output_clip(rounding) else "MSE"
     meta = {
         "source": model.source, "mode": mode, "calib_per_group": calib_per_group, "seed": seed,
         "calib_steps": calib_steps or min(model.num_timesteps, max(100, 2 * G)), "calib_sampler": "DDIM, eta=0",
@@ -651,11 +652,11 @@ def profile(model: DiffusionModel, groups: int | TimestepGroups = 10, bits=range
         "distortion": METRICS[metric], "ssim": SSIM_PARAMS, "metric": metric,
         "rounding": rounding, "bias_correction": bool(bias_correction), "split_concat": bool(split_concat),
         "weight_grid": weight_grid,
-        "weight_quantizer": (f"symmetric per-output-channel, narrow range, MSE clip search over {len(WEIGHT_CLIP_GRID)} "
+        "weight_quantizer": (f"symmetric per-output-channel, narrow range, {clip_by} clip search over {len(WEIGHT_CLIP_GRID)} "
                              f"ratios {WEIGHT_CLIP_GRID[0]:.2f}-1.00; 1 bit = sign x mean|w|; "
                              if weight_grid == "symmetric" else
                              f"asymmetric per-output-channel (a zero point per channel, 2^bits levels over [min, max] "
-                             f"shrunk by the MSE-best of {len(WEIGHT_CLIP_GRID)} ratios {WEIGHT_CLIP_GRID[0]:.2f}-1.00); ")
+                             f"shrunk by the {clip_by}-best of {len(WEIGHT_CLIP_GRID)} ratios {WEIGHT_CLIP_GRID[0]:.2f}-1.00); ")
                             + describe_rounding(rounding)
                             + ("; bias corrected per group (mean output shift on the calibration inputs)"
                                if bias_correction else ""),

@@ -1,7 +1,8 @@
 """Quantizers, the fake-quant layer wrapper, and ``quantize(model, profile, allocation)``.
 
 Weights: symmetric, per output channel, narrow range (levels -q..q with q = 2^(b-1) - 1); the clip
-scale of each channel minimises that channel's weight MSE over ``WEIGHT_CLIP_GRID``. 1 bit is
+scale of each channel minimises that channel's weight MSE over ``WEIGHT_CLIP_GRID`` (with ``gptq-act-clip``,
+the layer's output error after GPTQ). 1 bit is
 sign(w) x mean|w| per channel, since a symmetric 1-bit grid would hold only zero.
 Activations: asymmetric, per tensor, 2^b levels over a range [lo, hi] per (layer, group, bits),
 chosen by an MSE search over shrunk min/max ranges (``activation_range``). Option (``act_granularity=
@@ -30,7 +31,7 @@ from .bitwidths import FP_BITS, is_fp
 from .groups import TimestepGroups
 from .models import QUANTIZABLE, DiffusionModel, fast_layout_like
 from .rounding import (DAMP, ROUNDINGS, calibration_stats, gptq, hessian_factor, needs_calibration, output_shift,
-                       per_group_hessian, round_to_grid, uses_act_order, uses_hessian)
+                       per_group_hessian, round_to_grid, uses_act_order, uses_hessian, uses_output_clip)
 
 WEIGHT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
 ACT_CLIP_GRID = np.linspace(0.30, 1.0, 36)
@@ -52,68 +53,92 @@ def grid_of(settings: dict) -> str:
     return settings.get("weight_grid", WEIGHT_GRIDS[0])
 
 
-def weight_grid(flat: torch.Tensor, bits: int, grid: str = "symmetric") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-output-channel grid (scale [C_out, 1], zero [C_out, 1] or None) of a weight flat [C_out, K] at
-    ``bits`` (1..16), the clip ratio of WEIGHT_CLIP_GRID chosen per channel by round-to-nearest weight MSE.
+def weight_grid_candidates(flat: torch.Tensor, bits: int, grid: str = "symmetric") -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """The per-channel grids (scale [C_out, 1], zero [C_out, 1] or None) of a weight flat [C_out, K] at
+    ``bits`` (2..16), one per clip ratio of WEIGHT_CLIP_GRID, among which ``weight_grid`` (or
+    ``gptq-act-clip``, by output error) picks each channel's.
 
-    grid 'symmetric': zero None, the narrow grid {-q..q} · scale (q = 2^(bits-1) - 1), scale = max |w| · ratio / q;
-    at 1 bit (either grid), sign(w) · mean |w| (a symmetric 1-bit grid would hold only zero). 'asymmetric': 2^bits levels
-    (k - zero) · scale, k = 0..2^bits - 1, spanning the channel's [min w, max w], each end shrunk by the ratio;
-    its zero point (an integer of ``bits`` bits per channel) is stored beside the scale. Every rounding uses
-    this grid, fixed before any rounding."""
+    grid 'symmetric': zero None, the narrow grid {-q..q} · scale (q = 2^(bits-1) - 1), scale = max |w| · ratio / q.
+    'asymmetric': 2^bits levels (k - zero) · scale, k = 0..2^bits - 1, spanning the channel's [min w, max w], each
+    end shrunk by the ratio; its zero point (an integer of ``bits`` bits per channel) is stored beside the scale."""
     check_weight_grid(grid)
-    if bits == 1:  # either grid: two levels of one grid would waste one on zero
-        return flat.abs().mean(1, keepdim=True), None
     if grid == "symmetric":
         qmax = 2 ** (bits - 1) - 1
         maxabs = flat.abs().amax(1, keepdim=True).clamp_min(1e-12)
-
-        def at(ratio):
-            return maxabs * ratio / qmax, None
-    else:
-        lo0 = flat.amin(1, keepdim=True).clamp_max(0.0)  # the grid always holds 0: a zero weight stays zero
-        hi0 = flat.amax(1, keepdim=True).clamp_min(0.0)
-
-        def at(ratio):
-            lo = lo0 * ratio
-            scale = (hi0 * ratio - lo).clamp_min(1e-12) / (2 ** bits - 1)
-            return scale, torch.round(-lo / scale)
-    best_err = torch.full((flat.shape[0], 1), float("inf"), device=flat.device)
-    best, best_zero = at(1.0)
+        return [(maxabs * float(ratio) / qmax, None) for ratio in WEIGHT_CLIP_GRID]
+    lo0 = flat.amin(1, keepdim=True).clamp_max(0.0)  # the grid always holds 0: a zero weight stays zero
+    hi0 = flat.amax(1, keepdim=True).clamp_min(0.0)
+    out = []
     for ratio in WEIGHT_CLIP_GRID:
-        scale, zero = at(float(ratio))
-        err = (round_to_grid(flat, scale, bits, zero) - flat).pow(2).mean(1, keepdim=True)
-        better = err < best_err
-        best_err = torch.where(better, err, best_err)
-        best = torch.where(better, scale, best)
-        if zero is not None:
-            best_zero = torch.where(better, zero, best_zero)
-    return best, best_zero
+        lo = lo0 * float(ratio)
+        scale = (hi0 * float(ratio) - lo).clamp_min(1e-12) / (2 ** bits - 1)
+        out.append((scale, torch.round(-lo / scale)))
+    return out
+
+
+def weight_grid(flat: torch.Tensor, bits: int, grid: str = "symmetric") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-output-channel grid (scale [C_out, 1], zero [C_out, 1] or None) of a weight flat [C_out, K] at
+    ``bits`` (1..16): of ``weight_grid_candidates``, each channel's with the least round-to-nearest weight MSE.
+    At 1 bit (either grid), sign(w) · mean |w| (a symmetric 1-bit grid would hold only zero). Every rounding but
+    ``gptq-act-clip`` uses this grid, fixed before any rounding."""
+    check_weight_grid(grid)
+    if bits == 1:  # either grid: two levels of one grid would waste one on zero
+        return flat.abs().mean(1, keepdim=True), None
+    cands = weight_grid_candidates(flat, bits, grid)
+    err = torch.stack([(round_to_grid(flat, sc, bits, z) - flat).pow(2).mean(1) for sc, z in cands])
+    return _pick_rows(cands, err)
+
+
+def _pick_rows(cands: list, err: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each row's (scale, zero) from ``cands`` (n grids of [R, 1]) where err [n, R] is least; ties go to the first."""
+    best = err.argmin(0)[None, :, None]
+    scale = torch.stack([sc for sc, _ in cands]).take_along_dim(best, 0)[0]
+    zero = None if cands[0][1] is None else torch.stack([z for _, z in cands]).take_along_dim(best, 0)[0]
+    return scale, zero
+
+
+def gptq_output_clip(w: torch.Tensor, u: torch.Tensor, dead: torch.Tensor, h: torch.Tensor, bits: int,
+                     grid: str = "symmetric") -> torch.Tensor:
+    """GPTQ-rounded rows w [R, K] (columns in ``u``'s order), each row on the grid of ``weight_grid_candidates``
+    whose rounding leaves the least output error (w_q − w) H (w_q − w)ᵀ; h [K, K] in the same column order.
+    Rows are independent under GPTQ, so every candidate is rounded in one batch of n · R rows."""
+    cands = weight_grid_candidates(w, bits, grid)
+    n, r = len(cands), w.shape[0]
+    scale = torch.cat([sc for sc, _ in cands])
+    zero = None if cands[0][1] is None else torch.cat([z for _, z in cands])
+    rep = w.float().repeat(n, 1)
+    q = gptq(rep, u, dead, scale, bits, zero)
+    d = q - rep
+    err = ((d @ h) * d).sum(1).reshape(n, r)
+    return q.reshape(n, r, -1)[err.argmin(0), torch.arange(r)]
 
 
 def quantize_weight(w: torch.Tensor, bits: int, factor: tuple | None = None, grid: str = "symmetric") -> torch.Tensor:
     """Fake-quantized copy of a weight [C_out, ...] at ``bits`` (per output channel, on ``weight_grid``'s grid).
 
-    factor: None rounds to nearest; (U [cg, K, K], dead [cg, K], perm [cg, K] or None) from
-    ``rounding.hessian_factor`` rounds by GPTQ, conv group by conv group (columns in perm's order),
-    on the same per-channel grid.
+    factor: None rounds to nearest; (U [cg, K, K], dead [cg, K], perm [cg, K] or None, H [cg, K, K] or None)
+    from ``rounding.hessian_factor`` rounds by GPTQ, conv group by conv group (columns in perm's order), on
+    the same per-channel grid, or, where H is given (``gptq-act-clip``), on each channel's grid of least output error.
     """
     if is_fp(bits):
         return w.detach().clone()
     flat = w.detach().float().reshape(w.shape[0], -1)
-    scale, zero = weight_grid(flat, bits, grid)
     if factor is None:
+        scale, zero = weight_grid(flat, bits, grid)
         return round_to_grid(flat, scale, bits, zero).reshape(w.shape)
-    u, dead, perm = factor
+    u, dead, perm, h = factor
     rows = flat.shape[0] // u.shape[0]
     q = []
     for k in range(u.shape[0]):
-        part = slice(k * rows, (k + 1) * rows)
-        wk, sk, zk = flat[part], scale[part], None if zero is None else zero[part]
-        if perm is None:
-            q.append(gptq(wk, u[k], dead[k], sk, bits, zk))
+        wk = flat[k * rows:(k + 1) * rows]
+        if perm is not None:
+            wk = wk[:, perm[k]]
+        if h is not None and bits > 1:
+            qk = gptq_output_clip(wk, u[k], dead[k], h[k], bits, grid)
         else:
-            q.append(gptq(wk[:, perm[k]], u[k], dead[k], sk, bits, zk)[:, torch.argsort(perm[k])])
+            scale, zero = weight_grid(flat[k * rows:(k + 1) * rows], bits, grid)
+            qk = gptq(wk, u[k], dead[k], scale, bits, zero)
+        q.append(qk if perm is None else qk[:, torch.argsort(perm[k])])
     return torch.cat(q).reshape(w.shape)
 
 
@@ -529,9 +554,10 @@ def _layer_calibration(unet: nn.Module, names: list[str], calib_x, calib_t, roun
         def factor(st):
             if not uses_hessian(rounding):
                 return None
+            kw = dict(act_order=uses_act_order(rounding), keep_h=uses_output_clip(rounding))
             if per_group:
-                return [hessian_factor(st.hessian(g), act_order=uses_act_order(rounding)) for g in range(len(st.rows))]
-            return hessian_factor(st.hessian(), act_order=uses_act_order(rounding))
+                return [hessian_factor(st.hessian(g), **kw) for g in range(len(st.rows))]
+            return hessian_factor(st.hessian(), **kw)
 
         _CALIB_MEMO[key] = {n: LayerCalibration(factor=factor(st), in_mean=st.mean() if bias_correction else None)
                             for n, st in stats.items()}

@@ -249,9 +249,13 @@ PROFILE_RECIPES = {"act": "16 calibration samples per group",
                    "b110": "32 calibration samples per group, one activation range per part of a concatenated input, "
                            "candidate bits 1–10",
                    "b110ps": "32 calibration samples per group, activation ranges per sample at run time, candidate bits "
-                             "1–10"}
+                             "1–10",
+                   "clip": "32 calibration samples per group, activation ranges per sample at run time, each weight "
+                           "channel's clip ratio by output error after GPTQ (`gptq-act-clip`)"}
 PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym": "c32", "c32s7": "c32", "ho": "asym",
-                 "c32sp": "c32", "b1": "ho", "c32ps": "c32sp", "b110": "c32sp", "b110ps": "c32ps"}
+                 "c32sp": "c32", "b1": "ho", "c32ps": "c32sp", "b110": "c32sp", "b110ps": "c32ps",
+                 # a weights-only row compares against c32: c32ps and c32 round the same weights (summed weight D 1.00x)
+                 "clip": ("c32ps", "c32")}
 
 
 # the group weights the headline also shows DADQ with: each group's D times its trajectory gain ** this (the sweep's
@@ -614,10 +618,11 @@ def sweep_profiles(name: str, *keys: str) -> list:
     return [dadq.Profile.load(REPO / paths[k]["path"]) for k in keys]
 
 
-def profile_against(name: str, other: str) -> str:
+def profile_against(name: str, other: str, command: bool = True) -> str:
     """FID of a sweep's rows over the profile named ``other`` (PROFILE_RECIPES) beside the same rows over its base
     (PROFILE_BASES), per seed, with the weights' stored size of each; and the two profiles' build times and summed
-    weight D at 3 and 4 bits (on each profile's own calibration inputs)."""
+    weight D at 3 and 4 bits (on each profile's own calibration inputs). ``command``: False leaves out the sweep's
+    command, for a second comparison from a sweep whose command is already shown."""
 
     if not (RESULTS / f"{name}.json").exists():
         return f"Not run yet (`experiments/results/{name}.json`).\n"
@@ -625,20 +630,23 @@ def profile_against(name: str, other: str) -> str:
     fid = _fid_rows(r)
     fp = fid["FP"]
     row = {x["row"]: x for x in r["fid"]}
-    base = PROFILE_BASES[other]
+    bases = PROFILE_BASES[other] if isinstance(PROFILE_BASES[other], tuple) else (PROFILE_BASES[other],)
+    base = bases[0]
 
     def both(key, fmt):  # "base / other" of one recorded quantity, '–' where a row lacks it
         return " / ".join("–" if row[x].get(key) is None else format(row[x][key], fmt) for x in (ref_label, label))
 
-    new, old = f" {other}", f" {base}"
+    new = f" {other}"
     table = []
     for label, by_seed in fid.items():
-        ref_label = label.replace(new, old)
-        if new not in label or ref_label not in fid:
+        refs = [(b, label.replace(new, f" {b}")) for b in bases if label.replace(new, f" {b}") in fid]
+        if new not in label or not refs:
             continue
+        ref_base, ref_label = refs[0]
         seeds, f, ref = _on_common_seeds(by_seed, fid[ref_label])
         fps = np.mean([fp[s] for s in seeds])
-        table.append([label.replace(new, ""), ", ".join(map(str, seeds)),
+        table.append([label.replace(new, "") + ("" if ref_base == base else f" (against {ref_base})"),
+                      ", ".join(map(str, seeds)),
                       f"{ref.mean():.2f} ({ref.mean() / fps:.2f}×)", f"{f.mean():.2f} ({f.mean() / fps:.2f}×)",
                       *_change(f, ref), both("stored_weight_MB", ".3f"), both("predicted_D", ".2e")])
     facts = r["setup"]["more_profiles"]
@@ -646,8 +654,8 @@ def profile_against(name: str, other: str) -> str:
     d_ratio = ", ".join(f"{(var.d_w[..., list(var.bits).index(b)].sum() / was.d_w[..., list(was.bits).index(b)].sum()):.2f}× "
                         f"at {b} bits" for b in (3, 4))
     built = "; ".join(f"{k}: {facts[k]['seconds']:.0f} s on {facts[k]['threads']} thread(s)" for k in (base, other))
-    return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
-            f"Profiles built in {built}. Summed weight D over groups and layers, {other} ÷ {base}: {d_ratio} (each "
+    return ((f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n" if command else "")
+            + f"Profiles built in {built}. Summed weight D over groups and layers, {other} ÷ {base}: {d_ratio} (each "
             "measured on the inputs of its own curves).\n\n"
             f"{r['fid'][0]['n']:,} samples at {r['fid'][0]['sampler']} per row; each row over the profile with "
             f"{PROFILE_RECIPES[base]} ({base}{', shipped' if base == SHIPPED_PROFILE else ''}) and over the same recipe with {PROFILE_RECIPES[other]} ({other}), mean "
@@ -655,6 +663,16 @@ def profile_against(name: str, other: str) -> str:
             + ", ".join(f"{fp[s]:.2f} (seed {s})" for s in sorted(fp)) + ".\n\n"
             + _table(["row", "seeds", f"{base}: FID (× FP)", f"{other}: FID (× FP)", "change", "lower on",
                       f"stored weights, MB: {base} / {other}", f"predicted D: {base} / {other}"], table) + "\n")
+
+
+def against_uniform(name: str, ours: str, uniform: str) -> str:
+    """One line: a DADQ row of a sweep against the strong uniform baseline over the same profile, mean FID over the
+    seeds both have, the change and the seeds where DADQ is lower."""
+    fid = _fid_rows(load(name))
+    seeds, f, ref = _on_common_seeds(fid[ours], fid[uniform])
+    change, lower = _change(f, ref)
+    return (f"Against uniform bits with the first/last layers at 8 over the same profile (`{uniform}`), seeds "
+            f"{', '.join(map(str, seeds))}: DADQ {f.mean():.2f} against {ref.mean():.2f} ({change}), lower on {lower}.\n")
 
 
 def d_per_width(name: str, other: str = "ho", ratio: str = "held-out draw ÷ fitting draw (the same quantizers)") -> str:
@@ -1424,6 +1442,23 @@ def weight_grid() -> str:
                    f"{x['sum_mse']['gptq_act'] / x['sum_mse']['gptq_act_asym']:.2f}×"])
 
 
+def clip_search() -> str:
+    """Each channel's clip ratio by output error after GPTQ (``gptq-act-clip``) against by weight MSE, held-out
+    layer output MSE (rounding_ablation --parts clip), and the time each rounding takes for the whole model."""
+    c = load("rounding_ablation_clip")["clip"]
+    sec = c["rounding_seconds"]
+    timing = (f"Rounding the whole model ({c['summary'][0]['layers']} layers) at every width 2–8, the Hessians included, "
+              f"two interleaved runs each on one thread: GPTQ in activation order {sum(sec['gptq-act']):.0f} s, clip by "
+              f"output error {sum(sec['gptq-act-clip']):.0f} s, {c['rounding_seconds_ratio']:.1f}× as long.\n")
+    return _held_out_mse(
+        "rounding_ablation_clip", "clip", "clip by output error ÷ clip by weight MSE",
+        ["weight bits", "clip by output error ÷ RTN", "÷ GPTQ act order", "median over layers", "lower in",
+         "summed MSE, GPTQ act order ÷ clip by output error"],
+        lambda x: [str(x["bits"]), f"{x['clip_over_rtn_geo']:.3f}", f"{x['ratio_geo']:.3f}",
+                   f"{x['ratio_median']:.3f}", f"{x['lower_in_layers']} of {x['layers']}",
+                   f"{x['sum_mse']['gptq_act'] / x['sum_mse']['gptq_act_clip']:.2f}×"]) + "\n" + timing
+
+
 # --- the embedded models' quality cards -------------------------------------------------------------
 
 QUALITY_ROWS = [("train_10k_vs_test", "{data} train images (sanity: near 0)"), ("ddim50_1k", "model, DDIM-50"),
@@ -1663,9 +1698,13 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "split_c32": lambda: profile_against("sweep_split32_1k", "c32sp"),
     "bits1": lambda: profile_against("sweep_bits1_1k", "b1") + "\n" + lowest_width_use("sweep_bits1_1k", "ho", "b1"),
     "bits1_5k": lambda: profile_against("sweep_bits1_5k", "b1"),
+    "clip_5k": lambda: profile_against("sweep_clip_5k", "clip"),
+    "clip_1k": lambda: profile_against("sweep_clip_1k", "clip") + "\n" + against_uniform(
+        "sweep_clip_1k", "W 4 exact G=10 clip scope=mean gain^0.5", "W 4 uniform G=10 clip ends@8"),
     "sample_ranges": lambda: profile_against("sweep_act_ranges_1k", "c32ps") + "\n" + d_per_width(
         "sweep_act_ranges_1k", "c32ps", "ranges per sample ÷ split static ranges (the same weights)"),
-    "bits1to10": lambda: profile_against("sweep_act_ranges_1k", "b110") + "\n" + profile_against("sweep_act_ranges_1k", "b110ps"),
+    "bits1to10": lambda: profile_against("sweep_act_ranges_1k", "b110") + "\n" + profile_against("sweep_act_ranges_1k", "b110ps",
+                                                                                             command=False),
     "act_weights": lambda: group_weight_powers(
         "sweep_act_weights_1k", A_GAIN_LABEL, "W4A8: DADQ exact, budget over the mean of the groups, x_t at full "
         "precision, weights' D weighted by the trajectory gain^0.5, over the profile with ranges per sample and "
@@ -1683,7 +1722,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
     "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
-    "bias_out_of_sample": bias_out_of_sample, "gptq_order": gptq_order, "weight_grid": weight_grid, "gptq_order_fid": gptq_order_fid, "metric_grid": metric_grid,
+    "bias_out_of_sample": bias_out_of_sample, "gptq_order": gptq_order, "weight_grid": weight_grid, "clip_search": clip_search, "gptq_order_fid": gptq_order_fid, "metric_grid": metric_grid,
     "rounding_grid_fashion": lambda: rounding_grid("sweep_rounding_fashion"), "rounding_5k": rounding_5k, "dit": dit,
 }
 

@@ -18,6 +18,9 @@ and 1 (held out), G groups, N samples per group.
   grid         the asymmetric per-channel weight grid (a zero point per channel) against the symmetric narrow
                one, for GPTQ in activation order and for round to nearest: every quantizable layer's output
                MSE on the held-out inputs, at 2-5 bits; ratio asymmetric / symmetric, geometric mean over groups.
+  clip         GPTQ in activation order with each channel's clip ratio chosen by the layer's output error after
+               GPTQ (rounding 'gptq-act-clip') against by round-to-nearest weight MSE: every quantizable layer's
+               output MSE on the held-out inputs, at 2-5 bits; ratio clip / gptq-act, geometric mean over groups.
   timing       dadq.profile of a layer subset, rtn vs gptq (same everything else), seconds and ratio;
                and the GPTQ setup (Hessians of all layers + GPTQ of every layer at every width) alone.
 """
@@ -80,16 +83,22 @@ def hessian_rows(model, est, held, bits=(3, 4)) -> list[dict]:
     return rows
 
 
-ORDER_VARIANTS = {  # name: weight at bits b from (weight, b, plain GPTQ factor, act-order factor)
-    "rtn": lambda w, b, plain, act: _qw(w, b),
-    "gptq": lambda w, b, plain, act: _qw(w, b, plain),
-    "gptq_act": lambda w, b, plain, act: _qw(w, b, act),
+# name: weight at bits b from (weight, b, {rounding: GPTQ factor}) (``held_out_rows``)
+ORDER_VARIANTS = {
+    "rtn": lambda w, b, f: _qw(w, b),
+    "gptq": lambda w, b, f: _qw(w, b, f["gptq"]),
+    "gptq_act": lambda w, b, f: _qw(w, b, f["gptq-act"]),
 }
 GRID_VARIANTS = {
-    "rtn": lambda w, b, plain, act: _qw(w, b),
-    "rtn_asym": lambda w, b, plain, act: _qw(w, b, grid="asymmetric"),
-    "gptq_act": lambda w, b, plain, act: _qw(w, b, act),
-    "gptq_act_asym": lambda w, b, plain, act: _qw(w, b, act, grid="asymmetric"),
+    "rtn": lambda w, b, f: _qw(w, b),
+    "rtn_asym": lambda w, b, f: _qw(w, b, grid="asymmetric"),
+    "gptq_act": lambda w, b, f: _qw(w, b, f["gptq-act"]),
+    "gptq_act_asym": lambda w, b, f: _qw(w, b, f["gptq-act"], grid="asymmetric"),
+}
+CLIP_VARIANTS = {
+    "rtn": lambda w, b, f: _qw(w, b),
+    "gptq_act": lambda w, b, f: _qw(w, b, f["gptq-act"]),
+    "gptq_act_clip": lambda w, b, f: _qw(w, b, f["gptq-act-clip"]),
 }
 
 
@@ -105,7 +114,7 @@ def held_out_rows(model, est, held, variants: dict, bits=WIDTHS) -> list[dict]:
     (``ORDER_VARIANTS``, ``GRID_VARIANTS``), the GPTQ Hessians from the estimation set."""
     from dadq.models import quantizable_layers
     from dadq.quant import QuantizedUNet
-    from dadq.rounding import calibration_stats, hessian_factor
+    from dadq.rounding import calibration_stats, hessian_factor, uses_act_order, uses_output_clip
 
     (x0, t0), (x1, t1) = est, held
     G = x0.shape[0]
@@ -119,9 +128,10 @@ def held_out_rows(model, est, held, variants: dict, bits=WIDTHS) -> list[dict]:
         for name in chunk:
             ql = q.layers[name]
             fp = [ql.op(a, ql.weight, None) for a in ins[name]]
-            plain, act = (hessian_factor(stats[name].hessian(), act_order=a) for a in (False, True))
+            factors = {r: hessian_factor(stats[name].hessian(), act_order=uses_act_order(r), keep_h=uses_output_clip(r))
+                       for r in ("gptq", "gptq-act", "gptq-act-clip")}
             for b in bits:
-                ws = {k: make(ql.weight, b, plain, act) for k, make in variants.items()}
+                ws = {k: make(ql.weight, b, factors) for k, make in variants.items()}
                 for g in range(G):
                     rows.append({"layer": name, "bits": b, "group": g,
                                  **{k: _output_mse(ql, ins[name][g], fp[g], w) for k, w in ws.items()}})
@@ -150,6 +160,17 @@ def ratio_summary(rows: list[dict], num: str, den: str, extra: dict) -> tuple[li
                      **{f"{k}_geo": float(np.exp(np.mean([np.log(p[k]) for p in sel]))) for k in extra},
                      "sum_mse": {k: float(sum(r[k] for r in rows if r["bits"] == b) / G) for k in keys}})
     return summ, per_layer
+
+
+def variant_part(model, est, held, variants: dict, num: str, den: str, extra: tuple[str, str, str], title: str) -> dict:
+    """A part comparing weight variants by held-out layer output MSE: ``ratio_summary`` of num / den and of one
+    more ratio ``extra`` (name, num, den), printed; {"summary", "per_layer"} for the result."""
+    name, a, b = extra
+    summ, per_layer = ratio_summary(held_out_rows(model, est, held, variants), num, den, {name: (a, b)})
+    print_table(["bits", "layers", f"{num}/{den} (geo)", "median", f"{num} lower in", f"{a}/{b} (geo)"],
+                [[x["bits"], x["layers"], x["ratio_geo"], x["ratio_median"], x["lower_in_layers"], x[f"{name}_geo"]]
+                 for x in summ], title=title)
+    return {"summary": summ, "per_layer": per_layer}
 
 
 def geo_ratio(rows: list[dict], num: str, den: str) -> float:
@@ -209,9 +230,7 @@ def split_rows(model, G, n, steps, bits=(4, 6)) -> tuple[list[dict], dict]:
 
 def timing(model, G, n, steps) -> dict:
     import dadq
-    from dadq.calibrate import calibration_inputs
-    from dadq.models import quantizable_layers
-    from dadq.quant import _CALIB_MEMO, QuantizedUNet
+    from dadq.quant import _CALIB_MEMO
 
     out = {}
     for rounding in ("rtn", "gptq", "rtn", "gptq"):  # interleaved twice: the machine's load drifts
@@ -220,22 +239,31 @@ def timing(model, G, n, steps) -> dict:
         dadq.profile(model, groups=G, bits=range(2, 9), calib_per_group=n, calib_steps=steps, mode="fast",
                      layers=TIMING_LAYERS, rounding=rounding)
         out.setdefault(rounding, []).append(time.perf_counter() - t0)
-    # the GPTQ overhead of a whole-model profile: Hessians of all layers and GPTQ at every width
+    t_stats, t_all, layers = whole_model_rounding_seconds(model, G, n, steps, "gptq")
+    return {"subset_layers": TIMING_LAYERS, "profile_seconds": out,
+            "ratio_gptq_over_rtn": float(np.sum(out["gptq"]) / np.sum(out["rtn"])),
+            "all_layers_setup_seconds": {"hessians_and_factors": t_stats, "plus_gptq_all_widths_2_8": t_all,
+                                         "layers": layers}}
+
+
+def whole_model_rounding_seconds(model, G, n, steps, rounding: str) -> tuple[float, float, int]:
+    """The rounding overhead of a whole-model profile: (seconds for the Hessians and factors of all layers, seconds
+    for those plus the rounded weights of every layer at every width 2-8, layers)."""
+    from dadq.calibrate import calibration_inputs
+    from dadq.models import quantizable_layers
+    from dadq.quant import _CALIB_MEMO, QuantizedUNet
+
     x, t = calibration_inputs(model, model_groups(G), n, seed=0, steps=steps)
     names = [nm for nm, _ in quantizable_layers(model.unet)]
     _CALIB_MEMO.clear()
     t0 = time.perf_counter()
     q = QuantizedUNet(model.unet, model_groups(G), names)
-    q.setup(x, t, rounding="gptq")
+    q.setup(x, t, rounding=rounding)
     t_stats = time.perf_counter() - t0
     for ql in q.layers.values():
         for b in range(2, 9):
             ql.quantized_weight(b)
-    t_all = time.perf_counter() - t0
-    return {"subset_layers": TIMING_LAYERS, "profile_seconds": out,
-            "ratio_gptq_over_rtn": float(np.sum(out["gptq"]) / np.sum(out["rtn"])),
-            "all_layers_setup_seconds": {"hessians_and_factors": t_stats, "plus_gptq_all_widths_2_8": t_all,
-                                         "layers": len(names)}}
+    return t_stats, time.perf_counter() - t0, len(names)
 
 
 def main(argv=None) -> int:
@@ -247,14 +275,14 @@ def main(argv=None) -> int:
     p.add_argument("--calib", type=int, default=8, help="calibration samples per group")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps of the calibration trajectories")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--parts", default="hessian,order,bias,grid,split,timing")
+    p.add_argument("--parts", default="hessian,order,bias,grid,clip,split,timing")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     setup_threads(args.threads)
     parts = set(args.parts.split(","))
     model = dadq.load_model("default")
     G = args.groups
-    if parts & {"hessian", "order", "bias", "grid"}:
+    if parts & {"hessian", "order", "bias", "grid", "clip"}:
         est = calibration_inputs(model, model_groups(G), args.calib, seed=0, steps=args.steps)
         held = calibration_inputs(model, model_groups(G), args.calib, seed=1, steps=args.steps)
     result = {"experiment": NAME, "command": command_line(NAME, "experiments"),
@@ -288,13 +316,19 @@ def main(argv=None) -> int:
                     title="held-out layer output MSE, GPTQ in activation order against left to right")
         result["order"] = {"summary": summ, "per_layer": per_layer}
     if "grid" in parts:
-        summ, per_layer = ratio_summary(held_out_rows(model, est, held, GRID_VARIANTS), "gptq_act_asym", "gptq_act",
-                                        {"rtn_asym_over_rtn": ("rtn_asym", "rtn")})
-        print_table(["bits", "layers", "asym/sym GPTQ-act (geo)", "median", "asym lower in", "asym/sym RTN (geo)"],
-                    [[s["bits"], s["layers"], s["ratio_geo"], s["ratio_median"], s["lower_in_layers"],
-                      s["rtn_asym_over_rtn_geo"]] for s in summ],
-                    title="held-out layer output MSE, asymmetric per-channel weight grid against symmetric")
-        result["grid"] = {"summary": summ, "per_layer": per_layer}
+        result["grid"] = variant_part(model, est, held, GRID_VARIANTS, "gptq_act_asym", "gptq_act",
+                                      ("rtn_asym_over_rtn", "rtn_asym", "rtn"),
+                                      "held-out layer output MSE, asymmetric per-channel weight grid against symmetric")
+    if "clip" in parts:
+        result["clip"] = variant_part(model, est, held, CLIP_VARIANTS, "gptq_act_clip", "gptq_act",
+                                      ("clip_over_rtn", "gptq_act_clip", "rtn"),
+                                      "held-out layer output MSE, clip ratio by output error after GPTQ against by weight MSE")
+        seconds = {}
+        for r in ("gptq-act", "gptq-act-clip", "gptq-act", "gptq-act-clip"):  # interleaved: the machine's load drifts
+            seconds.setdefault(r, []).append(whole_model_rounding_seconds(model, G, args.calib, args.steps, r)[1])
+        print("whole-model rounding at widths 2-8, seconds:", seconds)
+        result["clip"].update(rounding_seconds=seconds, rounding_seconds_ratio=float(
+            np.sum(seconds["gptq-act-clip"]) / np.sum(seconds["gptq-act"])))
     if "bias" in parts:
         rows = bias_rows(model, est, held)
         summ = []

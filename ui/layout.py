@@ -223,6 +223,7 @@ def model_tab(w: Widgets, model_src: str):
         with gr.Row():
             w.p_rounding = gr.Radio([("round to nearest", "rtn"), ("GPTQ (Hessian-aware, slower)", "gptq"),
                                      ("GPTQ, activation order", "gptq-act"),
+                                     ("GPTQ, activation order, clip by output error", "gptq-act-clip"),
                                      ("GPTQ, activation order, Hessian per group (a weight copy per group)",
                                       "gptq-act-group")],
                                     value="rtn", label="weight rounding", elem_id="profile-rounding")
