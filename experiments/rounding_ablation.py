@@ -111,10 +111,10 @@ def _qw(w, b, factor=None, grid="symmetric"):
 @torch.no_grad()
 def held_out_rows(model, est, held, variants: dict, bits=WIDTHS) -> list[dict]:
     """Every quantizable layer's output MSE on the held-out inputs of each group, per weight variant
-    (``ORDER_VARIANTS``, ``GRID_VARIANTS``), the GPTQ Hessians from the estimation set."""
+    (``ORDER_VARIANTS``, ``GRID_VARIANTS``, ``CLIP_VARIANTS``), the GPTQ Hessians from the estimation set."""
     from dadq.models import quantizable_layers
     from dadq.quant import QuantizedUNet
-    from dadq.rounding import calibration_stats, hessian_factor, uses_act_order, uses_output_clip
+    from dadq.rounding import calibration_stats, hessian_factor
 
     (x0, t0), (x1, t1) = est, held
     G = x0.shape[0]
@@ -128,8 +128,9 @@ def held_out_rows(model, est, held, variants: dict, bits=WIDTHS) -> list[dict]:
         for name in chunk:
             ql = q.layers[name]
             fp = [ql.op(a, ql.weight, None) for a in ins[name]]
-            factors = {r: hessian_factor(stats[name].hessian(), act_order=uses_act_order(r), keep_h=uses_output_clip(r))
-                       for r in ("gptq", "gptq-act", "gptq-act-clip")}
+            clip = hessian_factor(stats[name].hessian(), act_order=True, keep_h=True)
+            # gptq-act is the same factor without H (which would switch on the output-error clip)
+            factors = {"gptq": hessian_factor(stats[name].hessian()), "gptq-act": clip[:3] + (None,), "gptq-act-clip": clip}
             for b in bits:
                 ws = {k: make(ql.weight, b, factors) for k, make in variants.items()}
                 for g in range(G):

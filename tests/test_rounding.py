@@ -146,7 +146,8 @@ def test_per_group_hessians_fit_each_groups_own_inputs(default_sets):
 def test_output_clip_lowers_the_output_error_in_and_out_of_sample(default_sets):
     """gptq-act-clip picks each channel's clip ratio by the layer's output error after GPTQ: on the Hessian's
     own inputs no channel leaves more error than with the weight-MSE ratio (that ratio is one of the candidates),
-    and on held-out inputs the layers' output error falls on the whole; the grid stays a per-channel grid."""
+    and on held-out inputs the output error falls on the whole, over the layers with at least as many calibration
+    rows as Hessian columns."""
     model, (x0, t0), (x1, t1) = default_sets
     stats = calibration_stats(model.unet, LAYERS, x0, t0)
     held = layer_inputs(model.unet, LAYERS, x1, t1)
@@ -167,7 +168,8 @@ def test_output_clip_lowers_the_output_error_in_and_out_of_sample(default_sets):
             assert torch.all(in_sample[1] <= in_sample[0] * (1 + 1e-5) + 1e-12), (name, bits)
             mse = [float(np.mean([(run(a, w) - run(a, layer.weight)).pow(2).mean() for a in held[name]]))
                    for w in (w_act, w_clip)]
-            if isinstance(layer, nn.Conv2d):  # a Linear here sees 20 input rows: too few to fit 128-column H's ratios
+            # time_embedding.linear_2 sees one row per sample, 20 here, for 128 columns: its ratios fit those rows
+            if int(stats[name].rows.sum()) >= h.shape[-1]:
                 ratios.append(mse[1] / mse[0])
-    assert sum(changed) >= len(changed) - 2, changed  # a tiny layer (conv_in: 9 columns) may keep its ratios
+    assert sum(changed) >= len(changed) - 2, changed  # a layer may keep every channel's ratio (conv_out at 4 bits)
     assert np.exp(np.mean(np.log(ratios))) < 0.95, ratios
