@@ -223,16 +223,21 @@ HEADLINE_ROWS = [("W 4", "W 4"), ("W+A 4", "WA 4"), ("W+A 6", "WA 6")]
 
 def headline_rows(key: str) -> tuple[str, str]:
     """The 5k row labels (DADQ, strong uniform) the headline shows for a setting key of ROUNDING_SETTINGS: both with
-    the shipped profile (GPTQ in activation order + bias), x_t at FP where activations are quantized."""
+    the shipped profile (GPTQ in activation order + bias, 32 calibration samples per group), x_t at FP where
+    activations are quantized."""
     tail = "" if key.startswith("W ") else FP_INPUT  # weights-only rows quantize no activation
-    return tuple(f"{key} {_in_act_order(label)}{tail}" for label in (DADQ_GPTQ[1], STRONG_UNIFORM[1]))
+    return tuple(f"{key} {label.replace(' gptq', ' ' + SHIPPED_PROFILE)}{tail}" for label in (DADQ_GPTQ[1], STRONG_UNIFORM[1]))
 
 
-# the --profiles name of the shipped profile in the sweeps that set another recipe beside it
-SHIPPED_PROFILE = "act"
-# the shipped profile's recipe and its variants, by --profiles name: what each one's calibration is (all GPTQ in
-# activation order with bias correction, candidate bits 2-8 and the symmetric weight grid unless named), and the profile
-# each is compared with (``profile_against``), which differs from it in one setting
+# the --profiles name of the shipped profile in the sweeps that set other recipes beside it
+SHIPPED_PROFILE = "c32"
+# the profile issue 18's grids ran over, shipped while they ran (``act``: 16 calibration samples per group); the grids'
+# blocks show its rows, the variants' block the others'
+GRID_PROFILE = "act"
+GRID_PROFILE_TEXT = "the act-order profile with 16 calibration samples per group (`act`)"
+# the recipes of the profiles GPTQ in activation order, by --profiles name: what each one's calibration is (all with bias
+# correction, candidate bits 2-8 and the symmetric weight grid unless named), and the profile each is compared with
+# (``profile_against``), which differs from it in one setting
 PROFILE_RECIPES = {"act": "16 calibration samples per group",
                    "grp": "one Hessian per group (`gptq-act-group`), 16 calibration samples per group",
                    "c32": "32 calibration samples per group",
@@ -258,6 +263,11 @@ PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym":
                  "clip": ("c32ps", "c32")}
 
 
+def recipe(name: str) -> str:
+    """A profile's recipe (PROFILE_RECIPES), marked where it is the shipped one."""
+    return PROFILE_RECIPES[name] + (" (shipped)" if name == SHIPPED_PROFILE else "")
+
+
 # the group weights the headline also shows DADQ with: each group's D times its trajectory gain ** this (the sweep's
 # gainP option), the power chosen at 1k samples (group_weight_powers)
 HEADLINE_GAIN_POWER = 0.5
@@ -271,9 +281,12 @@ def headline() -> str:
     name = "sweep_rounding_5k"
     rows = _first_seed(name)[1]
     fp = rows["FP"]
+    # a row this CPU did not sample, from the GPU's seed 1 (its FP there is the CPU's within 0.1%), marked
+    gpu = {k: dict(x, on_gpu=True) for k, x in _first_seed(GPU_5K)[1].items()}
 
     def cell(x):
-        return f"{x['fid']:.2f} ({x['fid'] / fp['fid']:.2f}× FP)" if x else "not run yet"
+        return (f"{x['fid']:.2f} ({x['fid'] / fp['fid']:.2f}× FP{', GPU' if x.get('on_gpu') else ''})" if x
+                else "not run yet")
 
     def meets(x, goal):
         return f"{cell(x)} {OK[x['fid'] / fp['fid'] <= goal]}" if x else "–"
@@ -281,7 +294,7 @@ def headline() -> str:
     gain = f" gain^{HEADLINE_GAIN_POWER:g}"
     table = []
     for key, _, tname, goal in ROUNDING_SETTINGS:
-        d, u = (rows.get(label) for label in headline_rows(key))
+        d, u = (rows.get(label) or gpu.get(label) for label in headline_rows(key))
         w = rows.get(headline_rows(key)[0] + gain)
         best = _lowest_variant(rows, headline_rows(key)[0], gain)
         table.append([tname + ("" if key.startswith("W ") else ", x_t at FP"), cell(d), cell(u),
@@ -294,13 +307,16 @@ def headline() -> str:
                     "dadq, lowest over a profile variant"], table)
             + f"\n\nFID with MNIST-classifier features (not Inception), {fp['n']:,} samples, {fp['sampler']}, seed 1, on "
               f"the embedded MNIST model; FP {fp['fid']:.2f} (`experiments/results/{name}.json`). Both sides use the "
-              "shipped profile's quantizer, GPTQ in activation order with bias correction, and dadq's exact allocation "
+              "shipped profile's quantizer, GPTQ in activation order with bias correction (32 calibration samples per "
+              "group), and dadq's exact allocation "
               "bounds the mean over timestep groups. Where activations are quantized, both keep the model input x_t at "
               "full precision, outside the budget (`fp_input`). The column after the targets weights each group's "
               f"distortion by its trajectory gain to the power {HEADLINE_GAIN_POWER:g} (`allocate(..., group_weights=…)`), "
               "a power chosen on 1k samples (seeds 1–3). The last column is the lowest of the rows run at 5k over a "
-              "variant of the shipped profile's recipe (every such row is in results, \"Calibration variants at 5k\"), "
-              "named, with the gain's power where it is named; – where none was run.\n")
+              "variant of the shipped profile's recipe (every such row is in results, \"Calibration variants at 5k\", and "
+              "the 16-sample `act` rows in its 5k grid), "
+              "named, with the gain's power where it is named; – where none was run. A cell marked GPU was sampled on a lent "
+              f"GPU (`experiments/results/{GPU_5K}.json`, seed 1), not on this CPU.\n")
 
 
 def _lowest_variant(rows: dict, label: str, gain: str) -> tuple[dict, str, bool] | None:
@@ -402,7 +418,7 @@ def split_grid() -> str:
     out = [f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`"
            + ("" if r.get("complete") else " (**partial**: the rows marked – are not finished)"), "",
            f"{fp['n']} samples at {fp['sampler']}, seed {fp['seed']} (FP FID {fp['fid']:.2f}). Split profile: "
-           f"`{sp['path']}`, the shipped profile's recipe with split concat {sp.get('split_concat')}, built by "
+           f"`{sp['path']}`, the plain GPTQ recipe with split concat {sp.get('split_concat')}, built by "
            f"`{sp.get('command')}`.", "",
            _table(["setting", "row", "activation ranges of split inputs", "average bits used", "FID", "× FP",
                    "paired SSIM"], table), "", f"Per row (FID gaps under {FID_LEVEL:.0%} and paired-SSIM gaps under "
@@ -436,12 +452,12 @@ ROUNDING_ROWS = [("uniform G=10", "uniform, RTN"), ("uniform G=10 gptq", "unifor
 
 
 def _in_act_order(label: str) -> str:
-    """A row label with plain GPTQ (profile name ``gptq``) -> the same row with the shipped act-order profile (``act``)."""
+    """A row label with plain GPTQ (profile name ``gptq``) -> the same row with the act-order profile (``act``)."""
     return label.replace(" gptq", " act")
 
 
-# the same rows with the shipped profile, GPTQ in activation order (profile name ``act`` in the 5k result)
-ACT_ROWS = [(_in_act_order(k), f"{w.replace('GPTQ', 'GPTQ act order')} (shipped profile)")
+# the same rows with GPTQ in activation order (profile name ``act`` in the 5k result)
+ACT_ROWS = [(_in_act_order(k), f"{w.replace('GPTQ', 'GPTQ act order')} (16 calibration samples per group)")
             for k, w in ROUNDING_ROWS if " gptq" in k]
 FID_LEVEL, SSIM_LEVEL = 0.05, 0.005  # relative FID gap, absolute paired-SSIM gap below which two rows are level
 STRONG_UNIFORM = ("uniform G=10 gptq", "uniform G=10 gptq ends@8")
@@ -577,7 +593,9 @@ def _change(f: np.ndarray, ref: np.ndarray) -> list[str]:
 
 
 def group_weight_powers(name: str = "sweep_gain_1k", suffix: re.Pattern = GAIN_LABEL,
-                        setting: str = "DADQ exact, budget over the mean of the groups, the shipped profile",
+                        setting: str = "DADQ exact, budget over the mean of the groups, over the profile each row names (`act`: GPTQ "
+                                       "in activation order with bias correction, 16 calibration samples per group; "
+                                       "`c32`: the same with 32, the shipped profile)",
                         base: str = "none") -> str:
     """FID of DADQ rows with each group's D weighted by its trajectory gain ** P (the sweep's gainP option; with
     ``suffix`` A_GAIN_LABEL, the activations' own againP) beside the same allocation without that suffix (named
@@ -658,7 +676,8 @@ def profile_against(name: str, other: str, command: bool = True) -> str:
             + f"Profiles built in {built}. Summed weight D over groups and layers, {other} ÷ {base}: {d_ratio} (each "
             "measured on the inputs of its own curves).\n\n"
             f"{r['fid'][0]['n']:,} samples at {r['fid'][0]['sampler']} per row; each row over the profile with "
-            f"{PROFILE_RECIPES[base]} ({base}{', shipped' if base == SHIPPED_PROFILE else ''}) and over the same recipe with {PROFILE_RECIPES[other]} ({other}), mean "
+            f"{PROFILE_RECIPES[base]} ({base}{', shipped' if base == SHIPPED_PROFILE else ''}) and over the same recipe "
+            f"with {PROFILE_RECIPES[other]} ({other}{', shipped' if other == SHIPPED_PROFILE else ''}), mean "
             "over the seeds both have; FP FID per seed: "
             + ", ".join(f"{fp[s]:.2f} (seed {s})" for s in sorted(fp)) + ".\n\n"
             + _table(["row", "seeds", f"{base}: FID (× FP)", f"{other}: FID (× FP)", "change", "lower on",
@@ -700,12 +719,12 @@ def group_halves(name: str = "group_halves") -> str:
              _pct((x["fid"] - fp) / (every - fp))] for x in r["rows"]]
     if name == "group_halves":
         bits = " ".join(f"{b:.2f}" for b in st["group_avg_bits"])
-        what = (f"W {st['budget']:g}, DADQ exact with the budget as the mean over groups, the shipped profile; weight "
+        what = (f"W {st['budget']:g}, DADQ exact with the budget as the mean over groups, {GRID_PROFILE_TEXT}; weight "
                 f"bits per group (0 … {st['groups'] - 1}, group 0 the last steps): {bits}.")
         head = "weights quantized in"
     else:
-        what = (f"Weights at full precision, every layer's input at {st['bits']} bits (uniform, the shipped profile's "
-                f"ranges), the model input x_t at full precision. Timestep-embedding path: the timestep MLP and every ResNet's "
+        what = (f"Weights at full precision, every layer's input at {st['bits']} bits (uniform, the ranges of "
+                f"{GRID_PROFILE_TEXT}), the model input x_t at full precision. Timestep-embedding path: the timestep MLP and every ResNet's "
                 f"`time_emb_proj`, {len(st['time_layers'])} layers.")
         if st.get("sensitive_layers"):
             what += (f" The {len(st['sensitive_layers'])} layers at FP in the row that names them are those with the "
@@ -779,8 +798,8 @@ def output_correlation() -> str:
                     f"{c:.2f} ({c / q - 1:+.1%}).\n")
     return (f"`{_cmd(r['command'])}` → `experiments/results/{name}.json`\n\n"
             f"Fitted per group on {st['n']} calibration trajectories (seed {st['fit_seed']}), scored on {st['n']} others "
-            f"(seed {st['test_seed']}); {st['groups']} groups, DADQ exact with the budget as the mean over groups, the "
-            "shipped profile. A negative share: the correction fitted on one set makes the other set's error larger.\n\n"
+            f"(seed {st['test_seed']}); {st['groups']} groups, DADQ exact with the budget as the mean over groups, "
+            f"{GRID_PROFILE_TEXT}. A negative share: the correction fitted on one set makes the other set's error larger.\n\n"
             + _table(["setting", "held-out eps MSE, mean over groups", "largest \\|k\\|",
                       *(f"removed: {c}, all groups" for c in names), "largest share removed in one group"], table)
             + f"\n\n- **PTQD's scale has almost nothing to remove.** |k| is at most "
@@ -1099,10 +1118,11 @@ def rounding_1k() -> str:
 
 def rounding_1k_fashion() -> str:
     """The headline pairs of issue 18's grid on the Fashion-MNIST model at 1k samples (sweep_rounding_fashion_1k),
-    plain GPTQ (``gptq``) and, where run, act order (``act``, its shipped profile)."""
+    plain GPTQ (``gptq``) and, where run, act order (``act``, 16 calibration samples per group)."""
     return _seed_grid("sweep_rounding_fashion_1k", "FID against the Fashion-MNIST test split; rows named `gptq` use "
                       "plain GPTQ (`experiments/results/profiles/gptq/fashion_gptq_bc_calib16.safetensors`), rows "
-                      "named `act` the model's shipped profile, the same recipe in activation order.",
+                      "named `act` the same recipe in activation order "
+                      "(`experiments/results/profiles/gptq_act/fashion_gptqact_bc_calib16.safetensors`).",
                       lambda rows: _allocation_lines(rows) + _act_order_lines(rows))
 
 
@@ -1110,8 +1130,8 @@ def gptq_order_fid() -> str:
     """FID with GPTQ in activation order against plain GPTQ (sweep_act_1k; profile name ``act``), per setting
     for DADQ and the strong uniform baseline: FID per seed (fid_table) and on how many seeds act order is lower."""
     return _seed_grid("sweep_act_1k", "rows named `gptq` use plain GPTQ (columns left to right; the shipped profile "
-                      "until this comparison), rows named `act` the same recipe in activation order (the shipped profile "
-                      "since); the `gptq` and FP rows are the cells of "
+                      "until this comparison), rows named `act` the same recipe in activation order (16 calibration "
+                      "samples per group, as the shipped profile's recipe with 32); the `gptq` and FP rows are the cells of "
                       "[the 1k grid](#base-quantizer-against-allocation-issue-18).", _act_order_lines)
 
 
@@ -1244,20 +1264,21 @@ def weight_d_rises(name: str, base: str, other: str) -> str:
 
 
 def variants_5k() -> str:
-    """The 5k rows (sweep_rounding_5k) over the shipped profile's variants (PROFILE_RECIPES): FID and × FP of each,
+    """The 5k rows (sweep_rounding_5k) over the profiles in activation order beside the grids' (PROFILE_RECIPES), the
+    shipped one among them: FID and × FP of each,
     with the target of its setting, and each DADQ row against the strong uniform baseline over the same profile."""
     r, rows = _first_seed("sweep_rounding_5k")
     fp = rows["FP"]
     goals = {key: goal for key, _, _, goal in ROUNDING_SETTINGS}
     table, lines = [], []
-    for name in (n for n in PROFILE_RECIPES if n != SHIPPED_PROFILE):
+    for name in (n for n in PROFILE_RECIPES if n != GRID_PROFILE):
         for label, x in rows.items():
             if f" {name} " not in label:
                 continue
             key = next(k for k in goals if label.startswith(k + " "))
             ratio = x["fid"] / fp["fid"]
             ours = " exact " in label
-            table.append([label, PROFILE_RECIPES[name], _bits(x), f"{x['fid']:.2f}", f"{ratio:.2f}×",
+            table.append([label, recipe(name), _bits(x), f"{x['fid']:.2f}", f"{ratio:.2f}×",
                           _target_cell(ratio, goals[key], ours)])
             u = rows.get(f"{key} uniform G=10 {name} ends@8" + (FP_INPUT if FP_INPUT in label else ""))
             if ours and u:
@@ -1613,6 +1634,22 @@ def sampling_speed() -> str:
             + _table(["model", "time ÷ FP", "target"], rows) + "\n")
 
 
+def quantize_speed() -> str:
+    """dadq.quantize time per profile (benchmarks/quantize_speed.py): what a profile's calibration pass adds to the
+    first Generate of a model, as time ÷ the 16-sample profile's in the same rounds."""
+    r = bench("quantize_speed")
+    prof = r["profiles"]
+    base = next(k for k, x in prof.items() if x["calib_per_group"] == 16)
+    rows = [[k, f"`{x['path']}`", str(x["calib_per_group"]), f"{x['median_s']:.1f} s",
+             f"{float(np.median(np.array(x['seconds']) / np.array(prof[base]['seconds']))):.2f}×"] for k, x in prof.items()]
+    return (f"`{_cmd(r['command'])}` → `benchmarks/results/quantize_speed.json`\n\n"
+            f"`dadq.quantize` ({r['allocation']}), {r['repeats']} interleaved repeats on {r['torch_threads']} torch "
+            f"thread(s), load average {r['loadavg_start'][0]:.1f} at the start (other jobs ran beside it: read the ratio, "
+            "not the seconds):\n\n"
+            + _table(["profile", "file", "calibration samples per group", "median", f"÷ {base}, median per round"], rows)
+            + "\n")
+
+
 def app() -> str:
     r = bench("app")
     a, g = r["allocate_roundtrip_ms"], r["generate"]
@@ -1730,7 +1767,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "rounding_1k_fashion": rounding_1k_fashion,
     "default_model": default_model,
     "fashion_model": fashion_model, "solver_speed": solver_speed, "profile_speed": profile_speed,
-    "fast_fill": fast_fill, "sampling_speed": sampling_speed, "app": app, "rounding_grid": rounding_grid,
+    "fast_fill": fast_fill, "sampling_speed": sampling_speed, "quantize_speed": quantize_speed, "app": app, "rounding_grid": rounding_grid,
     "bias_out_of_sample": bias_out_of_sample, "gptq_order": gptq_order, "weight_grid": weight_grid, "clip_search": clip_search, "gptq_order_fid": gptq_order_fid, "metric_grid": metric_grid,
     "rounding_grid_fashion": lambda: rounding_grid("sweep_rounding_fashion"), "rounding_5k": rounding_5k, "dit": dit,
 }

@@ -16,7 +16,7 @@ from __future__ import annotations
 from benchmarks.common import EXPERIMENT_RESULTS, command_line, machine_facts, print_table, sampling_experiment, write_result
 
 NAME = "step_ranges"
-PROFILE = "experiments/results/profiles/calib/default_gptqact_bc_calib32.safetensors"
+PROFILE = "assets/default/profile.safetensors"
 BITS = 8  # activation bits
 TRAJECTORIES = (32, 64, 128)  # FP calibration trajectories the per-step ranges come from
 

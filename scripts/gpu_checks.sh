@@ -32,8 +32,8 @@ python3 -c "import torch, diffusers; print('torch', torch.__version__, 'diffuser
 CACHE=$WORK/sweep_fid5k.cells.json
 cp experiments/results/sweep_fid5k.cells.json "$CACHE"
 P=experiments/results/profiles
-PROFILES=gptq=$P/gptq/default_gptq_bc_calib16.safetensors,act=assets/default/profile.safetensors
-PROFILES=$PROFILES,c32=$P/calib/default_gptqact_bc_calib32.safetensors,c64=$P/calib/default_gptqact_bc_calib64.safetensors
+PROFILES=gptq=$P/gptq/default_gptq_bc_calib16.safetensors,act=$P/gptq_act/default_gptqact_bc_calib16.safetensors
+PROFILES=$PROFILES,c32=assets/default/profile.safetensors,c64=$P/calib/default_gptqact_bc_calib64.safetensors
 PROFILES=$PROFILES,asym=$P/grid/default_gptqact_bc_calib32_asym.safetensors
 SWEEP_A=${SWEEP_A:-fp,w:4:exact:c32:mean:gain0.5,w:4:uniform:c32:ends8,w:4:exact,w:3:exact:asym:mean:gain0.5,w:3:uniform:asym:ends8,w:3:exact,w4a:8:exact:c32:mean:fpin:gain0.5,w4a:8:uniform:c32:ends8:fpin,wa:6:exact:c32:mean:fpin,wa:6:uniform:c32:ends8:fpin,wa:6:exact,wa:4:exact:asym:mean:fpin,wa:4:uniform:c32:ends8:fpin,wa:4:exact}
 SWEEP_B=${SWEEP_B:-w:3:exact:asym:mean,w:3:exact:asym:mean:gain0.25,w:3:exact:asym:mean:gain1,w:3:exact:c64:mean:gain0.5,wa:6:exact:c32:mean:fpin:gain0.5,wa:6:exact:asym:mean:fpin:gain0.5,wa:6:exact:c64:mean:fpin:gain0.5,w4a:8:exact:c32:mean:fpin:gain0.25,w4a:8:exact:asym:mean:fpin:gain0.25,w4a:8:exact:c64:mean:fpin:gain0.5,fp}
