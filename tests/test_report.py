@@ -61,11 +61,21 @@ def test_headline_and_speed_numbers_come_from_their_result_files():
     fid5k = {r["row"]: r["fid"] for r in json.loads((report.RESULTS / "sweep_rounding_5k.json").read_text())["fid"]}
     head = report.headline()
     assert f"FP {fid5k['FP']:.2f}" in head
-    shown = [row for key, *_ in report.ROUNDING_SETTINGS for row in report.headline_rows(key) if row in fid5k]
-    assert shown, "the headline has no 5k row to show"
-    assert all(" act " in row for row in shown)  # the shipped profile's rows, on both sides
+    pairs = [report.headline_rows(key) for key, *_ in report.ROUNDING_SETTINGS]
+    assert all(f" {report.SHIPPED_PROFILE} " in row for pair in pairs for row in pair)  # the shipped profile's rows
+    shown = [d for d, _ in pairs if d in fid5k]
+    assert shown, "the headline has no 5k DADQ row to show"
     for row in shown:
         assert f"{fid5k[row]:.2f} ({fid5k[row] / fid5k['FP']:.2f}× FP)" in head
+    # the uniform column: the strongest baseline run, uniform bits over the shipped profile (this CPU, else the GPU's
+    # seed 1) or over the 16-sample profile the grids ran over, whichever is lower
+    gpu = {r["row"]: r["fid"] for r in json.loads((report.RESULTS / f"{report.GPU_5K}.json").read_text())["fid"]
+           if r["seed"] == 1}
+    for _, u in pairs:
+        grid = u.replace(f" {report.SHIPPED_PROFILE} ", f" {report.GRID_PROFILE} ")
+        found = [x for x in (fid5k.get(u, gpu.get(u)), fid5k.get(grid)) if x is not None]
+        if found:
+            assert f"{min(found):.2f} ({min(found) / fid5k['FP']:.2f}× FP" in head
     solver = json.loads((report.BENCH_RESULTS / "solver_speed.json").read_text())
     ms = solver["targets"]["real: dadq.allocate"]["lagrangian_worst_ms"]
     assert f"{ms:.1f} ms" in report.speed_targets()

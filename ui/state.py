@@ -106,8 +106,10 @@ class AppState:
         if cached_for is not alloc:
             s = profile.settings()
             if progress is not None and needs_calibration(s):
-                progress(0.0, desc=f"quantizing: {s['rounding']} weights and bias corrections from the profile's "
-                                   "calibration inputs (the first time for this model takes a few seconds)")
+                n = profile.meta.get("calib_per_group", "its")
+                progress(0.0, desc=f"quantizing: {s['rounding']} weights and bias corrections from the profile's {n} "
+                                   "calibration samples per group (once per model and profile: tens of seconds on a "
+                                   "2-core CPU)")
             qmodel = dadq.quantize(model, profile, alloc)
             self._qmodel = (alloc, qmodel)
         return Snapshot(alloc, alloc_label(alloc), qmodel)
