@@ -234,7 +234,6 @@ SHIPPED_PROFILE = "c32"
 # the profile issue 18's grids ran over, shipped while they ran (``act``: 16 calibration samples per group); the grids'
 # blocks show its rows, the variants' block the others'
 GRID_PROFILE = "act"
-GRID_PROFILE_TEXT = "the act-order profile with 16 calibration samples per group (`act`)"
 # the recipes of the profiles GPTQ in activation order, by --profiles name: what each one's calibration is (all with bias
 # correction, candidate bits 2-8 and the symmetric weight grid unless named), and the profile each is compared with
 # (``profile_against``), which differs from it in one setting
@@ -261,6 +260,9 @@ PROFILE_BASES = {"grp": "act", "c32": "act", "c64": "c32", "b10": "c32", "asym":
                  "c32sp": "c32", "b1": "ho", "c32ps": "c32sp", "b110": "c32sp", "b110ps": "c32ps",
                  # a weights-only row compares against c32: c32ps and c32 round the same weights (summed weight D 1.00x)
                  "clip": ("c32ps", "c32")}
+
+
+GRID_PROFILE_TEXT = f"the act-order profile with {PROFILE_RECIPES[GRID_PROFILE]} (`{GRID_PROFILE}`)"
 
 
 def recipe(name: str) -> str:
@@ -292,9 +294,8 @@ def headline() -> str:
     def strongest_uniform(label):
         """The lower of the uniform rows over the shipped profile and over the 16-sample one: the baseline DADQ
         must beat is the strongest, and more calibration samples do not lower uniform bits' FID."""
-        found = [x for x in (rows.get(label) or gpu.get(label),
-                             dict(rows.get(label.replace(f" {SHIPPED_PROFILE} ", f" {GRID_PROFILE} ")) or {},
-                                  profile_note="16-sample profile")) if x and "fid" in x]
+        grid = rows.get(label.replace(f" {SHIPPED_PROFILE} ", f" {GRID_PROFILE} "))
+        found = [x for x in (rows.get(label) or gpu.get(label), grid and dict(grid, profile_note="16-sample profile")) if x]
         return min(found, key=lambda x: x["fid"], default=None)
 
     def meets(x, goal):
@@ -1647,17 +1648,15 @@ def sampling_speed() -> str:
 
 def quantize_speed() -> str:
     """dadq.quantize time per profile (benchmarks/quantize_speed.py): what a profile's calibration pass adds to the
-    first Generate of a model, as time ÷ the 16-sample profile's in the same rounds."""
+    first Generate of a model, as time ÷ the first profile's in the same rounds."""
     r = bench("quantize_speed")
-    prof = r["profiles"]
-    base = next(k for k, x in prof.items() if x["calib_per_group"] == 16)
-    rows = [[k, f"`{x['path']}`", str(x["calib_per_group"]), f"{x['median_s']:.1f} s",
-             f"{float(np.median(np.array(x['seconds']) / np.array(prof[base]['seconds']))):.2f}×"] for k, x in prof.items()]
+    rows = [[k, f"`{x['path']}`", str(x["calib_per_group"]), f"{x['median_s']:.1f} s", f"{x['ratio_to_first']:.2f}×"]
+            for k, x in r["profiles"].items()]
     return (f"`{_cmd(r['command'])}` → `benchmarks/results/quantize_speed.json`\n\n"
             f"`dadq.quantize` ({r['allocation']}), {r['repeats']} interleaved repeats on {r['torch_threads']} torch "
-            f"thread(s), load average {r['loadavg_start'][0]:.1f} at the start (other jobs ran beside it: read the ratio, "
-            "not the seconds):\n\n"
-            + _table(["profile", "file", "calibration samples per group", "median", f"÷ {base}, median per round"], rows)
+            f"thread(s), 1-minute load average {r['loadavg_start'][0]:.1f} at the start (read the ratio: this machine's "
+            "seconds vary between runs):\n\n"
+            + _table(["profile", "file", "calibration samples per group", "median", f"÷ {r['first']}, median per round"], rows)
             + "\n")
 
 

@@ -106,10 +106,11 @@ class AppState:
         if cached_for is not alloc:
             s = profile.settings()
             if progress is not None and needs_calibration(s):
-                n = profile.meta.get("calib_per_group", "its")
-                progress(0.0, desc=f"quantizing: {s['rounding']} weights and bias corrections from the profile's {n} "
-                                   "calibration samples per group (once per model and profile: tens of seconds on a "
-                                   "2-core CPU)")
+                n = profile.meta.get("calib_per_group")
+                per_group = f" ({n} per group)" if n else ""
+                progress(0.0, desc=f"quantizing: {s['rounding']} weights and bias corrections from the profile's "
+                                   f"calibration samples{per_group}, once per model and profile: tens of seconds on a "
+                                   "2-core CPU")
             qmodel = dadq.quantize(model, profile, alloc)
             self._qmodel = (alloc, qmodel)
         return Snapshot(alloc, alloc_label(alloc), qmodel)
